@@ -1,0 +1,1 @@
+//! stele-api (in progress).

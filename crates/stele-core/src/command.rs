@@ -1,0 +1,66 @@
+//! Commands: what a client request becomes in the replicated log, and what applying one
+//! yields. Both cross the network between nodes and the command reaches disk, so every enum
+//! here has explicit, never-reused variants (serialised in declaration order by postcard:
+//! append new variants at the end only).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{EventRecord, ExpectedRevision, LogPosition, StreamName, StreamRevision};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeleteKind {
+    /// Soft delete: reads see no stream, later appends continue its revisions.
+    Soft,
+    /// Tombstone: the stream is gone for good.
+    Hard,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Append events (all to `stream`) if the stream matches `expected`.
+    Append {
+        stream: StreamName,
+        expected: ExpectedRevision,
+        events: Vec<EventRecord>,
+    },
+    /// Delete or tombstone a stream if it matches `expected`.
+    Delete {
+        stream: StreamName,
+        expected: ExpectedRevision,
+        kind: DeleteKind,
+        /// .NET ticks, stamped by the leader.
+        created_ticks: i64,
+    },
+}
+
+impl Command {
+    pub fn stream(&self) -> &StreamName {
+        match self {
+            Command::Append { stream, .. } | Command::Delete { stream, .. } => stream,
+        }
+    }
+}
+
+/// The outcome of applying a command. Failures that the state machine decides (and every
+/// node decides the same way) are results, not errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    /// The events were written (or were already written by an identical earlier append).
+    Appended {
+        first_revision: StreamRevision,
+        last_revision: StreamRevision,
+        first_position: LogPosition,
+        last_position: LogPosition,
+    },
+    /// The stream was deleted; `position` is that of the delete record.
+    Deleted { position: LogPosition },
+    /// The stream did not match the expected revision. `current` is `None` for no stream.
+    WrongExpectedVersion {
+        current: Option<StreamRevision>,
+        expected: ExpectedRevision,
+    },
+    /// The stream is tombstoned.
+    StreamDeleted,
+    /// Entries that carry no command (leader blanks, membership changes).
+    Nothing,
+}

@@ -1,0 +1,225 @@
+//! The pure decisions of the state machine: whether an append or delete succeeds, given the
+//! stream's state. Every node runs the same function on the same log, so every node decides
+//! the same (DESIGN.md decision 6). The leader runs it early to fail fast; the state machine
+//! runs it again and its answer is the one that counts.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ExpectedRevision, StreamRevision};
+
+/// What the index knows of a stream when a command is decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamState {
+    /// The last revision written, `None` for a stream never written.
+    pub last_revision: Option<u64>,
+    /// Set by a soft delete: revisions below this are gone. A stream whose `deleted_before`
+    /// is past its last revision reads as "no stream".
+    pub deleted_before: Option<u64>,
+    /// Set by a tombstone.
+    pub tombstoned: bool,
+}
+
+impl StreamState {
+    /// Whether the stream currently has readable existence: written, and not soft-deleted
+    /// with nothing written since.
+    pub fn exists(&self) -> bool {
+        match (self.last_revision, self.deleted_before) {
+            (None, _) => false,
+            (Some(last), Some(before)) => last >= before,
+            (Some(_), None) => true,
+        }
+    }
+
+    /// The next revision an append gets.
+    pub fn next_revision(&self) -> u64 {
+        self.last_revision.map_or(0, |r| r + 1)
+    }
+
+    /// The revision reported as "current" in a wrong-expected-version answer.
+    pub fn current_for_conflict(&self) -> Option<StreamRevision> {
+        if self.exists() {
+            self.last_revision.map(StreamRevision)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendDecision {
+    /// Write the events, the first at this revision.
+    Write { first_revision: u64 },
+    /// The same events were already appended at these revisions: answer as then.
+    AlreadyWritten { first_revision: u64, last_revision: u64 },
+    WrongExpectedVersion { current: Option<StreamRevision> },
+    StreamDeleted,
+}
+
+/// Decides an append of events whose ids are `ids`. `existing(id)` says at which revision of
+/// this stream an event id was written, if it was: that is how an idempotent retry (same ids,
+/// same expected revision) is recognised and answered with the original result.
+#[must_use]
+pub fn decide_append(
+    state: &StreamState,
+    expected: ExpectedRevision,
+    ids_len: usize,
+    existing_first: Option<u64>,
+    existing_all_follow: bool,
+) -> AppendDecision {
+    if state.tombstoned {
+        return AppendDecision::StreamDeleted;
+    }
+    if let (Some(first), true) = (existing_first, existing_all_follow) {
+        let matches = match expected {
+            ExpectedRevision::Any | ExpectedRevision::StreamExists => true,
+            ExpectedRevision::NoStream => first == 0 || Some(first) == state.deleted_before,
+            ExpectedRevision::Exact(n) => first == n + 1,
+        };
+        if matches && ids_len > 0 {
+            return AppendDecision::AlreadyWritten {
+                first_revision: first,
+                last_revision: first + ids_len as u64 - 1,
+            };
+        }
+    }
+    let ok = match expected {
+        ExpectedRevision::Any => true,
+        ExpectedRevision::NoStream => !state.exists(),
+        ExpectedRevision::StreamExists => state.exists(),
+        ExpectedRevision::Exact(n) => state.exists() && state.last_revision == Some(n),
+    };
+    if ok {
+        AppendDecision::Write {
+            first_revision: state.next_revision(),
+        }
+    } else {
+        AppendDecision::WrongExpectedVersion {
+            current: state.current_for_conflict(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteDecision {
+    Delete,
+    WrongExpectedVersion { current: Option<StreamRevision> },
+    StreamDeleted,
+}
+
+/// Decides a delete or tombstone. Deleting a stream that does not exist with `Any` succeeds,
+/// as in EventStoreDB.
+pub fn decide_delete(state: &StreamState, expected: ExpectedRevision) -> DeleteDecision {
+    if state.tombstoned {
+        return DeleteDecision::StreamDeleted;
+    }
+    let ok = match expected {
+        ExpectedRevision::Any => true,
+        ExpectedRevision::NoStream => !state.exists(),
+        ExpectedRevision::StreamExists => state.exists(),
+        ExpectedRevision::Exact(n) => state.exists() && state.last_revision == Some(n),
+    };
+    if ok {
+        DeleteDecision::Delete
+    } else {
+        DeleteDecision::WrongExpectedVersion {
+            current: state.current_for_conflict(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(last: Option<u64>) -> StreamState {
+        StreamState {
+            last_revision: last,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn expected_revision_forms() {
+        let empty = stream(None);
+        let two = stream(Some(2));
+        use ExpectedRevision::*;
+        assert_eq!(
+            decide_append(&empty, NoStream, 1, None, false),
+            AppendDecision::Write { first_revision: 0 }
+        );
+        assert_eq!(
+            decide_append(&two, NoStream, 1, None, false),
+            AppendDecision::WrongExpectedVersion {
+                current: Some(StreamRevision(2))
+            }
+        );
+        assert_eq!(
+            decide_append(&empty, StreamExists, 1, None, false),
+            AppendDecision::WrongExpectedVersion { current: None }
+        );
+        assert_eq!(
+            decide_append(&two, Exact(2), 1, None, false),
+            AppendDecision::Write { first_revision: 3 }
+        );
+        assert_eq!(
+            decide_append(&two, Exact(1), 1, None, false),
+            AppendDecision::WrongExpectedVersion {
+                current: Some(StreamRevision(2))
+            }
+        );
+        assert_eq!(
+            decide_append(&two, Any, 1, None, false),
+            AppendDecision::Write { first_revision: 3 }
+        );
+    }
+
+    #[test]
+    fn idempotent_retry_returns_original_revisions() {
+        let s = stream(Some(4));
+        assert_eq!(
+            decide_append(&s, ExpectedRevision::Exact(2), 2, Some(3), true),
+            AppendDecision::AlreadyWritten {
+                first_revision: 3,
+                last_revision: 4
+            }
+        );
+        // Same ids but a different expected revision is a conflict, not a retry.
+        assert_eq!(
+            decide_append(&s, ExpectedRevision::Exact(1), 2, Some(3), true),
+            AppendDecision::WrongExpectedVersion {
+                current: Some(StreamRevision(4))
+            }
+        );
+    }
+
+    #[test]
+    fn soft_deleted_stream_reads_as_no_stream_and_continues_revisions() {
+        let s = StreamState {
+            last_revision: Some(4),
+            deleted_before: Some(5),
+            tombstoned: false,
+        };
+        assert!(!s.exists());
+        assert_eq!(
+            decide_append(&s, ExpectedRevision::NoStream, 1, None, false),
+            AppendDecision::Write { first_revision: 5 }
+        );
+    }
+
+    #[test]
+    fn tombstone_is_final() {
+        let s = StreamState {
+            last_revision: Some(1),
+            deleted_before: None,
+            tombstoned: true,
+        };
+        assert_eq!(
+            decide_append(&s, ExpectedRevision::Any, 1, None, false),
+            AppendDecision::StreamDeleted
+        );
+        assert_eq!(
+            decide_delete(&s, ExpectedRevision::Any),
+            DeleteDecision::StreamDeleted
+        );
+    }
+}

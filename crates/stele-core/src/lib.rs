@@ -1,0 +1,28 @@
+//! Stele's domain, with no I/O: streams, events, positions, expected revisions, stream
+//! metadata, the commands that travel through the replicated log, and the pure decisions
+//! the state machine makes on them.
+//!
+//! Everything here is deterministic: the same log prefix gives the same decision on every
+//! node (DESIGN.md decision 6). Storage, consensus and transport live in other crates and
+//! call into this one; nothing here knows about tokio, files or sockets.
+
+pub mod command;
+pub mod decision;
+pub mod event;
+pub mod metadata;
+pub mod position;
+pub mod stream;
+
+pub use command::{Command, CommandResult, DeleteKind};
+pub use decision::{decide_append, decide_delete, AppendDecision, DeleteDecision, StreamState};
+pub use event::{ContentType, EventRecord, ProposedEvent, RecordedEvent};
+pub use metadata::StreamMetadata;
+pub use position::{ExpectedRevision, LogPosition, StreamRevision};
+pub use stream::{StreamName, StreamNameError};
+
+/// .NET ticks (100 ns units) per second; EventStoreDB timestamps are ticks since the Unix
+/// epoch on the wire (`created` metadata).
+pub const TICKS_PER_SECOND: i64 = 10_000_000;
+
+/// Revision EventStoreDB gives the tombstone event of a hard-deleted stream (`long.MaxValue`).
+pub const TOMBSTONE_REVISION: u64 = i64::MAX as u64;

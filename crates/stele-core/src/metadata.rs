@@ -1,0 +1,94 @@
+//! Stream metadata (`$$<stream>` events of type `$metadata`): the reserved keys that shape
+//! what reads return. ACLs (`$acl`) are kept as raw JSON until access control arrives.
+
+use serde::{Deserialize, Serialize};
+
+use crate::TICKS_PER_SECOND;
+
+/// The event type of a stream metadata event.
+pub const METADATA_EVENT_TYPE: &str = "$metadata";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamMetadata {
+    /// `$maxCount`: only the newest N events are readable.
+    pub max_count: Option<u64>,
+    /// `$maxAge` in seconds: older events are not readable.
+    pub max_age_secs: Option<u64>,
+    /// `$tb`: events before this revision are not readable.
+    pub truncate_before: Option<u64>,
+}
+
+impl StreamMetadata {
+    /// Parses the reserved keys of a metadata event's JSON. Bad JSON or values of the wrong
+    /// type give the empty metadata, as EventStoreDB ignores metadata it cannot parse.
+    pub fn from_json(data: &[u8]) -> StreamMetadata {
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(data)
+        else {
+            return StreamMetadata::default();
+        };
+        let get = |key: &str| map.get(key).and_then(|v| v.as_u64());
+        StreamMetadata {
+            max_count: get("$maxCount"),
+            max_age_secs: get("$maxAge"),
+            truncate_before: get("$tb"),
+        }
+    }
+
+    /// The first revision a read may return, from `$tb` and `$maxCount`.
+    pub fn first_visible_revision(&self, last_revision: u64, deleted_before: Option<u64>) -> u64 {
+        let mut first = self.truncate_before.unwrap_or(0).max(deleted_before.unwrap_or(0));
+        if let Some(max_count) = self.max_count {
+            first = first.max((last_revision + 1).saturating_sub(max_count));
+        }
+        first
+    }
+
+    /// Whether an event created at `created_ticks` is still readable at `now_ticks`.
+    pub fn is_young_enough(&self, created_ticks: i64, now_ticks: i64) -> bool {
+        match self.max_age_secs {
+            Some(max_age) => {
+                let age = max_age.min(i64::MAX as u64 / TICKS_PER_SECOND as u64) as i64;
+                created_ticks >= now_ticks.saturating_sub(age * TICKS_PER_SECOND)
+            }
+            None => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_reserved_keys() {
+        let m = StreamMetadata::from_json(br#"{"$maxCount":3,"$maxAge":60,"$tb":2,"x":1}"#);
+        assert_eq!(m.max_count, Some(3));
+        assert_eq!(m.max_age_secs, Some(60));
+        assert_eq!(m.truncate_before, Some(2));
+        assert_eq!(StreamMetadata::from_json(b"not json"), StreamMetadata::default());
+    }
+
+    #[test]
+    fn first_visible_revision_takes_the_strictest_rule() {
+        let m = StreamMetadata {
+            max_count: Some(3),
+            truncate_before: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(m.first_visible_revision(9, None), 7);
+        assert_eq!(m.first_visible_revision(3, None), 2);
+        assert_eq!(m.first_visible_revision(9, Some(8)), 8);
+        assert_eq!(StreamMetadata::default().first_visible_revision(9, None), 0);
+    }
+
+    #[test]
+    fn max_age_hides_old_events() {
+        let m = StreamMetadata {
+            max_age_secs: Some(10),
+            ..Default::default()
+        };
+        let now = 1_000 * TICKS_PER_SECOND;
+        assert!(m.is_young_enough(now - 5 * TICKS_PER_SECOND, now));
+        assert!(!m.is_young_enough(now - 11 * TICKS_PER_SECOND, now));
+    }
+}

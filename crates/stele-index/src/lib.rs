@@ -1,0 +1,1 @@
+//! stele-index (in progress).

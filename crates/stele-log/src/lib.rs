@@ -1,0 +1,1 @@
+//! stele-log (in progress).

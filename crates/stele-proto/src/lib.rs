@@ -1,0 +1,1 @@
+//! stele-proto (in progress).
