@@ -1,1 +1,122 @@
-//! stele-proto (in progress).
+//! Stele's `.proto` files for the EventStoreDB/KurrentDB client wire contract and the code
+//! generated from them: prost messages, tonic servers and tonic clients (the clients serve
+//! tests). The files live in `proto/` and were written from PROTOCOL.md; package, message
+//! and field names and numbers are the interface and never change.
+//!
+//! The generated modules nest like the protobuf packages (the generated code refers to
+//! other packages through `super::`), and short aliases are re-exported:
+//! `stele_proto::shared` (`event_store.client`), `stele_proto::streams`,
+//! `stele_proto::gossip`, `stele_proto::server_features`, `stele_proto::operations` and
+//! `stele_proto::google_rpc`.
+//!
+//! Deliberately absent for now: persistent subscriptions, projections, users, monitoring
+//! and the v2 protocol, whose full message shapes PROTOCOL.md does not give yet.
+
+/// The protobuf package tree as generated.
+pub mod event_store {
+    pub mod client {
+        #![allow(clippy::all, missing_docs)]
+        include!(concat!(env!("OUT_DIR"), "/event_store.client.rs"));
+
+        pub mod streams {
+            #![allow(clippy::all, missing_docs)]
+            include!(concat!(env!("OUT_DIR"), "/event_store.client.streams.rs"));
+        }
+
+        pub mod server_features {
+            #![allow(clippy::all, missing_docs)]
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/event_store.client.server_features.rs"
+            ));
+        }
+
+        pub mod gossip {
+            #![allow(clippy::all, missing_docs)]
+            include!(concat!(env!("OUT_DIR"), "/event_store.client.gossip.rs"));
+        }
+
+        pub mod operations {
+            #![allow(clippy::all, missing_docs)]
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/event_store.client.operations.rs"
+            ));
+        }
+    }
+}
+
+/// `google.rpc`: the Status carried in-band by BatchAppend, and the Code enum.
+pub mod google {
+    pub mod rpc {
+        #![allow(clippy::all, missing_docs)]
+        include!(concat!(env!("OUT_DIR"), "/google.rpc.rs"));
+    }
+}
+
+pub use event_store::client as shared;
+pub use event_store::client::{gossip, operations, server_features, streams};
+pub use google::rpc as google_rpc;
+
+/// The type URL prefix of a packed `google.protobuf.Any`.
+pub const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
+
+#[cfg(test)]
+mod tests {
+    use prost::{Message, Name};
+
+    use super::*;
+
+    #[test]
+    fn stream_identifier_uses_field_three() {
+        let id = shared::StreamIdentifier {
+            stream_name: "ab".into(),
+        };
+        assert_eq!(id.encode_to_vec(), vec![0x1a, 2, b'a', b'b']);
+    }
+
+    #[test]
+    fn in_band_error_details_have_the_type_urls_clients_test_for() {
+        assert_eq!(
+            shared::WrongExpectedVersion::type_url(),
+            "type.googleapis.com/event_store.client.WrongExpectedVersion"
+        );
+        assert_eq!(
+            shared::MaximumAppendSizeExceeded::type_url(),
+            "type.googleapis.com/event_store.client.MaximumAppendSizeExceeded"
+        );
+    }
+
+    #[test]
+    fn status_details_is_one_any_in_field_three() {
+        let status = google_rpc::Status {
+            code: google_rpc::Code::AlreadyExists as i32,
+            message: "x".into(),
+            details: Some(prost_types::Any {
+                type_url: "t".into(),
+                value: vec![],
+            }),
+        };
+        // code (field 1, varint 6), message (field 2), details (field 3, length-delimited
+        // Any holding type_url "t").
+        assert_eq!(
+            status.encode_to_vec(),
+            vec![0x08, 6, 0x12, 1, b'x', 0x1a, 3, 0x0a, 1, b't']
+        );
+    }
+
+    #[test]
+    fn wrong_expected_version_current_fields_are_six_to_eleven() {
+        use streams::append_resp::wrong_expected_version::{
+            CurrentRevisionOption, ExpectedRevisionOption,
+        };
+        let wev = streams::append_resp::WrongExpectedVersion {
+            current_revision_option: Some(CurrentRevisionOption::CurrentRevision(1)),
+            expected_revision_option: Some(ExpectedRevisionOption::ExpectedNoStream(
+                shared::Empty {},
+            )),
+            ..Default::default()
+        };
+        assert_eq!(wev.encode_to_vec(), vec![6 << 3, 1, (11 << 3) | 2, 0]);
+    }
+}
