@@ -1,0 +1,295 @@
+//! Test helpers for Stele's black-box tests: start a real `stele` process on loopback, wait
+//! until it is ready, kill it with SIGKILL and start it again on the same data.
+//!
+//! What it owns: free ports, the process, its log file (stdout and stderr, in a temp dir
+//! that also holds the data directory of a persistent node) and readiness (`/health/live`
+//! answers 204). What it deliberately does not do: speak gRPC. Tests drive the node with the
+//! official client (`kurrentdb`) through [`TestNode::connection_string`].
+//!
+//! The library cannot name the binary itself (`CARGO_BIN_EXE_stele` exists only inside the
+//! server's own tests), so [`NodeOptions`] takes its path.
+//!
+//! ```no_run
+//! # async fn example() {
+//! use stele_testkit::{NodeOptions, TestNode};
+//! let mut node = TestNode::start(NodeOptions::persistent("target/debug/stele")).await;
+//! let url = node.connection_string(); // esdb://127.0.0.1:<port>?tls=false
+//! node.kill();
+//! node.restart().await; // same ports, same arguments, same data directory
+//! # }
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long [`TestNode::start`] and [`TestNode::restart`] wait for `/health/live` = 204.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How much of the log [`TestNode`] prints when a start fails or a test panics.
+const LOG_TAIL_BYTES: u64 = 8 * 1024;
+
+/// How often readiness is polled.
+const READY_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// What to start: the binary, in-memory or persistent storage, and extra arguments.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    binary_path: PathBuf,
+    persistent: bool,
+    extra_args: Vec<String>,
+    ready_timeout: Duration,
+}
+
+impl NodeOptions {
+    /// A node that keeps everything in memory (`--mem-db`).
+    pub fn in_memory(binary_path: impl Into<PathBuf>) -> NodeOptions {
+        NodeOptions {
+            binary_path: binary_path.into(),
+            persistent: false,
+            extra_args: Vec::new(),
+            ready_timeout: DEFAULT_READY_TIMEOUT,
+        }
+    }
+
+    /// A node whose database lives in a fresh temporary directory (`--db <dir>`), kept
+    /// across [`TestNode::kill`] and [`TestNode::restart`] and removed on drop.
+    pub fn persistent(binary_path: impl Into<PathBuf>) -> NodeOptions {
+        NodeOptions {
+            persistent: true,
+            ..NodeOptions::in_memory(binary_path)
+        }
+    }
+
+    /// Appends one command-line argument (for example `"--max-append-size"`, then `"1024"`).
+    pub fn arg(mut self, arg: impl Into<String>) -> NodeOptions {
+        self.extra_args.push(arg.into());
+        self
+    }
+
+    /// `--max-append-size <bytes>`.
+    pub fn max_append_size_bytes(self, bytes: u64) -> NodeOptions {
+        self.arg("--max-append-size").arg(bytes.to_string())
+    }
+
+    /// `--chunk-size <bytes>`.
+    pub fn chunk_size_bytes(self, bytes: u64) -> NodeOptions {
+        self.arg("--chunk-size").arg(bytes.to_string())
+    }
+
+    /// How long to wait for readiness before failing.
+    pub fn ready_timeout(mut self, timeout: Duration) -> NodeOptions {
+        self.ready_timeout = timeout;
+        self
+    }
+}
+
+/// A running (or killed) `stele` process. Dropping it kills the process.
+pub struct TestNode {
+    options: NodeOptions,
+    http_port: u16,
+    int_tcp_port: u16,
+    /// Holds the log file and, for a persistent node, `db/`.
+    temp_dir: tempfile::TempDir,
+    log_path: PathBuf,
+    child: Option<Child>,
+    http: reqwest::Client,
+}
+
+impl TestNode {
+    /// Picks free loopback ports, spawns the binary with `--insecure` and waits until
+    /// `/health/live` answers 204. Panics with the tail of the node's log if the process
+    /// exits or is not ready in time.
+    pub async fn start(options: NodeOptions) -> TestNode {
+        let temp_dir = tempfile::Builder::new()
+            .prefix("stele-testkit-")
+            .tempdir()
+            .expect("creating the node's temp dir");
+        let log_path = temp_dir.path().join("node.log");
+        let [http_port, int_tcp_port] = free_ports();
+        let mut node = TestNode {
+            options,
+            http_port,
+            int_tcp_port,
+            temp_dir,
+            log_path,
+            child: None,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .expect("building the HTTP client"),
+        };
+        node.spawn_and_wait().await;
+        node
+    }
+
+    /// The port serving gRPC and HTTP.
+    pub fn http_port(&self) -> u16 {
+        self.http_port
+    }
+
+    /// `http://127.0.0.1:<port>`, for plain HTTP requests and raw gRPC channels.
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// The connection string for the official clients: `esdb://127.0.0.1:<port>?tls=false`.
+    pub fn connection_string(&self) -> String {
+        format!("esdb://127.0.0.1:{}?tls=false", self.http_port)
+    }
+
+    /// The data directory of a persistent node.
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        self.options
+            .persistent
+            .then(|| self.temp_dir.path().join("db"))
+    }
+
+    /// The file that receives the node's stdout and stderr (across restarts).
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The last few kilobytes of the node's log.
+    pub fn log_tail(&self) -> String {
+        read_tail(&self.log_path, LOG_TAIL_BYTES)
+    }
+
+    /// Kills the process with SIGKILL (no shutdown, no flush) and reaps it. Idempotent.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // An error means the process already exited; wait() reaps it either way.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the process if it is running, then starts it again with the same arguments,
+    /// ports and data directory, and waits until it is ready.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn_and_wait().await;
+    }
+
+    fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "--insecure".into(),
+            "--node-ip".into(),
+            "127.0.0.1".into(),
+            "--http-port".into(),
+            self.http_port.to_string(),
+            "--int-tcp-port".into(),
+            self.int_tcp_port.to_string(),
+        ];
+        match self.data_dir() {
+            Some(db) => {
+                args.push("--db".into());
+                args.push(db.display().to_string());
+            }
+            None => args.push("--mem-db".into()),
+        }
+        args.extend(self.options.extra_args.iter().cloned());
+        args
+    }
+
+    async fn spawn_and_wait(&mut self) {
+        let args = self.args();
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("opening the node's log file");
+        writeln!(
+            log,
+            "=== stele-testkit: starting {} {}",
+            self.options.binary_path.display(),
+            args.join(" ")
+        )
+        .expect("writing the node's log file");
+        let stderr = log.try_clone().expect("cloning the log file handle");
+        let child = Command::new(&self.options.binary_path)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", self.options.binary_path.display()));
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + self.options.ready_timeout;
+        let url = format!("{}/health/live", self.http_url());
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    panic!(
+                        "stele exited ({status}) before it was ready; log tail:\n{}",
+                        self.log_tail()
+                    );
+                }
+            }
+            let last_seen = match self.http.get(&url).send().await {
+                Ok(resp) if resp.status().as_u16() == 204 => return,
+                Ok(resp) => format!("status {}", resp.status()),
+                Err(e) => format!("error {e}"),
+            };
+            if Instant::now() >= deadline {
+                panic!(
+                    "stele not ready within {:?} (GET /health/live: {last_seen}); log tail:\n{}",
+                    self.options.ready_timeout,
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(READY_POLL_INTERVAL).await;
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- stele log tail ({}):\n{}\n--- end of stele log",
+                self.log_path.display(),
+                self.log_tail()
+            );
+        }
+        self.kill();
+    }
+}
+
+/// Distinct loopback ports that were free a moment ago. The listeners are closed before the
+/// node binds the ports, so another process could take one in between; on a test machine
+/// that is rare enough.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| {
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding an ephemeral loopback port")
+        })
+        .collect();
+    std::array::from_fn(|i| {
+        listeners[i]
+            .local_addr()
+            .expect("reading a bound port")
+            .port()
+    })
+}
+
+fn read_tail(path: &Path, max_bytes: u64) -> String {
+    let Ok(mut file) = File::open(path) else {
+        return format!("(no log at {})", path.display());
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(max_bytes);
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(start)).is_err() || file.read_to_end(&mut bytes).is_err() {
+        return format!("(could not read {})", path.display());
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
