@@ -15,10 +15,12 @@ use crate::VNodeState;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppendOutcome {
     Success {
-        /// Revision of the last event appended.
-        current_revision: StreamRevision,
-        /// Position of the last event appended.
-        position: LogPosition,
+        /// Revision of the last event appended; `None` only for an append of no events to
+        /// a stream that does not exist (the wire's `no_stream`).
+        current_revision: Option<StreamRevision>,
+        /// Position of the last event appended; `None` when nothing was appended (the
+        /// wire's `no_position`).
+        position: Option<LogPosition>,
     },
     WrongExpectedVersion {
         current: Option<StreamRevision>,

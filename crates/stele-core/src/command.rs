@@ -63,4 +63,28 @@ pub enum CommandResult {
     StreamDeleted,
     /// Entries that carry no command (leader blanks, membership changes).
     Nothing,
+    /// An append of no events passed its check; `current` is the stream's last revision.
+    AppendedNothing { current: Option<StreamRevision> },
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Append {
+                stream,
+                expected,
+                events,
+            } => write!(
+                f,
+                "Append({stream}, {expected:?}, {} events)",
+                events.len()
+            ),
+            Command::Delete {
+                stream,
+                expected,
+                kind,
+                ..
+            } => write!(f, "Delete({stream}, {expected:?}, {kind:?})"),
+        }
+    }
 }

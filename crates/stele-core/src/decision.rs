@@ -55,9 +55,11 @@ pub enum AppendDecision {
     StreamDeleted,
 }
 
-/// Decides an append of events whose ids are `ids`. `existing(id)` says at which revision of
-/// this stream an event id was written, if it was: that is how an idempotent retry (same ids,
-/// same expected revision) is recognised and answered with the original result.
+/// Decides an append of `ids_len` events. `existing_first` is the revision of this stream at
+/// which the first event's id was already written, if it was, and `existing_all_follow` says
+/// whether every other event's id follows it at the next revisions: that is how an idempotent
+/// retry (same ids, same expected revision) is recognised and answered with the original
+/// result instead of writing twice.
 #[must_use]
 pub fn decide_append(
     state: &StreamState,
