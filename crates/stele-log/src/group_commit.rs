@@ -1,0 +1,168 @@
+//! [`GroupCommitter`]: a writer thread that turns many concurrent appends into few fsyncs. It
+//! takes one operation from a bounded queue, drains what else is queued, performs them in order,
+//! syncs once, and only then runs the callbacks. It owns ordering and batching; the log does the
+//! I/O.
+
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::error::LogError;
+use crate::log::Log;
+
+/// Called with the positions once the records are durable, or with the error.
+pub type AppendDone = Box<dyn FnOnce(Result<Vec<u64>, LogError>) + Send>;
+/// Called once the truncation is durable, or with the error.
+pub type TruncateDone = Box<dyn FnOnce(Result<(), LogError>) + Send>;
+
+enum Op {
+    Append(Vec<Vec<u8>>, AppendDone),
+    Truncate(u64, TruncateDone),
+}
+
+/// Owns the writer thread over a shared [`Log`]. Dropping it stops the thread after the queued
+/// operations are done, like [`GroupCommitter::stop`].
+pub struct GroupCommitter {
+    sender: Option<SyncSender<Op>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl GroupCommitter {
+    /// Starts the writer thread. `queue_capacity` bounds the operations waiting (at least 1);
+    /// a full queue blocks the caller of `append`/`truncate` (back-pressure).
+    pub fn start(log: Arc<Log>, queue_capacity: usize) -> GroupCommitter {
+        let capacity = queue_capacity.max(1);
+        let (sender, receiver) = mpsc::sync_channel(capacity);
+        let thread = std::thread::Builder::new()
+            .name("stele-log-writer".into())
+            .spawn(move || run(&log, &receiver, capacity))
+            .expect("spawning the log writer thread");
+        GroupCommitter {
+            sender: Some(sender),
+            thread: Some(thread),
+        }
+    }
+
+    /// Queues records for appending. `done` runs on the writer thread after they are durable
+    /// (after the fsync that covers them), never before; it must not block on this committer.
+    pub fn append(&self, payloads: Vec<Vec<u8>>, done: AppendDone) {
+        if let Err(mpsc::SendError(Op::Append(_, done))) = self.send(Op::Append(payloads, done)) {
+            done(Err(LogError::Stopped));
+        }
+    }
+
+    /// Queues a truncation, performed in order with the appends around it. `done` runs once it
+    /// is durable.
+    pub fn truncate(&self, position: u64, done: TruncateDone) {
+        if let Err(mpsc::SendError(Op::Truncate(_, done))) = self.send(Op::Truncate(position, done))
+        {
+            done(Err(LogError::Stopped));
+        }
+    }
+
+    fn send(&self, op: Op) -> Result<(), mpsc::SendError<Op>> {
+        match &self.sender {
+            Some(sender) => sender.send(op),
+            None => Err(mpsc::SendError(op)),
+        }
+    }
+
+    /// Finishes the queued operations and stops the thread.
+    pub fn stop(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        // Closing the channel lets the thread finish what is queued and exit.
+        self.sender.take();
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the log writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for GroupCommitter {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+/// Appends written but not yet covered by a sync, with their callbacks.
+type Pending = Vec<(AppendDone, Result<Vec<u64>, LogError>)>;
+
+fn run(log: &Log, receiver: &Receiver<Op>, batch_ops_max: usize) {
+    let mut next = None;
+    loop {
+        let first = match next.take() {
+            Some(op) => op,
+            None => match receiver.recv() {
+                Ok(op) => op,
+                Err(_) => break,
+            },
+        };
+        let mut batch = vec![first];
+        while batch.len() < batch_ops_max {
+            match receiver.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        perform(log, batch);
+        match receiver.try_recv() {
+            Ok(op) => next = Some(op),
+            Err(TryRecvError::Empty) => catch_up_checkpoint(log),
+            Err(TryRecvError::Disconnected) => break,
+        }
+    }
+    catch_up_checkpoint(log);
+}
+
+fn perform(log: &Log, batch: Vec<Op>) {
+    let mut pending: Pending = Vec::new();
+    for op in batch {
+        match op {
+            Op::Append(payloads, done) => {
+                let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+                pending.push((done, log.append(&refs)));
+            }
+            Op::Truncate(position, done) => {
+                // What came before the truncation is made durable (and acknowledged) first.
+                commit(log, &mut pending);
+                done(log.truncate(position));
+            }
+        }
+    }
+    commit(log, &mut pending);
+}
+
+/// One sync for every pending append, then their callbacks in order.
+fn commit(log: &Log, pending: &mut Pending) {
+    if pending.is_empty() {
+        return;
+    }
+    let synced = if pending.iter().any(|(_, result)| result.is_ok()) {
+        log.sync().map(|_| ())
+    } else {
+        Ok(())
+    };
+    for (done, result) in pending.drain(..) {
+        match (&synced, result) {
+            (Ok(()), result) => done(result),
+            (Err(error), Ok(_)) => done(Err(error.duplicate())),
+            (Err(_), Err(error)) => done(Err(error)),
+        }
+    }
+}
+
+/// When the queue is idle and the header checkpoint trails the durable end, one more header
+/// write and sync lets it catch up, so a restart verifies as much as possible strictly.
+fn catch_up_checkpoint(log: &Log) {
+    if log.is_poisoned() || log.checkpoint() >= log.durable_end() {
+        return;
+    }
+    if let Err(error) = log.sync() {
+        tracing::error!(%error, "checkpoint catch-up sync failed");
+    }
+}
