@@ -1,1 +1,83 @@
-fn main() {}
+//! `stele`: runs a node (`stele [run] [options]`). Operator subcommands (`stele bench ...`)
+//! are dispatched here too.
+
+use std::process::ExitCode;
+
+use stele_server::config::{self, Options};
+use stele_server::logging;
+
+/// Exit code for a command line or configuration the node cannot start with.
+const EXIT_CONFIG: u8 = 2;
+/// Exit code for a node that started and then failed.
+const EXIT_FAILURE: u8 = 1;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    match args.first().map(String::as_str) {
+        Some("run") => run(&args[1..]),
+        // `stele bench ...` goes to `src/bench.rs` once it lands.
+        Some("bench") => {
+            eprintln!("stele: the bench command is not in this build yet");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        _ => run(&args),
+    }
+}
+
+fn run(args: &[String]) -> ExitCode {
+    if args.iter().any(|arg| arg == "--help" || arg == "-h") {
+        print!("{}", config::help_text());
+        return ExitCode::SUCCESS;
+    }
+    if args.iter().any(|arg| arg == "--version") {
+        println!("stele {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    let (options, warnings) = match config::parse(args, &env) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            eprintln!("stele: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    logging::init(options.log_level);
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("stele: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    // WIRING: the one line to change when src/run.rs lands (then delete run_node_placeholder):
+    let outcome = runtime.block_on(run_node_placeholder(options));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("stele: {error:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// Stands in for `stele_server::run::run_node` until it exists.
+async fn run_node_placeholder(options: Options) -> Result<(), String> {
+    let _ = options;
+    Err("running a node is not wired into this build yet".into())
+}

@@ -1,0 +1,181 @@
+//! Node configuration in EventStoreDB's language (DESIGN.md decision 11).
+//!
+//! Every option has EventStoreDB's name in three sources:
+//! - the command line, kebab-case: `--cluster-size 3`, `--cluster-size=3`, a bare `--insecure`;
+//! - the environment: `EVENTSTORE_CLUSTER_SIZE`, `KURRENTDB_CLUSTER_SIZE`, `STELE_CLUSTER_SIZE`
+//!   (in increasing precedence when several are set);
+//! - a YAML file given by `--config`, PascalCase keys: `ClusterSize: 3`.
+//!
+//! Names match case-insensitively with dashes and underscores ignored, as in EventStoreDB.
+//! Precedence is command line > environment > config file > default. An unknown option or a
+//! bad value is an error that names it; an option recognised but not acted on yet is named in
+//! a warning returned to the caller. The options themselves are listed once, in
+//! [`table`](self::table), which generates [`Options`] and [`OPTIONS`].
+//!
+//! This module reads text and builds a value; it does not log, and it reads no file but the
+//! one `Config` names. There is no default config file (EventStoreDB reads
+//! `/etc/eventstore/eventstore.conf` when present; Stele reads only what it is told to).
+
+mod error;
+mod resolve;
+mod source;
+mod spec;
+mod table;
+mod value;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+pub use error::{ConfigError, Origin};
+pub use spec::{OptionSpec, Status};
+pub use table::{Options, OPTIONS};
+pub use value::{HostPort, LogLevel, RunProjections};
+
+use resolve::Resolver;
+use source::Setting;
+
+/// Builds the node's options from the command-line arguments (without the program name and
+/// subcommand) and the environment. Returns the options and the warnings to log at startup.
+pub fn parse(
+    args: &[String],
+    env: &[(String, String)],
+) -> Result<(Options, Vec<String>), ConfigError> {
+    let mut settings = source::command_line(args)?;
+    settings.extend(source::environment(env));
+    if let Some(path) = config_path(&settings)? {
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::ConfigFile {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let from_file = source::config_file(&path, &text)?;
+        if let Some(setting) = from_file
+            .iter()
+            .find(|s| s.option.is_some_and(|o| o.name == "Config"))
+        {
+            return Err(ConfigError::NotAllowedHere {
+                option: "Config",
+                origin: setting.origin.clone(),
+            });
+        }
+        settings.extend(from_file);
+    }
+
+    let mut resolver = Resolver::new(settings)?;
+    let options = Options::build(&mut resolver)?;
+
+    let mut warnings = Vec::new();
+    for setting in &resolver.unknown {
+        let error = unknown_option(setting);
+        if !options.allow_unknown_options {
+            return Err(error);
+        }
+        warnings.push(format!(
+            "{error}: ignored because AllowUnknownOptions is set"
+        ));
+    }
+    if !options.insecure {
+        let certificate_option = OPTIONS
+            .iter()
+            .filter(|o| o.name.starts_with("Certificate") || o.name.starts_with("TrustedRoot"))
+            .find(|o| resolver.setting(o.name).is_some())
+            .map(|o| o.name);
+        return Err(ConfigError::TlsNotSupported { certificate_option });
+    }
+    validate(&options)?;
+    for (name, origin) in &resolver.not_acted {
+        warnings.push(format!(
+            "option {name} is recognised but not acted on yet (set by {origin})"
+        ));
+    }
+    Ok((options, warnings))
+}
+
+/// The config file named on the command line or in the environment. The file cannot name
+/// another one.
+fn config_path(settings: &[Setting]) -> Result<Option<PathBuf>, ConfigError> {
+    let mut winner: Option<&Setting> = None;
+    for setting in settings {
+        if setting.option.is_some_and(|o| o.name == "Config")
+            && winner.is_none_or(|w| setting.layer >= w.layer)
+        {
+            winner = Some(setting);
+        }
+    }
+    Ok(winner
+        .and_then(|setting| setting.value.as_deref())
+        .filter(|path| !path.trim().is_empty())
+        .map(PathBuf::from))
+}
+
+fn unknown_option(setting: &Setting) -> ConfigError {
+    ConfigError::UnknownOption {
+        origin: setting.origin.clone(),
+        suggestion: spec::closest(setting.written_key()).map(|option| setting.spell(option)),
+    }
+}
+
+/// Checks that involve what a value means rather than its type.
+fn validate(options: &Options) -> Result<(), ConfigError> {
+    let invalid = |option, message: &str| {
+        Err(ConfigError::Invalid {
+            option,
+            message: message.to_owned(),
+        })
+    };
+    if options.cluster_size == 0 {
+        return invalid("ClusterSize", "a cluster has at least one node");
+    }
+    if options.chunk_size == 0 {
+        return invalid("ChunkSize", "must be greater than 0");
+    }
+    if options.max_append_size == 0 {
+        return invalid("MaxAppendSize", "must be greater than 0");
+    }
+    Ok(())
+}
+
+/// The `--help` text: every option with its other spellings, default and status.
+pub fn help_text() -> String {
+    let mut text = String::from(
+        "Usage: stele [run] [OPTIONS]\n\
+         \n\
+         Runs a Stele node. Options use EventStoreDB's names: --kebab-case on the command line,\n\
+         PascalCase in the YAML file given by --config, and EVENTSTORE_SNAKE_CASE or\n\
+         STELE_SNAKE_CASE in the environment. Precedence: command line > environment >\n\
+         config file > default.\n\
+         \n\
+         Other commands:\n  \
+           stele --help       this text\n  \
+           stele --version    the version\n\
+         \n\
+         Options:\n",
+    );
+    for option in OPTIONS {
+        let value = if option.is_flag {
+            String::from(" [true|false]")
+        } else {
+            format!(" <{}>", option.placeholder)
+        };
+        let _ = writeln!(text, "  {}{value}", option.flag());
+        let _ = write!(text, "      {}", option.help.trim());
+        if !option.default.is_empty() {
+            let _ = write!(text, " [default: {}]", option.default);
+        }
+        if option.status == Status::NotYet {
+            text.push_str(" [not acted on yet]");
+        }
+        text.push('\n');
+        if !option.aliases.is_empty() {
+            let aliases: Vec<String> = option
+                .aliases
+                .iter()
+                .map(|alias| format!("--{}", spec::kebab_case(alias)))
+                .collect();
+            let _ = writeln!(text, "      Also: {}", aliases.join(", "));
+        }
+    }
+    text
+}
