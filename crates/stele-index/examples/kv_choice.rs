@@ -19,7 +19,13 @@
 //! position and the event-id table for idempotency). redb's `full` is run twice: stream keys
 //! by name bytes, and by a 64-bit stream id assigned in a name → id table.
 //!
+//! A last line runs the same workload through `stele-index` itself (`Index::begin`,
+//! `put_event`, `stream_state` + `put_stream_state`, `set_checkpoint`, `commit`; reads through
+//! `Index::stream_state` and `Index::stream_range`), to see what the API costs over raw redb.
+//!
 //! Stream names are `customer-` plus 16 hex digits (25 bytes), a typical EventStoreDB name.
+//! `KV_CHOICE_BATCH=1000` changes the events per batch. Other processes on the machine skew
+//! the numbers: compare stores within one run, not across runs.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -28,6 +34,16 @@ use std::time::{Duration, Instant};
 const EVENTS: u64 = 200_000;
 const STREAMS: u64 = 1_000;
 const BATCH: u64 = 100;
+
+/// Events per batch: `BATCH`, or `KV_CHOICE_BATCH` from the environment to see how the
+/// stores scale with bigger transactions.
+fn batch_size() -> u64 {
+    std::env::var("KV_CHOICE_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(BATCH)
+}
 const LOOKUPS: u64 = 200_000;
 const SCANS: u64 = 20_000;
 const SCAN_LEN: u64 = 100;
@@ -91,10 +107,11 @@ fn plan() -> (Vec<Batch>, Vec<u64>) {
     let mut next_revision = vec![0u64; STREAMS as usize];
     let mut position = 0u64;
     let mut batches = Vec::new();
-    for _ in 0..EVENTS / BATCH {
-        let mut events = Vec::with_capacity(BATCH as usize);
+    let batch_size = batch_size();
+    for _ in 0..EVENTS / batch_size {
+        let mut events = Vec::with_capacity(batch_size as usize);
         let mut touched = std::collections::BTreeMap::new();
-        for _ in 0..BATCH {
+        for _ in 0..batch_size {
             let s = rng.below(STREAMS);
             let revision = next_revision[s as usize];
             next_revision[s as usize] += 1;
@@ -368,6 +385,73 @@ mod fjall_store {
     }
 }
 
+/// The same workload through `stele-index` itself (full layout, keyed by id, with the
+/// checkpoint written in each batch), to see what the API adds over raw redb.
+mod stele_index_store {
+    use super::*;
+    use stele_core::{StreamName, StreamState};
+    use stele_index::{Checkpoint, Index};
+
+    pub fn run(
+        dir: &Path,
+        batches: &[Batch],
+        lengths: &[u64],
+    ) -> Result<Results, Box<dyn std::error::Error>> {
+        let path = dir.join("index.redb");
+        let index = Index::open(&path)?;
+        let names: Vec<StreamName> = (0..STREAMS)
+            .map(|i| StreamName::from_bytes(&stream_name(i)))
+            .collect::<Result<_, _>>()?;
+
+        let start = Instant::now();
+        for (n, batch) in batches.iter().enumerate() {
+            let mut w = index.begin()?;
+            for &(s, rev, pos, id) in &batch.events {
+                w.put_event(&names[s as usize], rev, pos, &uuid::Uuid::from_bytes(id))?;
+            }
+            for &(s, last) in &batch.touched {
+                let name = &names[s as usize];
+                let mut state: StreamState = w.stream_state(name)?;
+                state.last_revision = Some(last);
+                w.put_stream_state(name, &state)?;
+            }
+            w.set_checkpoint(&Checkpoint {
+                applied_log_index: n as u64,
+                applied_term: 1,
+                applied_leader_node: 1,
+                log_position: batch.events.last().map_or(0, |e| e.2 + 200),
+                membership: Vec::new(),
+            })?;
+            w.commit()?;
+        }
+        let inserts_per_sec = EVENTS as f64 / start.elapsed().as_secs_f64();
+        index.flush()?;
+
+        let mut rng = Rng(42);
+        let start = Instant::now();
+        for _ in 0..LOOKUPS {
+            let s = rng.below(STREAMS) as usize;
+            black_box(index.stream_state(&names[s])?);
+        }
+        let lookups_per_sec = LOOKUPS as f64 / start.elapsed().as_secs_f64();
+
+        let start = Instant::now();
+        for _ in 0..SCANS {
+            let s = rng.below(STREAMS) as usize;
+            let from = rng.below(lengths[s].saturating_sub(SCAN_LEN) + 1);
+            black_box(index.stream_range(&names[s], from, true, SCAN_LEN as usize)?);
+        }
+        let scans_per_sec = SCANS as f64 / start.elapsed().as_secs_f64();
+        drop(index);
+        Ok(Results {
+            inserts_per_sec,
+            lookups_per_sec,
+            scans_per_sec,
+            size_bytes: dir_size(&path),
+        })
+    }
+}
+
 fn report(store: &str, layout: Layout, r: &Results) {
     println!(
         "{store:<6} {:<22} {:>12.0} {:>12.0} {:>10.0} {:>9.1}",
@@ -382,8 +466,9 @@ fn report(store: &str, layout: Layout, r: &Results) {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (batches, lengths) = plan();
     println!(
-        "{EVENTS} events over {STREAMS} streams, batches of {BATCH}; \
-         {LOOKUPS} state lookups; {SCANS} scans of {SCAN_LEN} revisions"
+        "{EVENTS} events over {STREAMS} streams, batches of {}; \
+         {LOOKUPS} state lookups; {SCANS} scans of {SCAN_LEN} revisions",
+        batch_size()
     );
     println!(
         "{:<6} {:<22} {:>12} {:>12} {:>10} {:>9}",
@@ -399,5 +484,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             report("fjall", layout, &r);
         }
     }
+    let dir = tempfile::tempdir()?;
+    let r = stele_index_store::run(dir.path(), &batches, &lengths)?;
+    println!(
+        "{:<29} {:>12.0} {:>12.0} {:>10.0} {:>9.1}",
+        "stele-index (as built)",
+        r.inserts_per_sec,
+        r.lookups_per_sec,
+        r.scans_per_sec,
+        r.size_bytes as f64 / (1024.0 * 1024.0),
+    );
     Ok(())
 }

@@ -242,3 +242,315 @@ impl Index {
         }
     }
 }
+
+#[cfg(test)]
+impl Index {
+    /// Non-durable commits since the last durable one.
+    pub(crate) fn commits_since_durable(&self) -> u64 {
+        self.clock
+            .lock()
+            .expect("durability clock lock poisoned")
+            .commits_since_durable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stele_core::TOMBSTONE_REVISION;
+    use uuid::Uuid;
+
+    fn name(s: &str) -> StreamName {
+        StreamName::new(s).unwrap()
+    }
+
+    fn checkpoint(n: u64) -> Checkpoint {
+        Checkpoint {
+            applied_log_index: n,
+            applied_term: 2,
+            applied_leader_node: 3,
+            log_position: n * 100,
+            membership: vec![1, 2, 3, n as u8],
+        }
+    }
+
+    /// Writes `count` events to `stream` from revision `first`, at positions from `position`
+    /// by 10.
+    fn put_events(
+        w: &mut IndexWriter<'_>,
+        stream: &StreamName,
+        first: u64,
+        count: u64,
+        position: u64,
+    ) {
+        for i in 0..count {
+            w.put_event(stream, first + i, position + 10 * i, &Uuid::new_v4())
+                .unwrap();
+        }
+        let state = StreamState {
+            last_revision: Some(first + count - 1),
+            ..Default::default()
+        };
+        w.put_stream_state(stream, &state).unwrap();
+    }
+
+    #[test]
+    fn index_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Index>();
+        assert_send_sync::<IndexSnapshot>();
+    }
+
+    #[test]
+    fn empty_index_answers_defaults() {
+        let index = Index::in_memory().unwrap();
+        let s = name("orders-1");
+        assert_eq!(index.checkpoint().unwrap(), None);
+        assert_eq!(index.stream_state(&s).unwrap(), StreamState::default());
+        assert_eq!(
+            index.stream_metadata(&s).unwrap(),
+            StreamMetadata::default()
+        );
+        assert!(index.stream_range(&s, 0, true, 10).unwrap().is_empty());
+        assert!(index
+            .stream_range(&s, u64::MAX, false, 10)
+            .unwrap()
+            .is_empty());
+        assert!(index.all_range(0, true, 10).unwrap().is_empty());
+        assert!(index.all_range(u64::MAX, false, 10).unwrap().is_empty());
+        assert_eq!(index.last_position().unwrap(), None);
+        assert_eq!(index.event_revision(&Uuid::new_v4()).unwrap(), None);
+    }
+
+    #[test]
+    fn ranges_go_both_ways_and_stop_at_count() {
+        let index = Index::in_memory().unwrap();
+        let a = name("a");
+        let ab = name("ab");
+        let mut w = index.begin().unwrap();
+        put_events(&mut w, &a, 0, 5, 1000); // positions 1000..=1040
+        put_events(&mut w, &ab, 0, 3, 2000); // positions 2000..=2020
+        w.commit().unwrap();
+
+        assert_eq!(
+            index.stream_range(&a, 0, true, 100).unwrap(),
+            vec![(0, 1000), (1, 1010), (2, 1020), (3, 1030), (4, 1040)]
+        );
+        assert_eq!(
+            index.stream_range(&a, 2, true, 2).unwrap(),
+            vec![(2, 1020), (3, 1030)]
+        );
+        assert_eq!(
+            index.stream_range(&a, 2, false, 100).unwrap(),
+            vec![(2, 1020), (1, 1010), (0, 1000)]
+        );
+        assert_eq!(
+            index.stream_range(&a, u64::MAX, false, 2).unwrap(),
+            vec![(4, 1040), (3, 1030)]
+        );
+        assert!(index.stream_range(&a, 5, true, 10).unwrap().is_empty());
+        assert!(index.stream_range(&a, 0, true, 0).unwrap().is_empty());
+        // A stream whose name extends another's sees only its own events.
+        assert_eq!(index.stream_range(&ab, 0, true, 100).unwrap().len(), 3);
+
+        assert_eq!(
+            index.all_range(1035, true, 3).unwrap(),
+            vec![(1040, 4), (2000, 0), (2010, 1)]
+        );
+        assert_eq!(
+            index.all_range(2000, false, 3).unwrap(),
+            vec![(2000, 0), (1040, 4), (1030, 3)]
+        );
+        assert_eq!(index.all_range(1999, false, 1).unwrap(), vec![(1040, 4)]);
+        assert_eq!(index.last_position().unwrap(), Some(2020));
+        assert_eq!(index.stream_state(&a).unwrap().last_revision, Some(4));
+    }
+
+    #[test]
+    fn tombstone_revision_sorts_last() {
+        let index = Index::in_memory().unwrap();
+        let s = name("gone");
+        let mut w = index.begin().unwrap();
+        put_events(&mut w, &s, 0, 2, 0);
+        w.put_event(&s, TOMBSTONE_REVISION, 500, &Uuid::new_v4())
+            .unwrap();
+        w.commit().unwrap();
+        assert_eq!(
+            index.stream_range(&s, u64::MAX, false, 1).unwrap(),
+            vec![(TOMBSTONE_REVISION, 500)]
+        );
+        assert_eq!(
+            index.stream_range(&s, 1, true, 10).unwrap(),
+            vec![(1, 10), (TOMBSTONE_REVISION, 500)]
+        );
+    }
+
+    #[test]
+    fn metadata_and_state_are_kept_apart() {
+        let index = Index::in_memory().unwrap();
+        let s = name("orders");
+        let metadata = StreamMetadata {
+            max_count: Some(3),
+            ..Default::default()
+        };
+        let state = StreamState {
+            last_revision: Some(7),
+            deleted_before: Some(3),
+            tombstoned: false,
+        };
+        let mut w = index.begin().unwrap();
+        w.put_stream_metadata(&s, &metadata).unwrap();
+        w.put_stream_state(&s, &state).unwrap();
+        w.commit().unwrap();
+        assert_eq!(index.stream_metadata(&s).unwrap(), metadata);
+        assert_eq!(index.stream_state(&s).unwrap(), state);
+        let mut w = index.begin().unwrap();
+        w.put_stream_state(&s, &StreamState::default()).unwrap();
+        w.commit().unwrap();
+        assert_eq!(index.stream_metadata(&s).unwrap(), metadata);
+    }
+
+    #[test]
+    fn dropped_writer_rolls_back() {
+        let index = Index::in_memory().unwrap();
+        let s = name("orders");
+        let mut w = index.begin().unwrap();
+        put_events(&mut w, &s, 0, 3, 0);
+        w.set_checkpoint(&checkpoint(1)).unwrap();
+        drop(w);
+        assert_eq!(index.checkpoint().unwrap(), None);
+        assert_eq!(index.stream_state(&s).unwrap(), StreamState::default());
+        assert_eq!(index.last_position().unwrap(), None);
+    }
+
+    #[test]
+    fn a_snapshot_does_not_see_later_commits() {
+        let index = Index::in_memory().unwrap();
+        let s = name("orders");
+        let snapshot = index.snapshot().unwrap();
+        let mut w = index.begin().unwrap();
+        put_events(&mut w, &s, 0, 3, 0);
+        w.commit().unwrap();
+        assert_eq!(snapshot.stream_state(&s).unwrap(), StreamState::default());
+        assert!(snapshot.stream_range(&s, 0, true, 10).unwrap().is_empty());
+        assert_eq!(index.stream_range(&s, 0, true, 10).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn reopening_a_file_returns_the_last_committed_checkpoint_and_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let s = name("orders");
+        let id = Uuid::new_v4();
+        {
+            let index = Index::open(&path).unwrap();
+            let mut w = index.begin().unwrap();
+            put_events(&mut w, &s, 0, 3, 0);
+            w.set_checkpoint(&checkpoint(1)).unwrap();
+            w.commit_durable().unwrap();
+            // The last commit is not durable: a clean close keeps it all the same.
+            let mut w = index.begin().unwrap();
+            w.put_event(&s, 3, 30, &id).unwrap();
+            w.put_stream_state(
+                &s,
+                &StreamState {
+                    last_revision: Some(3),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            w.set_checkpoint(&checkpoint(2)).unwrap();
+            w.commit().unwrap();
+            // An uncommitted transaction is not.
+            let mut w = index.begin().unwrap();
+            w.put_event(&s, 4, 40, &Uuid::new_v4()).unwrap();
+            w.set_checkpoint(&checkpoint(3)).unwrap();
+        }
+        let index = Index::open(&path).unwrap();
+        assert_eq!(index.checkpoint().unwrap(), Some(checkpoint(2)));
+        assert_eq!(
+            index.stream_range(&s, 0, true, 10).unwrap(),
+            vec![(0, 0), (1, 10), (2, 20), (3, 30)]
+        );
+        assert_eq!(index.stream_state(&s).unwrap().last_revision, Some(3));
+        assert_eq!(index.last_position().unwrap(), Some(30));
+        assert_eq!(index.event_revision(&id).unwrap(), Some((s.clone(), 3)));
+        // Stream ids continue where they were: a new stream does not take an old one's id.
+        let t = name("other");
+        let mut w = index.begin().unwrap();
+        put_events(&mut w, &t, 0, 1, 100);
+        w.commit().unwrap();
+        assert_eq!(index.stream_range(&s, 0, true, 10).unwrap().len(), 4);
+        assert_eq!(index.stream_range(&t, 0, true, 10).unwrap(), vec![(0, 100)]);
+    }
+
+    #[test]
+    fn an_index_of_another_format_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        drop(Index::open(&path).unwrap());
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META)
+                .unwrap()
+                .insert(META_FORMAT_VERSION, schema::encode_u64(99).as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let err = Index::open(&path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                IndexError::FormatVersion {
+                    found: 99,
+                    expected: FORMAT_VERSION,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("rebuild"), "{err}");
+    }
+
+    #[test]
+    fn opening_a_path_that_cannot_be_created_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing-dir").join("index.redb");
+        let err = Index::open(&path).unwrap_err();
+        assert!(matches!(err, IndexError::Open { .. }), "{err:?}");
+        assert!(err.to_string().contains("missing-dir"), "{err}");
+    }
+
+    #[test]
+    fn every_nth_commit_is_durable() {
+        let index = Index::in_memory_with(IndexOptions {
+            durable_every_commits: 3,
+            durable_every: Duration::from_secs(3600),
+            ..IndexOptions::default()
+        })
+        .unwrap();
+        let commit = || index.begin().unwrap().commit().unwrap();
+        commit();
+        commit();
+        assert_eq!(index.commits_since_durable(), 2);
+        commit();
+        assert_eq!(index.commits_since_durable(), 0);
+        commit();
+        assert_eq!(index.commits_since_durable(), 1);
+        index.flush().unwrap();
+        assert_eq!(index.commits_since_durable(), 0);
+    }
+
+    #[test]
+    fn a_commit_long_after_the_last_durable_one_is_durable() {
+        let index = Index::in_memory_with(IndexOptions {
+            durable_every_commits: u64::MAX,
+            durable_every: Duration::ZERO,
+            ..IndexOptions::default()
+        })
+        .unwrap();
+        index.begin().unwrap().commit().unwrap();
+        assert_eq!(index.commits_since_durable(), 0);
+    }
+}

@@ -23,6 +23,13 @@ pub struct IndexWriter<'a> {
     /// Stream ids seen in this transaction, so that putting many events to one stream looks
     /// its id up once.
     stream_ids: HashMap<StreamName, u64>,
+    /// Events put but not yet written to their tables, as (stream id, revision, position,
+    /// event id). They are written at commit, opening each table once instead of three
+    /// times per event (measured: about a quarter of the insert cost). Bounded by what the
+    /// caller puts in one transaction.
+    pending_events: Vec<(u64, u64, u64, u128)>,
+    /// The pending events by id, so that the idempotency lookup sees them.
+    pending_ids: HashMap<u128, (u64, u64)>,
 }
 
 impl std::fmt::Debug for IndexWriter<'_> {
@@ -37,6 +44,8 @@ impl<'a> IndexWriter<'a> {
             index,
             tx,
             stream_ids: HashMap::new(),
+            pending_events: Vec::new(),
+            pending_ids: HashMap::new(),
         }
     }
 
@@ -63,14 +72,17 @@ impl<'a> IndexWriter<'a> {
     /// The stream and revision an event id was written at, including this transaction's
     /// writes: the idempotency lookup.
     pub fn event_revision(&self, id: &uuid::Uuid) -> Result<Option<(StreamName, u64)>, IndexError> {
-        let ids = self
-            .tx
-            .open_table(EVENT_IDS)
-            .map_err(IndexError::store("opening event_ids"))?;
         let names = self
             .tx
             .open_table(STREAM_NAMES)
             .map_err(IndexError::store("opening stream_names"))?;
+        if let Some(&(stream_id, revision)) = self.pending_ids.get(&id.as_u128()) {
+            return Ok(Some((schema::stream_name(&names, stream_id)?, revision)));
+        }
+        let ids = self
+            .tx
+            .open_table(EVENT_IDS)
+            .map_err(IndexError::store("opening event_ids"))?;
         schema::event_revision(&ids, &names, id)
     }
 
@@ -127,25 +139,41 @@ impl<'a> IndexWriter<'a> {
         id: &uuid::Uuid,
     ) -> Result<(), IndexError> {
         let stream_id = self.stream_id(stream)?;
+        self.pending_events
+            .push((stream_id, revision, position, id.as_u128()));
+        self.pending_ids.insert(id.as_u128(), (stream_id, revision));
+        Ok(())
+    }
+
+    /// Writes the pending events into their tables.
+    fn write_pending_events(&mut self) -> Result<(), IndexError> {
+        if self.pending_events.is_empty() {
+            return Ok(());
+        }
         let mut events = self
             .tx
             .open_table(EVENTS)
             .map_err(IndexError::store("opening events"))?;
-        events
-            .insert((stream_id, revision), position)
-            .map_err(IndexError::store("writing an event"))?;
         let mut all = self
             .tx
             .open_table(ALL)
             .map_err(IndexError::store("opening all"))?;
-        all.insert(position, revision)
-            .map_err(IndexError::store("writing an event to $all"))?;
         let mut ids = self
             .tx
             .open_table(EVENT_IDS)
             .map_err(IndexError::store("opening event_ids"))?;
-        ids.insert(id.as_u128(), (stream_id, revision))
-            .map_err(IndexError::store("writing an event id"))?;
+        for &(stream_id, revision, position, id) in &self.pending_events {
+            events
+                .insert((stream_id, revision), position)
+                .map_err(IndexError::store("writing an event"))?;
+            all.insert(position, revision)
+                .map_err(IndexError::store("writing an event to $all"))?;
+            ids.insert(id, (stream_id, revision))
+                .map_err(IndexError::store("writing an event id"))?;
+        }
+        drop((events, all, ids));
+        self.pending_events.clear();
+        self.pending_ids.clear();
         Ok(())
     }
 
@@ -214,6 +242,7 @@ impl<'a> IndexWriter<'a> {
     }
 
     fn finish(mut self, durable: bool) -> Result<(), IndexError> {
+        self.write_pending_events()?;
         if durable {
             // Durable commits are rare, so they also save the allocator state: reopening
             // after a crash then needs no full repair walk of the file.
@@ -226,5 +255,87 @@ impl<'a> IndexWriter<'a> {
         self.tx.commit().map_err(IndexError::store("committing"))?;
         self.index.committed(durable);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn name(s: &str) -> StreamName {
+        StreamName::new(s).unwrap()
+    }
+
+    #[test]
+    fn reads_see_the_writers_own_changes() {
+        let index = Index::in_memory().unwrap();
+        let s = name("orders");
+        let id = Uuid::new_v4();
+        let state = StreamState {
+            last_revision: Some(0),
+            ..Default::default()
+        };
+        let metadata = StreamMetadata {
+            truncate_before: Some(1),
+            ..Default::default()
+        };
+        let mut w = index.begin().unwrap();
+        assert_eq!(w.event_revision(&id).unwrap(), None);
+        w.put_event(&s, 0, 0, &id).unwrap();
+        w.put_stream_state(&s, &state).unwrap();
+        w.put_stream_metadata(&s, &metadata).unwrap();
+        assert_eq!(w.stream_state(&s).unwrap(), state);
+        assert_eq!(w.stream_metadata(&s).unwrap(), metadata);
+        assert_eq!(w.event_revision(&id).unwrap(), Some((s.clone(), 0)));
+        // Readers outside the transaction do not see it before the commit.
+        assert_eq!(index.stream_state(&s).unwrap(), StreamState::default());
+        assert_eq!(index.event_revision(&id).unwrap(), None);
+        w.commit().unwrap();
+        assert_eq!(index.stream_state(&s).unwrap(), state);
+        assert_eq!(index.event_revision(&id).unwrap(), Some((s.clone(), 0)));
+
+        // A later transaction sees committed ids through the table, not the pending buffer.
+        let w = index.begin().unwrap();
+        assert_eq!(w.event_revision(&id).unwrap(), Some((s, 0)));
+    }
+
+    #[test]
+    fn streams_get_distinct_ids_within_one_transaction() {
+        let index = Index::in_memory().unwrap();
+        let mut w = index.begin().unwrap();
+        let streams: Vec<StreamName> = (0..50).map(|i| name(&format!("s-{i}"))).collect();
+        for (i, s) in streams.iter().enumerate() {
+            w.put_event(s, 0, i as u64, &Uuid::new_v4()).unwrap();
+        }
+        w.commit().unwrap();
+        for (i, s) in streams.iter().enumerate() {
+            assert_eq!(
+                index.stream_range(s, 0, true, 10).unwrap(),
+                vec![(0, i as u64)]
+            );
+        }
+    }
+
+    #[test]
+    fn the_checkpoint_commits_with_the_data() {
+        let index = Index::in_memory().unwrap();
+        let checkpoint = Checkpoint {
+            applied_log_index: 7,
+            applied_term: 1,
+            applied_leader_node: 2,
+            log_position: 4096,
+            membership: b"voters 1,2,3".to_vec(),
+        };
+        let mut w = index.begin().unwrap();
+        w.put_event(&name("s"), 0, 4000, &Uuid::new_v4()).unwrap();
+        w.set_checkpoint(&checkpoint).unwrap();
+        let snapshot = index.snapshot().unwrap();
+        w.commit().unwrap();
+        assert_eq!(snapshot.checkpoint().unwrap(), None);
+        assert_eq!(snapshot.last_position().unwrap(), None);
+        let snapshot = index.snapshot().unwrap();
+        assert_eq!(snapshot.checkpoint().unwrap(), Some(checkpoint));
+        assert_eq!(snapshot.last_position().unwrap(), Some(4000));
     }
 }
