@@ -101,8 +101,8 @@ pub struct TestNode {
 
 impl TestNode {
     /// Picks free loopback ports, spawns the binary with `--insecure` and waits until
-    /// `/health/live` answers 204. Panics with the tail of the node's log if the process
-    /// exits or is not ready in time.
+    /// `/health/live` answers 204. Panics if the process exits or is not ready in time; the
+    /// tail of the node's log is printed whenever a `TestNode` is dropped by a panic.
     pub async fn start(options: NodeOptions) -> TestNode {
         let temp_dir = tempfile::Builder::new()
             .prefix("stele-testkit-")
@@ -228,10 +228,8 @@ impl TestNode {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     self.child = None;
-                    panic!(
-                        "stele exited ({status}) before it was ready; log tail:\n{}",
-                        self.log_tail()
-                    );
+                    // Drop prints the log tail while this panic unwinds.
+                    panic!("stele exited ({status}) before it was ready");
                 }
             }
             let last_seen = match self.http.get(&url).send().await {
@@ -241,9 +239,8 @@ impl TestNode {
             };
             if Instant::now() >= deadline {
                 panic!(
-                    "stele not ready within {:?} (GET /health/live: {last_seen}); log tail:\n{}",
-                    self.options.ready_timeout,
-                    self.log_tail()
+                    "stele not ready within {:?} (GET /health/live: {last_seen})",
+                    self.options.ready_timeout
                 );
             }
             tokio::time::sleep(READY_POLL_INTERVAL).await;
