@@ -1,1 +1,4 @@
-//! stele-api (in progress).
+//! Stele's client API on one port: the EventStoreDB-compatible gRPC services in [`grpc`]
+//! (and, beside them, the HTTP API). Errors become wire answers in one place per protocol.
+
+pub mod grpc;

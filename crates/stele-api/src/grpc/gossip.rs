@@ -1,0 +1,157 @@
+//! `Gossip.Read` (PROTOCOL.md §8.1): the cluster as clients discover it. Today it lists this
+//! node only, from [`Node::status`]; the other members come with cluster gossip.
+//!
+//! Clients dial `http_end_point` for everything afterwards, so it is the client-advertised
+//! address; the Rust client rejects the whole answer if a member lacks it or has an unknown
+//! state. Gossip is anonymous.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use stele_cluster::{Node, NodeStatus};
+use stele_core::TICKS_PER_SECOND;
+use stele_proto::gossip::gossip_server::Gossip;
+use stele_proto::gossip::member_info::VNodeState as WireState;
+use stele_proto::gossip::{ClusterInfo, EndPoint, MemberInfo};
+use stele_proto::shared::Empty;
+use tonic::{Request, Response, Status};
+
+use super::wire_uuid;
+
+#[derive(Clone)]
+pub struct GossipService {
+    node: Node,
+}
+
+impl GossipService {
+    pub fn new(node: Node) -> Self {
+        GossipService { node }
+    }
+}
+
+/// .NET ticks (100 ns) since the Unix epoch, now.
+pub fn now_ticks() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let ticks = since_epoch.as_secs() as i128 * TICKS_PER_SECOND as i128
+        + since_epoch.subsec_nanos() as i128 / 100;
+    ticks.min(i64::MAX as i128) as i64
+}
+
+/// This node as a gossip member; `time_stamp` is when it was observed.
+pub fn member_info(status: &NodeStatus, time_stamp: i64) -> MemberInfo {
+    let (address, port) = &status.http_endpoint;
+    let state = status.state as i32;
+    debug_assert!(
+        WireState::try_from(state).is_ok(),
+        "VNodeState numbers match the wire"
+    );
+    MemberInfo {
+        instance_id: Some(wire_uuid::to_structured(status.instance_id)),
+        time_stamp,
+        state,
+        is_alive: status.is_alive,
+        http_end_point: Some(EndPoint {
+            address: address.clone(),
+            port: u32::from(*port),
+        }),
+    }
+}
+
+#[tonic::async_trait]
+impl Gossip for GossipService {
+    async fn read(&self, _request: Request<Empty>) -> Result<Response<ClusterInfo>, Status> {
+        let status = self.node.status();
+        Ok(Response::new(ClusterInfo {
+            members: vec![member_info(&status, now_ticks())],
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stele_cluster::VNodeState;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn status(state: VNodeState) -> NodeStatus {
+        NodeStatus {
+            instance_id: Uuid::new_v4(),
+            state,
+            is_alive: true,
+            http_endpoint: ("db.example".into(), 2113),
+            internal_tcp: ("10.0.0.1".into(), 1112),
+            last_commit_position: 0,
+            writer_checkpoint: 0,
+            chaser_checkpoint: 0,
+            epoch_number: 1,
+            node_priority: 0,
+            read_only_replica: false,
+            ready: true,
+        }
+    }
+
+    #[test]
+    fn member_info_from_status() {
+        let s = status(VNodeState::Leader);
+        let member = member_info(&s, 42);
+        assert_eq!(
+            member.instance_id,
+            Some(wire_uuid::to_structured(s.instance_id))
+        );
+        assert_eq!(member.time_stamp, 42);
+        assert_eq!(member.state(), WireState::Leader);
+        assert_eq!(member.state, 8);
+        assert!(member.is_alive);
+        assert_eq!(
+            member.http_end_point,
+            Some(EndPoint {
+                address: "db.example".into(),
+                port: 2113
+            })
+        );
+        assert_eq!(member_info(&status(VNodeState::Follower), 0).state, 6);
+        assert_eq!(
+            member_info(&status(VNodeState::ReadOnlyReplica), 0).state,
+            14
+        );
+    }
+
+    #[test]
+    fn every_node_state_has_its_wire_number() {
+        for (state, wire) in [
+            (VNodeState::Initializing, WireState::Initializing),
+            (VNodeState::DiscoverLeader, WireState::DiscoverLeader),
+            (VNodeState::Unknown, WireState::Unknown),
+            (VNodeState::PreReplica, WireState::PreReplica),
+            (VNodeState::CatchingUp, WireState::CatchingUp),
+            (VNodeState::Clone, WireState::Clone),
+            (VNodeState::Follower, WireState::Follower),
+            (VNodeState::PreLeader, WireState::PreLeader),
+            (VNodeState::Leader, WireState::Leader),
+            (VNodeState::Manager, WireState::Manager),
+            (VNodeState::ShuttingDown, WireState::ShuttingDown),
+            (VNodeState::Shutdown, WireState::Shutdown),
+            (
+                VNodeState::ReadOnlyLeaderless,
+                WireState::ReadOnlyLeaderless,
+            ),
+            (
+                VNodeState::PreReadOnlyReplica,
+                WireState::PreReadOnlyReplica,
+            ),
+            (VNodeState::ReadOnlyReplica, WireState::ReadOnlyReplica),
+            (VNodeState::ResigningLeader, WireState::ResigningLeader),
+        ] {
+            assert_eq!(state as i32, wire as i32, "{state:?}");
+        }
+    }
+
+    #[test]
+    fn ticks_are_dotnet_units_since_the_epoch() {
+        let ticks = now_ticks();
+        // 2020-01-01 in ticks since the Unix epoch is 1577836800 s × 10^7.
+        assert!(ticks > 1_577_836_800 * TICKS_PER_SECOND);
+    }
+}

@@ -1,0 +1,83 @@
+//! `ServerFeatures.GetSupportedMethods` (PROTOCOL.md §9): the methods this server implements,
+//! lower-cased, with their feature flags, and a `major.minor.patch` version.
+//!
+//! No authentication: the Rust client calls it without credentials on every connection and
+//! gives up on the connection for any error other than UNIMPLEMENTED or NOT_FOUND. The list
+//! names exactly what is served, because clients switch features on from it (BatchAppend for
+//! the Rust and Node clients; persistent-subscription management once those services exist).
+
+use stele_proto::server_features::server_features_server::ServerFeatures;
+use stele_proto::server_features::{SupportedMethod, SupportedMethods};
+use stele_proto::shared::Empty;
+use tonic::{Request, Response, Status};
+
+/// The EventStoreDB version whose behaviour this server follows; clients parse it.
+pub const SERVER_VERSION: &str = "24.10.0";
+
+const STREAMS: &str = "event_store.client.streams.streams";
+const SERVER_FEATURES: &str = "event_store.client.server_features.serverfeatures";
+const GOSSIP: &str = "event_store.client.gossip.gossip";
+
+/// `(service, method, features)` for every method served.
+const METHODS: &[(&str, &str, &[&str])] = &[
+    (STREAMS, "read", &["position", "events"]),
+    (STREAMS, "append", &[]),
+    (STREAMS, "delete", &[]),
+    (STREAMS, "tombstone", &[]),
+    (STREAMS, "batchappend", &["deadline_duration"]),
+    (SERVER_FEATURES, "getsupportedmethods", &[]),
+    (GOSSIP, "read", &[]),
+];
+
+#[derive(Debug, Clone, Default)]
+pub struct ServerFeaturesService;
+
+pub fn supported_methods() -> SupportedMethods {
+    SupportedMethods {
+        methods: METHODS
+            .iter()
+            .map(|(service, method, features)| SupportedMethod {
+                method_name: (*method).to_owned(),
+                service_name: (*service).to_owned(),
+                features: features.iter().map(|f| (*f).to_owned()).collect(),
+            })
+            .collect(),
+        event_store_server_version: SERVER_VERSION.to_owned(),
+    }
+}
+
+#[tonic::async_trait]
+impl ServerFeatures for ServerFeaturesService {
+    async fn get_supported_methods(
+        &self,
+        _request: Request<Empty>,
+    ) -> Result<Response<SupportedMethods>, Status> {
+        Ok(Response::new(supported_methods()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_batch_append_with_the_names_clients_match() {
+        let methods = supported_methods();
+        assert_eq!(methods.event_store_server_version, "24.10.0");
+        let batch = methods
+            .methods
+            .iter()
+            .find(|m| m.method_name == "batchappend")
+            .expect("batchappend is listed");
+        assert_eq!(batch.service_name, "event_store.client.streams.streams");
+        assert_eq!(batch.features, vec!["deadline_duration".to_owned()]);
+        for m in &methods.methods {
+            assert_eq!(m.method_name, m.method_name.to_lowercase());
+            assert_eq!(m.service_name, m.service_name.to_lowercase());
+        }
+        // Nothing from services that are not served yet.
+        assert!(!methods.methods.iter().any(
+            |m| m.service_name.contains("persistent") || m.service_name.contains("operations")
+        ));
+    }
+}

@@ -1,0 +1,688 @@
+//! Where errors become gRPC statuses: every code, message text and trailer of PROTOCOL.md §6
+//! is written here and nowhere else, and so are the in-band `google.rpc.Status` answers of
+//! BatchAppend (§5.2).
+//!
+//! Clients match on these exactly. The Rust client reads the `exception` trailer (and the
+//! leader trailers) and then the code; the Python client reads the code and the message text
+//! (`Leader info available`, `is deleted`, `WrongExpectedVersion`, `Actual version: -1`); the
+//! Node client reads `exception` and the named argument trailers. So texts are copied
+//! character for character, and UNAVAILABLE/UNKNOWN/INTERNAL are kept for failures of the
+//! node itself, because the Rust client answers those by dropping the connection.
+
+use prost::Name;
+use stele_cluster::{ReadError, WriteError};
+use stele_core::{ExpectedRevision, StreamRevision};
+use stele_proto::{google_rpc, shared};
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Code, Status};
+
+/// Trailer keys (`Constants.Exceptions` in EventStoreDB).
+pub mod trailer {
+    pub const EXCEPTION: &str = "exception";
+    pub const LEADER_ENDPOINT_HOST: &str = "leader-endpoint-host";
+    pub const LEADER_ENDPOINT_PORT: &str = "leader-endpoint-port";
+    pub const STREAM_NAME: &str = "stream-name";
+    pub const EXPECTED_VERSION: &str = "expected-version";
+    pub const ACTUAL_VERSION: &str = "actual-version";
+    pub const MAXIMUM_APPEND_SIZE: &str = "maximum-append-size";
+    pub const MAXIMUM_APPEND_EVENT_SIZE: &str = "maximum-append-event-size";
+    pub const EVENT_ID: &str = "event-id";
+    pub const PROPOSED_APPEND_EVENT_SIZE: &str = "proposed-append-event-size";
+    pub const REQUIRED_METADATA_PROPERTIES: &str = "required-metadata-properties";
+}
+
+/// Values of the `exception` trailer.
+pub mod exception {
+    pub const NOT_LEADER: &str = "not-leader";
+    pub const STREAM_DELETED: &str = "stream-deleted";
+    pub const STREAM_NOT_FOUND: &str = "stream-not-found";
+    pub const ACCESS_DENIED: &str = "access-denied";
+    pub const WRONG_EXPECTED_VERSION: &str = "wrong-expected-version";
+    pub const MAXIMUM_APPEND_SIZE_EXCEEDED: &str = "maximum-append-size-exceeded";
+    pub const MAXIMUM_APPEND_EVENT_SIZE_EXCEEDED: &str = "maximum-append-event-size-exceeded";
+    pub const MISSING_REQUIRED_METADATA_PROPERTY: &str = "missing-required-metadata-property";
+    pub const INVALID_TRANSACTION: &str = "invalid-transaction";
+}
+
+/// The event metadata keys every write must carry, in the order they are checked.
+pub const REQUIRED_METADATA: [&str; 2] = ["type", "content-type"];
+
+/// ASP.NET's text for an unhandled exception, which is what EventStoreDB clients see for a
+/// server fault.
+pub const UNHANDLED_MESSAGE: &str = "Exception was thrown by handler.";
+
+fn with_trailers(
+    code: Code,
+    message: impl Into<String>,
+    trailers: &[(&'static str, &str)],
+) -> Status {
+    let mut metadata = MetadataMap::new();
+    for (key, value) in trailers {
+        metadata.insert(*key, metadata_value(value));
+    }
+    Status::with_metadata(code, message, metadata)
+}
+
+/// Header values may carry any octet from 0x20 to 0xFF except DEL, so UTF-8 stream names pass
+/// as their bytes; control characters (which no header may hold) become `?`.
+fn metadata_value(value: &str) -> MetadataValue<tonic::metadata::Ascii> {
+    MetadataValue::try_from(value.as_bytes()).unwrap_or_else(|_| {
+        let cleaned: String = value
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        MetadataValue::try_from(cleaned.as_bytes()).expect("control characters were replaced")
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Call statuses (PROTOCOL.md §6)
+
+/// This node is not the leader. With a known leader: NOT_FOUND `Leader info available` and
+/// the trailers clients use to reconnect; without: UNKNOWN, no trailers.
+pub fn not_leader(leader: Option<&(String, u16)>) -> Status {
+    match leader {
+        Some((host, port)) => with_trailers(
+            Code::NotFound,
+            "Leader info available",
+            &[
+                (trailer::EXCEPTION, exception::NOT_LEADER),
+                (trailer::LEADER_ENDPOINT_HOST, host),
+                (trailer::LEADER_ENDPOINT_PORT, &port.to_string()),
+            ],
+        ),
+        None => Status::new(Code::Unknown, "No leader info available in response"),
+    }
+}
+
+pub fn not_ready() -> Status {
+    Status::new(Code::Unavailable, "Server Is Not Ready")
+}
+
+pub fn too_busy() -> Status {
+    Status::new(Code::Unavailable, "Server Is Too Busy")
+}
+
+/// A tombstoned stream, on reads, appends and deletes.
+pub fn stream_deleted(stream: &str) -> Status {
+    with_trailers(
+        Code::FailedPrecondition,
+        format!("Event stream '{stream}' is deleted."),
+        &[
+            (trailer::EXCEPTION, exception::STREAM_DELETED),
+            (trailer::STREAM_NAME, stream),
+        ],
+    )
+}
+
+/// A missing stream, for operations other than reads (reads answer `stream_not_found`).
+pub fn stream_not_found(stream: &str) -> Status {
+    with_trailers(
+        Code::NotFound,
+        format!("Event stream '{stream}' is not found."),
+        &[
+            (trailer::EXCEPTION, exception::STREAM_NOT_FOUND),
+            (trailer::STREAM_NAME, stream),
+        ],
+    )
+}
+
+pub fn access_denied() -> Status {
+    with_trailers(
+        Code::PermissionDenied,
+        "Access Denied",
+        &[(trailer::EXCEPTION, exception::ACCESS_DENIED)],
+    )
+}
+
+pub fn invalid_transaction() -> Status {
+    with_trailers(
+        Code::InvalidArgument,
+        "Invalid Transaction",
+        &[(trailer::EXCEPTION, exception::INVALID_TRANSACTION)],
+    )
+}
+
+/// An append, read or delete that timed out: ABORTED (not DEADLINE_EXCEEDED, which is the
+/// client's own deadline).
+pub fn timeout(detail: &str) -> Status {
+    Status::new(Code::Aborted, format!("Operation timed out: {detail}"))
+}
+
+/// The failed operation of a delete or tombstone with the wrong expected version. The
+/// operation word is `Delete` for both, as in EventStoreDB; `Actual version: -1` is how the
+/// Python client recognises a missing stream.
+pub fn delete_wrong_expected_version(
+    stream: &str,
+    expected: ExpectedRevision,
+    current: Option<StreamRevision>,
+) -> Status {
+    let expected = expected.as_i64().to_string();
+    let actual = current.map_or(-1, |r| r.0 as i64).to_string();
+    with_trailers(
+        Code::FailedPrecondition,
+        format!(
+            "Delete failed due to WrongExpectedVersion. Stream: {stream}, Expected version: {expected}, Actual version: {actual}"
+        ),
+        &[
+            (trailer::EXCEPTION, exception::WRONG_EXPECTED_VERSION),
+            (trailer::STREAM_NAME, stream),
+            (trailer::EXPECTED_VERSION, &expected),
+            (trailer::ACTUAL_VERSION, &actual),
+        ],
+    )
+}
+
+pub fn maximum_append_size_exceeded(max_bytes: u32) -> Status {
+    let max = max_bytes.to_string();
+    with_trailers(
+        Code::InvalidArgument,
+        format!("Maximum Append Size of {max} Exceeded."),
+        &[
+            (trailer::EXCEPTION, exception::MAXIMUM_APPEND_SIZE_EXCEEDED),
+            (trailer::MAXIMUM_APPEND_SIZE, &max),
+        ],
+    )
+}
+
+pub fn maximum_append_event_size_exceeded(
+    event_id: &str,
+    size_bytes: u64,
+    max_bytes: u64,
+) -> Status {
+    let size = size_bytes.to_string();
+    let max = max_bytes.to_string();
+    with_trailers(
+        Code::InvalidArgument,
+        format!(
+            "Event with Id: {event_id}, Size: {size}, exceeds Maximum Append Event Size of {max}."
+        ),
+        &[
+            (
+                trailer::EXCEPTION,
+                exception::MAXIMUM_APPEND_EVENT_SIZE_EXCEEDED,
+            ),
+            (trailer::MAXIMUM_APPEND_EVENT_SIZE, &max),
+            (trailer::EVENT_ID, event_id),
+            (trailer::PROPOSED_APPEND_EVENT_SIZE, &size),
+        ],
+    )
+}
+
+/// A proposed event without `type` or `content-type` metadata.
+pub fn missing_required_metadata(key: &str) -> Status {
+    with_trailers(
+        Code::InvalidArgument,
+        format!("Required Metadata Property '{key}' is missing"),
+        &[
+            (
+                trailer::EXCEPTION,
+                exception::MISSING_REQUIRED_METADATA_PROPERTY,
+            ),
+            (
+                trailer::REQUIRED_METADATA_PROPERTIES,
+                &REQUIRED_METADATA.join(","),
+            ),
+        ],
+    )
+}
+
+pub fn invalid_position() -> Status {
+    Status::new(
+        Code::InvalidArgument,
+        "Trying to read from an invalid position.",
+    )
+}
+
+/// A malformed request: INVALID_ARGUMENT with a message for a person.
+pub fn invalid_argument(message: impl Into<String>) -> Status {
+    Status::new(Code::InvalidArgument, message)
+}
+
+/// `'<value>' is not a valid <type>`, EventStoreDB's text for an unusable option value.
+pub fn not_a_valid(value: impl std::fmt::Display, type_name: &str) -> Status {
+    invalid_argument(format!("'{value}' is not a valid {type_name}"))
+}
+
+/// `'<name>' is a required argument of type <type>`.
+pub fn required_argument(name: &str, type_name: &str) -> Status {
+    invalid_argument(format!(
+        "'{name}' is a required argument of type {type_name}"
+    ))
+}
+
+/// `The combination of (<a>, <b>, ...) is invalid.`
+pub fn invalid_combination(parts: &[&str]) -> Status {
+    invalid_argument(format!(
+        "The combination of ({}) is invalid.",
+        parts.join(", ")
+    ))
+}
+
+/// A fault of this server. The client sees ASP.NET's generic text; the detail goes to the log.
+pub fn internal(detail: &str) -> Status {
+    tracing::error!(detail, "internal error answered as UNKNOWN");
+    Status::new(Code::Unknown, UNHANDLED_MESSAGE)
+}
+
+/// A write that did not reach a decision, on Append, Delete and Tombstone.
+pub fn write_error(stream: &str, error: &WriteError) -> Status {
+    match error {
+        WriteError::StreamDeleted(name) => stream_deleted(name.as_str()),
+        WriteError::MaximumAppendSizeExceeded { max_bytes } => {
+            maximum_append_size_exceeded(*max_bytes)
+        }
+        WriteError::NotLeader { leader } => not_leader(leader.as_ref()),
+        WriteError::NotReady => not_ready(),
+        WriteError::Timeout => timeout(&format!("write to stream '{stream}' timed out")),
+        WriteError::Internal(detail) => internal(detail),
+    }
+}
+
+/// A read that failed as a whole.
+pub fn read_error(error: &ReadError) -> Status {
+    match error {
+        ReadError::StreamDeleted(name) => stream_deleted(name.as_str()),
+        ReadError::NotLeader { leader } => not_leader(leader.as_ref()),
+        ReadError::InvalidPosition => invalid_position(),
+        ReadError::NotReady => not_ready(),
+        ReadError::Internal(detail) => internal(detail),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// In-band BatchAppend errors (PROTOCOL.md §5.2): a google.rpc.Status holding one packed
+// event_store.client.* detail, which the Python client tells apart with `details.Is(...)`.
+
+fn in_band<M: Name>(code: google_rpc::Code, detail: &M) -> google_rpc::Status {
+    google_rpc::Status {
+        code: code as i32,
+        message: M::NAME.to_owned(),
+        details: Some(prost_types::Any::from_msg(detail).expect("encoding into a Vec cannot fail")),
+    }
+}
+
+pub fn in_band_wrong_expected_version(
+    current: Option<StreamRevision>,
+    expected: ExpectedRevision,
+) -> google_rpc::Status {
+    use shared::wrong_expected_version::{
+        CurrentStreamRevisionOption as Current, ExpectedStreamPositionOption as Expected,
+    };
+    let detail = shared::WrongExpectedVersion {
+        current_stream_revision_option: Some(match current {
+            Some(revision) => Current::CurrentStreamRevision(revision.0),
+            None => Current::CurrentNoStream(()),
+        }),
+        expected_stream_position_option: Some(match expected {
+            ExpectedRevision::Any => Expected::ExpectedAny(()),
+            ExpectedRevision::NoStream => Expected::ExpectedNoStream(()),
+            ExpectedRevision::StreamExists => Expected::ExpectedStreamExists(()),
+            ExpectedRevision::Exact(n) => Expected::ExpectedStreamPosition(n),
+        }),
+    };
+    in_band(google_rpc::Code::AlreadyExists, &detail)
+}
+
+pub fn in_band_stream_deleted(stream: &str) -> google_rpc::Status {
+    in_band(
+        google_rpc::Code::NotFound,
+        &shared::StreamDeleted {
+            stream_identifier: Some(shared::StreamIdentifier {
+                stream_name: stream.to_owned().into(),
+            }),
+        },
+    )
+}
+
+pub fn in_band_access_denied() -> google_rpc::Status {
+    in_band(google_rpc::Code::PermissionDenied, &shared::AccessDenied {})
+}
+
+pub fn in_band_timeout() -> google_rpc::Status {
+    in_band(google_rpc::Code::DeadlineExceeded, &shared::Timeout {})
+}
+
+pub fn in_band_maximum_append_size_exceeded(max_bytes: u32) -> google_rpc::Status {
+    in_band(
+        google_rpc::Code::InvalidArgument,
+        &shared::MaximumAppendSizeExceeded {
+            max_append_size: max_bytes,
+        },
+    )
+}
+
+pub fn in_band_bad_request(message: impl Into<String>) -> google_rpc::Status {
+    in_band(
+        google_rpc::Code::InvalidArgument,
+        &shared::BadRequest {
+            message: message.into(),
+        },
+    )
+}
+
+pub fn in_band_invalid_transaction() -> google_rpc::Status {
+    in_band(
+        google_rpc::Code::FailedPrecondition,
+        &shared::InvalidTransaction {},
+    )
+}
+
+pub fn in_band_unknown() -> google_rpc::Status {
+    in_band(google_rpc::Code::Unknown, &shared::Unknown {})
+}
+
+/// A BatchAppend write that did not reach a decision. Most errors answer in band, for that
+/// correlation id only; not-leader and not-ready end the whole call with a status instead
+/// (`Err`), because clients reconnect on those and the Python client expects NotLeader as a
+/// call status.
+pub fn batch_append_error(error: &WriteError) -> Result<google_rpc::Status, Status> {
+    match error {
+        WriteError::StreamDeleted(name) => Ok(in_band_stream_deleted(name.as_str())),
+        WriteError::MaximumAppendSizeExceeded { max_bytes } => {
+            Ok(in_band_maximum_append_size_exceeded(*max_bytes))
+        }
+        WriteError::Timeout => Ok(in_band_timeout()),
+        WriteError::NotLeader { leader } => Err(not_leader(leader.as_ref())),
+        WriteError::NotReady => Err(not_ready()),
+        WriteError::Internal(detail) => {
+            tracing::error!(detail, "batch append failed; answered in band as Unknown");
+            Ok(in_band_unknown())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+    use stele_core::StreamName;
+
+    use super::*;
+
+    fn trailer<'a>(status: &'a Status, key: &str) -> Option<&'a [u8]> {
+        status.metadata().get(key).map(|v| v.as_bytes())
+    }
+
+    #[test]
+    fn not_leader_with_a_known_leader_carries_its_endpoint() {
+        let status = not_leader(Some(&("node2.example".to_owned(), 2113)));
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "Leader info available");
+        assert_eq!(trailer(&status, "exception"), Some(&b"not-leader"[..]));
+        assert_eq!(
+            trailer(&status, "leader-endpoint-host"),
+            Some(&b"node2.example"[..])
+        );
+        assert_eq!(trailer(&status, "leader-endpoint-port"), Some(&b"2113"[..]));
+    }
+
+    #[test]
+    fn not_leader_without_a_leader_is_unknown_without_trailers() {
+        let status = not_leader(None);
+        assert_eq!(status.code(), Code::Unknown);
+        assert_eq!(status.message(), "No leader info available in response");
+        assert!(status.metadata().is_empty());
+    }
+
+    #[test]
+    fn not_ready_is_unavailable() {
+        let status = write_error("s", &WriteError::NotReady);
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(status.message(), "Server Is Not Ready");
+        assert_eq!(read_error(&ReadError::NotReady).code(), Code::Unavailable);
+        assert_eq!(too_busy().message(), "Server Is Too Busy");
+    }
+
+    #[test]
+    fn stream_deleted_names_the_stream() {
+        let name = StreamName::new("orders-1").unwrap();
+        for status in [
+            write_error("orders-1", &WriteError::StreamDeleted(name.clone())),
+            read_error(&ReadError::StreamDeleted(name)),
+        ] {
+            assert_eq!(status.code(), Code::FailedPrecondition);
+            assert_eq!(status.message(), "Event stream 'orders-1' is deleted.");
+            assert_eq!(trailer(&status, "exception"), Some(&b"stream-deleted"[..]));
+            assert_eq!(trailer(&status, "stream-name"), Some(&b"orders-1"[..]));
+        }
+    }
+
+    #[test]
+    fn non_ascii_stream_names_pass_as_utf8_bytes() {
+        let status = stream_deleted("zamówienia");
+        assert_eq!(
+            trailer(&status, "stream-name"),
+            Some("zamówienia".as_bytes())
+        );
+        let status = stream_deleted("a\nb");
+        assert_eq!(trailer(&status, "stream-name"), Some(&b"a?b"[..]));
+    }
+
+    #[test]
+    fn timeout_is_aborted_with_the_operation_timed_out_prefix() {
+        let status = write_error("s", &WriteError::Timeout);
+        assert_eq!(status.code(), Code::Aborted);
+        assert!(status.message().starts_with("Operation timed out: "));
+    }
+
+    #[test]
+    fn maximum_append_size_exceeded_text_and_trailers() {
+        let status = write_error(
+            "s",
+            &WriteError::MaximumAppendSizeExceeded { max_bytes: 1048576 },
+        );
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "Maximum Append Size of 1048576 Exceeded.");
+        assert_eq!(
+            trailer(&status, "exception"),
+            Some(&b"maximum-append-size-exceeded"[..])
+        );
+        assert_eq!(
+            trailer(&status, "maximum-append-size"),
+            Some(&b"1048576"[..])
+        );
+    }
+
+    #[test]
+    fn maximum_append_event_size_exceeded_text_and_trailers() {
+        let status = maximum_append_event_size_exceeded("abc", 20, 10);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            status.message(),
+            "Event with Id: abc, Size: 20, exceeds Maximum Append Event Size of 10."
+        );
+        assert_eq!(trailer(&status, "event-id"), Some(&b"abc"[..]));
+        assert_eq!(
+            trailer(&status, "proposed-append-event-size"),
+            Some(&b"20"[..])
+        );
+        assert_eq!(
+            trailer(&status, "maximum-append-event-size"),
+            Some(&b"10"[..])
+        );
+    }
+
+    #[test]
+    fn missing_metadata_text_and_trailers() {
+        let status = missing_required_metadata("content-type");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            status.message(),
+            "Required Metadata Property 'content-type' is missing"
+        );
+        assert_eq!(
+            trailer(&status, "exception"),
+            Some(&b"missing-required-metadata-property"[..])
+        );
+        assert_eq!(
+            trailer(&status, "required-metadata-properties"),
+            Some(&b"type,content-type"[..])
+        );
+    }
+
+    #[test]
+    fn delete_wrong_expected_version_text_and_trailers() {
+        let status = delete_wrong_expected_version(
+            "s-1",
+            ExpectedRevision::Exact(3),
+            Some(StreamRevision(5)),
+        );
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(
+            status.message(),
+            "Delete failed due to WrongExpectedVersion. Stream: s-1, Expected version: 3, Actual version: 5"
+        );
+        assert_eq!(
+            trailer(&status, "exception"),
+            Some(&b"wrong-expected-version"[..])
+        );
+        assert_eq!(trailer(&status, "stream-name"), Some(&b"s-1"[..]));
+        assert_eq!(trailer(&status, "expected-version"), Some(&b"3"[..]));
+        assert_eq!(trailer(&status, "actual-version"), Some(&b"5"[..]));
+
+        // A missing stream is actual version -1, which the Python client reads as NotFound;
+        // expected versions use EventStoreDB's numbers (StreamExists = -4).
+        let status = delete_wrong_expected_version("s-1", ExpectedRevision::StreamExists, None);
+        assert!(status
+            .message()
+            .ends_with("Expected version: -4, Actual version: -1"));
+        assert_eq!(trailer(&status, "actual-version"), Some(&b"-1"[..]));
+    }
+
+    #[test]
+    fn read_errors() {
+        let status = read_error(&ReadError::InvalidPosition);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "Trying to read from an invalid position.");
+        let status = read_error(&ReadError::Internal("disk on fire".into()));
+        assert_eq!(status.code(), Code::Unknown);
+        assert_eq!(status.message(), UNHANDLED_MESSAGE);
+        assert!(!status.message().contains("disk"));
+    }
+
+    #[test]
+    fn access_denied_and_invalid_transaction() {
+        let status = access_denied();
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert_eq!(status.message(), "Access Denied");
+        assert_eq!(trailer(&status, "exception"), Some(&b"access-denied"[..]));
+        let status = invalid_transaction();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "Invalid Transaction");
+        let status = stream_not_found("x");
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "Event stream 'x' is not found.");
+    }
+
+    #[test]
+    fn validation_texts() {
+        assert_eq!(
+            invalid_combination(&["Stream", "Count", "Forwards", "Filter"]).message(),
+            "The combination of (Stream, Count, Forwards, Filter) is invalid."
+        );
+        assert_eq!(
+            required_argument("uuidOption", "UUIDOption").message(),
+            "'uuidOption' is a required argument of type UUIDOption"
+        );
+        assert_eq!(
+            not_a_valid("None", "StreamOptionOneofCase").message(),
+            "'None' is not a valid StreamOptionOneofCase"
+        );
+    }
+
+    #[test]
+    fn in_band_wrong_expected_version_packs_current_and_expected() {
+        let status = in_band_wrong_expected_version(None, ExpectedRevision::Exact(7));
+        assert_eq!(status.code, google_rpc::Code::AlreadyExists as i32);
+        assert_eq!(status.message, "WrongExpectedVersion");
+        let any = status.details.expect("one detail");
+        assert_eq!(
+            any.type_url,
+            "type.googleapis.com/event_store.client.WrongExpectedVersion"
+        );
+        let detail = shared::WrongExpectedVersion::decode(any.value.as_slice()).unwrap();
+        use shared::wrong_expected_version::{
+            CurrentStreamRevisionOption as Current, ExpectedStreamPositionOption as Expected,
+        };
+        assert_eq!(
+            detail.current_stream_revision_option,
+            Some(Current::CurrentNoStream(()))
+        );
+        assert_eq!(
+            detail.expected_stream_position_option,
+            Some(Expected::ExpectedStreamPosition(7))
+        );
+    }
+
+    #[test]
+    fn in_band_codes_messages_and_type_urls_follow_the_table() {
+        let cases = [
+            (
+                in_band_stream_deleted("s"),
+                google_rpc::Code::NotFound,
+                "StreamDeleted",
+            ),
+            (
+                in_band_access_denied(),
+                google_rpc::Code::PermissionDenied,
+                "AccessDenied",
+            ),
+            (
+                in_band_timeout(),
+                google_rpc::Code::DeadlineExceeded,
+                "Timeout",
+            ),
+            (
+                in_band_maximum_append_size_exceeded(10),
+                google_rpc::Code::InvalidArgument,
+                "MaximumAppendSizeExceeded",
+            ),
+            (
+                in_band_bad_request("x"),
+                google_rpc::Code::InvalidArgument,
+                "BadRequest",
+            ),
+            (
+                in_band_invalid_transaction(),
+                google_rpc::Code::FailedPrecondition,
+                "InvalidTransaction",
+            ),
+            (in_band_unknown(), google_rpc::Code::Unknown, "Unknown"),
+        ];
+        for (status, code, name) in cases {
+            assert_eq!(status.code, code as i32, "{name}");
+            assert_eq!(status.message, name);
+            assert_eq!(
+                status.details.unwrap().type_url,
+                format!("type.googleapis.com/event_store.client.{name}")
+            );
+        }
+        let deleted = in_band_stream_deleted("s-9").details.unwrap();
+        let detail = shared::StreamDeleted::decode(deleted.value.as_slice()).unwrap();
+        assert_eq!(
+            detail.stream_identifier.unwrap().stream_name.as_ref(),
+            b"s-9"
+        );
+    }
+
+    #[test]
+    fn batch_append_not_leader_and_not_ready_end_the_call() {
+        let not_leader = batch_append_error(&WriteError::NotLeader {
+            leader: Some(("h".into(), 1)),
+        })
+        .unwrap_err();
+        assert_eq!(not_leader.code(), Code::NotFound);
+        assert_eq!(not_leader.message(), "Leader info available");
+        assert_eq!(
+            batch_append_error(&WriteError::NotReady)
+                .unwrap_err()
+                .code(),
+            Code::Unavailable
+        );
+        let timeout = batch_append_error(&WriteError::Timeout).unwrap();
+        assert_eq!(timeout.code, google_rpc::Code::DeadlineExceeded as i32);
+        let deleted =
+            batch_append_error(&WriteError::StreamDeleted(StreamName::new("s").unwrap())).unwrap();
+        assert_eq!(deleted.code, google_rpc::Code::NotFound as i32);
+    }
+}

@@ -1,0 +1,975 @@
+//! `Streams.BatchAppend` (PROTOCOL.md §5.2): a bidirectional stream of appends, each named by
+//! a correlation id. The first message of an id carries its options, later ones add events,
+//! and the message with `is_final` commits. Each id gets exactly one answer, success or an
+//! in-band `google.rpc.Status` with one packed `event_store.client.*` detail. Not-leader and
+//! not-ready end the whole call with a status instead (the Python client reads NotLeader
+//! from the call status).
+//!
+//! Deadlines, as EventStoreDB does them: `deadline` (field 7) is a duration relative to the
+//! options' arrival, `deadline_21_10_0` (field 6) an absolute time, and either is capped at
+//! [`BATCH_WRITE_TIMEOUT`] (the Rust client sends "now + 10 s since the Unix epoch" as a
+//! relative duration, so the cap is what applies to it). An expired deadline answers
+//! Timeout. The deadline bounds only the wait for the rest of an append's messages: once an
+//! append is committed to the node it runs to its outcome, which is answered, so a write
+//! the node acknowledges is never reported as timed out.
+//!
+//! Bounds: at most [`MAX_PENDING_BATCHES`] unfinished ids and [`MAX_IN_FLIGHT_BATCHES`]
+//! writes awaiting the node per call (reading stops until one finishes), each append at
+//! most the node's maximum append size, and a bounded response channel.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, Stream, StreamExt};
+use futures::FutureExt;
+use stele_cluster::{AppendOutcome, Node, WriteError};
+use stele_core::{ExpectedRevision, ProposedEvent, StreamName};
+use stele_proto::shared::{self, AllStreamPosition, StreamIdentifier};
+use stele_proto::streams::batch_append_req::options::{DeadlineOption, ExpectedStreamPosition};
+use stele_proto::streams::batch_append_resp::{self, success};
+use stele_proto::streams::{BatchAppendReq, BatchAppendResp};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+use uuid::Uuid;
+
+use crate::grpc::events;
+use crate::grpc::status;
+use crate::grpc::wire_uuid;
+
+/// The server write timeout that caps every requested deadline (EventStoreDB's default).
+pub const BATCH_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Correlation ids whose final message has not arrived yet, per call.
+pub const MAX_PENDING_BATCHES: usize = 32;
+
+/// Committed appends awaiting the node, per call.
+pub const MAX_IN_FLIGHT_BATCHES: usize = 64;
+
+/// Responses buffered towards the client.
+pub const BATCH_RESPONSE_MESSAGES: usize = 64;
+
+pub type BatchAppendStream = ReceiverStream<Result<BatchAppendResp, Status>>;
+
+/// What BatchAppend needs of a node; [`Node`] in production, a fake in tests.
+pub trait BatchWriter: Send + Sync + 'static {
+    fn max_append_size_bytes(&self) -> u32;
+
+    /// The returned future is spawned, so it must own what it uses.
+    fn append(
+        &self,
+        stream: StreamName,
+        expected: ExpectedRevision,
+        events: Vec<ProposedEvent>,
+    ) -> BoxFuture<'static, Result<AppendOutcome, WriteError>>;
+}
+
+impl BatchWriter for Node {
+    fn max_append_size_bytes(&self) -> u32 {
+        Node::max_append_size_bytes(self)
+    }
+
+    fn append(
+        &self,
+        stream: StreamName,
+        expected: ExpectedRevision,
+        events: Vec<ProposedEvent>,
+    ) -> BoxFuture<'static, Result<AppendOutcome, WriteError>> {
+        let node = self.clone();
+        async move { node.append(stream, expected, events).await }.boxed()
+    }
+}
+
+/// Starts serving one BatchAppend call and returns its response stream.
+pub fn spawn<W, S>(writer: W, requests: S) -> BatchAppendStream
+where
+    W: BatchWriter,
+    S: Stream<Item = Result<BatchAppendReq, Status>> + Send + Unpin + 'static,
+{
+    let (tx, rx) = mpsc::channel(BATCH_RESPONSE_MESSAGES);
+    let worker = Worker {
+        max_append_size_bytes: writer.max_append_size_bytes(),
+        writer,
+        tx,
+        pending: HashMap::new(),
+        in_flight: FuturesUnordered::new(),
+    };
+    tokio::spawn(worker.run(requests));
+    ReceiverStream::new(rx)
+}
+
+/// The timeout an append gets from its options: the requested deadline capped at
+/// [`BATCH_WRITE_TIMEOUT`], or `None` when the deadline has already passed.
+pub fn batch_timeout(option: Option<&DeadlineOption>, now: SystemTime) -> Option<Duration> {
+    let requested = match option {
+        Some(DeadlineOption::Deadline(duration)) => {
+            if duration.seconds < 0 || (duration.seconds == 0 && duration.nanos <= 0) {
+                return None;
+            }
+            Duration::new(
+                duration.seconds as u64,
+                duration.nanos.clamp(0, 999_999_999) as u32,
+            )
+        }
+        Some(DeadlineOption::Deadline21100(timestamp)) => {
+            let deadline = SystemTime::try_from(*timestamp).ok()?;
+            deadline.duration_since(now).ok()?
+        }
+        None => Duration::MAX,
+    };
+    if requested.is_zero() {
+        None
+    } else {
+        Some(requested.min(BATCH_WRITE_TIMEOUT))
+    }
+}
+
+/// An append whose final message has not arrived.
+struct Pending {
+    correlation_id: Option<shared::Uuid>,
+    stream: StreamName,
+    expected: ExpectedRevision,
+    events: Vec<ProposedEvent>,
+    size_bytes: usize,
+    deadline: Instant,
+}
+
+/// A committed append's outcome, with what its answer echoes.
+struct Done {
+    correlation_id: Option<shared::Uuid>,
+    stream: StreamName,
+    outcome: Result<AppendOutcome, WriteError>,
+}
+
+/// The call is over: the client went away, or a call status was sent.
+struct CallOver;
+
+enum Step {
+    Request(Option<Result<BatchAppendReq, Status>>),
+    Done(Done),
+    Tick,
+}
+
+struct Worker<W> {
+    writer: W,
+    max_append_size_bytes: u32,
+    tx: mpsc::Sender<Result<BatchAppendResp, Status>>,
+    pending: HashMap<Uuid, Pending>,
+    in_flight: FuturesUnordered<BoxFuture<'static, Done>>,
+}
+
+/// Sends one answer; `Err` when the client has gone. Free functions over the sender, so that
+/// no `&Worker` (whose in-flight futures are not `Sync`) is held across an await.
+async fn respond(
+    tx: &mpsc::Sender<Result<BatchAppendResp, Status>>,
+    correlation_id: Option<shared::Uuid>,
+    stream_identifier: Option<StreamIdentifier>,
+    result: batch_append_resp::Result,
+) -> Result<(), CallOver> {
+    let response = BatchAppendResp {
+        correlation_id,
+        stream_identifier,
+        result: Some(result),
+        expected_stream_position: None,
+    };
+    tx.send(Ok(response)).await.map_err(|_| CallOver)
+}
+
+async fn respond_error(
+    tx: &mpsc::Sender<Result<BatchAppendResp, Status>>,
+    correlation_id: Option<shared::Uuid>,
+    stream_identifier: Option<StreamIdentifier>,
+    error: stele_proto::google_rpc::Status,
+) -> Result<(), CallOver> {
+    respond(
+        tx,
+        correlation_id,
+        stream_identifier,
+        batch_append_resp::Result::Error(error),
+    )
+    .await
+}
+
+impl<W: BatchWriter> Worker<W> {
+    async fn run<S>(mut self, mut requests: S)
+    where
+        S: Stream<Item = Result<BatchAppendReq, Status>> + Unpin,
+    {
+        let mut reading = true;
+        loop {
+            if !reading && self.pending.is_empty() && self.in_flight.is_empty() {
+                return;
+            }
+            let next_deadline = self.pending.values().map(|p| p.deadline).min();
+            let wake_at =
+                next_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let can_read = reading && self.in_flight.len() < MAX_IN_FLIGHT_BATCHES;
+            let step = tokio::select! {
+                message = requests.next(), if can_read => Step::Request(message),
+                Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => Step::Done(done),
+                _ = tokio::time::sleep_until(wake_at), if next_deadline.is_some() => Step::Tick,
+            };
+            let result = match step {
+                Step::Request(Some(Ok(request))) => self.handle(request).await,
+                Step::Request(Some(Err(status))) => {
+                    // The request stream broke (or a message could not be decoded): end the
+                    // call. Appends already committed still run to their outcome.
+                    let _ = self.tx.send(Err(status)).await;
+                    Err(CallOver)
+                }
+                Step::Request(None) => {
+                    // The client half-closed: appends it never finished cannot finish now.
+                    reading = false;
+                    self.expire(None).await
+                }
+                Step::Done(done) => self.finish(done).await,
+                Step::Tick => self.expire(Some(Instant::now())).await,
+            };
+            if result.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn handle(&mut self, request: BatchAppendReq) -> Result<(), CallOver> {
+        let wire_id = request.correlation_id.clone();
+        let echo_identifier = request
+            .options
+            .as_ref()
+            .and_then(|o| o.stream_identifier.clone());
+        let correlation = match wire_uuid::from_wire_opt(request.correlation_id.as_ref()) {
+            Ok(id) => id,
+            Err(e) => {
+                return respond_error(
+                    &self.tx,
+                    wire_id,
+                    echo_identifier,
+                    status::in_band_bad_request(e.to_string()),
+                )
+                .await;
+            }
+        };
+
+        if let Some(options) = request.options {
+            // Options on a later message of a pending id are ignored, as in EventStoreDB.
+            if !self.pending.contains_key(&correlation) {
+                let Some(identifier) = options.stream_identifier else {
+                    return respond_error(
+                        &self.tx,
+                        wire_id,
+                        None,
+                        status::in_band_bad_request("Required field StreamIdentifier not set."),
+                    )
+                    .await;
+                };
+                let Some(timeout) =
+                    batch_timeout(options.deadline_option.as_ref(), SystemTime::now())
+                else {
+                    return respond_error(
+                        &self.tx,
+                        wire_id,
+                        Some(identifier),
+                        status::in_band_timeout(),
+                    )
+                    .await;
+                };
+                let stream = match StreamName::from_bytes(&identifier.stream_name) {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        return respond_error(
+                            &self.tx,
+                            wire_id,
+                            Some(identifier),
+                            status::in_band_bad_request(e.to_string()),
+                        )
+                        .await;
+                    }
+                };
+                let expected = match options.expected_stream_position {
+                    Some(ExpectedStreamPosition::StreamPosition(r)) => ExpectedRevision::Exact(r),
+                    Some(ExpectedStreamPosition::NoStream(())) => ExpectedRevision::NoStream,
+                    Some(ExpectedStreamPosition::Any(())) => ExpectedRevision::Any,
+                    Some(ExpectedStreamPosition::StreamExists(())) => {
+                        ExpectedRevision::StreamExists
+                    }
+                    None => {
+                        return respond_error(
+                            &self.tx,
+                            wire_id,
+                            Some(identifier),
+                            status::in_band_bad_request(
+                                "'None' is not a valid ExpectedStreamPositionOneofCase",
+                            ),
+                        )
+                        .await;
+                    }
+                };
+                if self.pending.len() >= MAX_PENDING_BATCHES {
+                    return respond_error(
+                            &self.tx,
+                            wire_id,
+                            Some(identifier),
+                            status::in_band_bad_request(format!(
+                                "Too many unfinished appends on this call (at most {MAX_PENDING_BATCHES})."
+                            )),
+                        )
+                        .await;
+                }
+                self.pending.insert(
+                    correlation,
+                    Pending {
+                        correlation_id: wire_id.clone(),
+                        stream,
+                        expected,
+                        events: Vec::new(),
+                        size_bytes: 0,
+                        deadline: Instant::now() + timeout,
+                    },
+                );
+            }
+        }
+
+        // Messages of an id that is not pending (never opened, already answered) are
+        // ignored, as in EventStoreDB.
+        let Some(pending) = self.pending.get_mut(&correlation) else {
+            return Ok(());
+        };
+        let mut failure = None;
+        for message in request.proposed_messages {
+            match events::proposed_event(
+                message.id.as_ref(),
+                &message.metadata,
+                message.custom_metadata,
+                message.data,
+            ) {
+                Ok(event) => {
+                    pending.size_bytes = pending.size_bytes.saturating_add(event.size_bytes());
+                    if pending.size_bytes > self.max_append_size_bytes as usize {
+                        failure = Some(status::in_band_maximum_append_size_exceeded(
+                            self.max_append_size_bytes,
+                        ));
+                        break;
+                    }
+                    pending.events.push(event);
+                }
+                Err(status) => {
+                    failure = Some(status::in_band_bad_request(status.message()));
+                    break;
+                }
+            }
+        }
+        if let Some(error) = failure {
+            let pending = self.pending.remove(&correlation).expect("pending above");
+            let identifier = events::stream_identifier(pending.stream.as_str());
+            return respond_error(&self.tx, pending.correlation_id, Some(identifier), error).await;
+        }
+        if !request.is_final {
+            return Ok(());
+        }
+
+        let pending = self.pending.remove(&correlation).expect("pending above");
+        let handle = tokio::spawn(self.writer.append(
+            pending.stream.clone(),
+            pending.expected,
+            pending.events,
+        ));
+        let correlation_id = pending.correlation_id;
+        let stream = pending.stream;
+        self.in_flight.push(
+            async move {
+                let outcome = handle.await.unwrap_or_else(|join| {
+                    Err(WriteError::Internal(format!(
+                        "batch append task failed: {join}"
+                    )))
+                });
+                Done {
+                    correlation_id,
+                    stream,
+                    outcome,
+                }
+            }
+            .boxed(),
+        );
+        Ok(())
+    }
+
+    async fn finish(&mut self, done: Done) -> Result<(), CallOver> {
+        let identifier = Some(events::stream_identifier(done.stream.as_str()));
+        let result = match done.outcome {
+            Ok(AppendOutcome::Success {
+                current_revision,
+                position,
+            }) => batch_append_resp::Result::Success(batch_append_resp::Success {
+                current_revision_option: Some(match current_revision {
+                    Some(revision) => success::CurrentRevisionOption::CurrentRevision(revision.0),
+                    None => success::CurrentRevisionOption::NoStream(()),
+                }),
+                position_option: Some(match position {
+                    Some(p) => success::PositionOption::Position(AllStreamPosition {
+                        commit_position: p.0,
+                        prepare_position: p.0,
+                    }),
+                    None => success::PositionOption::NoPosition(()),
+                }),
+            }),
+            Ok(AppendOutcome::WrongExpectedVersion { current, expected }) => {
+                batch_append_resp::Result::Error(status::in_band_wrong_expected_version(
+                    current, expected,
+                ))
+            }
+            Err(error) => match status::batch_append_error(&error) {
+                Ok(in_band) => batch_append_resp::Result::Error(in_band),
+                Err(call_status) => {
+                    let _ = self.tx.send(Err(call_status)).await;
+                    return Err(CallOver);
+                }
+            },
+        };
+        respond(&self.tx, done.correlation_id, identifier, result).await
+    }
+
+    /// Answers Timeout for every unfinished append whose deadline is at or before `now`, or
+    /// for all of them when `now` is `None` (the client half-closed).
+    async fn expire(&mut self, now: Option<Instant>) -> Result<(), CallOver> {
+        let expired: Vec<Uuid> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now.is_none_or(|now| p.deadline <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            let pending = self.pending.remove(&id).expect("listed above");
+            let identifier = events::stream_identifier(pending.stream.as_str());
+            respond_error(
+                &self.tx,
+                pending.correlation_id,
+                Some(identifier),
+                status::in_band_timeout(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use prost::Message;
+    use stele_core::{LogPosition, StreamRevision};
+    use stele_proto::google_rpc;
+    use stele_proto::streams::batch_append_req::{Options, ProposedMessage};
+    use tonic::Code;
+
+    use super::*;
+
+    type Call = (String, ExpectedRevision, usize);
+
+    #[derive(Clone)]
+    struct FakeWriter {
+        max_bytes: u32,
+        outcomes: Arc<Mutex<VecDeque<Result<AppendOutcome, WriteError>>>>,
+        calls: Arc<Mutex<Vec<Call>>>,
+    }
+
+    impl FakeWriter {
+        fn new(outcomes: Vec<Result<AppendOutcome, WriteError>>) -> Self {
+            FakeWriter {
+                max_bytes: 1024,
+                outcomes: Arc::new(Mutex::new(outcomes.into())),
+                calls: Arc::default(),
+            }
+        }
+    }
+
+    impl BatchWriter for FakeWriter {
+        fn max_append_size_bytes(&self) -> u32 {
+            self.max_bytes
+        }
+
+        fn append(
+            &self,
+            stream: StreamName,
+            expected: ExpectedRevision,
+            events: Vec<ProposedEvent>,
+        ) -> BoxFuture<'static, Result<AppendOutcome, WriteError>> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push((stream.as_str().to_owned(), expected, events.len()));
+            let outcome = self
+                .outcomes
+                .lock()
+                .unwrap()
+                .pop_front()
+                .expect("an outcome for every append");
+            async move { outcome }.boxed()
+        }
+    }
+
+    fn success(revision: u64, position: u64) -> Result<AppendOutcome, WriteError> {
+        Ok(AppendOutcome::Success {
+            current_revision: Some(StreamRevision(revision)),
+            position: Some(LogPosition(position)),
+        })
+    }
+
+    fn message(event_type: Option<&str>, data: &'static [u8]) -> ProposedMessage {
+        let mut metadata = HashMap::new();
+        if let Some(t) = event_type {
+            metadata.insert("type".to_owned(), t.to_owned());
+        }
+        metadata.insert("content-type".to_owned(), "application/json".to_owned());
+        ProposedMessage {
+            id: Some(wire_uuid::to_string_form(Uuid::new_v4())),
+            metadata,
+            custom_metadata: Bytes::new(),
+            data: Bytes::from_static(data),
+        }
+    }
+
+    fn options(stream: &str) -> Options {
+        Options {
+            stream_identifier: Some(events::stream_identifier(stream)),
+            expected_stream_position: Some(ExpectedStreamPosition::Any(())),
+            deadline_option: Some(DeadlineOption::Deadline(prost_types::Duration {
+                seconds: 10,
+                nanos: 0,
+            })),
+        }
+    }
+
+    fn request(
+        id: Uuid,
+        options: Option<Options>,
+        messages: Vec<ProposedMessage>,
+        is_final: bool,
+    ) -> BatchAppendReq {
+        BatchAppendReq {
+            correlation_id: Some(wire_uuid::to_structured(id)),
+            options,
+            proposed_messages: messages,
+            is_final,
+        }
+    }
+
+    /// Runs a call over `requests` (then half-closes) and collects every answer.
+    async fn run_call(
+        writer: FakeWriter,
+        requests: Vec<BatchAppendReq>,
+    ) -> Vec<Result<BatchAppendResp, Status>> {
+        let stream = tokio_stream::iter(requests.into_iter().map(Ok));
+        spawn(writer, stream).collect().await
+    }
+
+    fn error_of(resp: &BatchAppendResp) -> &google_rpc::Status {
+        match &resp.result {
+            Some(batch_append_resp::Result::Error(e)) => e,
+            other => panic!("expected an in-band error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn deadlines_are_capped_and_expired_ones_refused() {
+        let now = SystemTime::now();
+        let relative = |seconds, nanos| {
+            Some(DeadlineOption::Deadline(prost_types::Duration {
+                seconds,
+                nanos,
+            }))
+        };
+        // The Rust client's "now + 10 s since the epoch", read as relative: capped.
+        assert_eq!(
+            batch_timeout(relative(1_900_000_000, 0).as_ref(), now),
+            Some(BATCH_WRITE_TIMEOUT)
+        );
+        assert_eq!(
+            batch_timeout(relative(0, 500_000_000).as_ref(), now),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(batch_timeout(relative(0, 0).as_ref(), now), None);
+        assert_eq!(batch_timeout(relative(-1, 0).as_ref(), now), None);
+        assert_eq!(batch_timeout(None, now), Some(BATCH_WRITE_TIMEOUT));
+
+        let absolute = |t: SystemTime| Some(DeadlineOption::Deadline21100(t.into()));
+        assert_eq!(
+            batch_timeout(absolute(now + Duration::from_secs(1)).as_ref(), now),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            batch_timeout(absolute(now + Duration::from_secs(60)).as_ref(), now),
+            Some(BATCH_WRITE_TIMEOUT)
+        );
+        assert_eq!(
+            batch_timeout(absolute(now - Duration::from_secs(1)).as_ref(), now),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn single_final_message_commits_and_answers_success() {
+        let writer = FakeWriter::new(vec![success(2, 777)]);
+        let id = Uuid::new_v4();
+        let answers = run_call(
+            writer.clone(),
+            vec![request(
+                id,
+                Some(options("orders")),
+                vec![message(Some("A"), b"1"), message(Some("B"), b"2")],
+                true,
+            )],
+        )
+        .await;
+        assert_eq!(answers.len(), 1);
+        let resp = answers[0].as_ref().unwrap();
+        assert_eq!(resp.correlation_id, Some(wire_uuid::to_structured(id)));
+        assert_eq!(
+            resp.stream_identifier
+                .as_ref()
+                .unwrap()
+                .stream_name
+                .as_ref(),
+            b"orders"
+        );
+        let Some(batch_append_resp::Result::Success(s)) = &resp.result else {
+            panic!("expected success, got {resp:?}");
+        };
+        assert_eq!(
+            s.current_revision_option,
+            Some(success::CurrentRevisionOption::CurrentRevision(2))
+        );
+        assert_eq!(
+            s.position_option,
+            Some(success::PositionOption::Position(AllStreamPosition {
+                commit_position: 777,
+                prepare_position: 777,
+            }))
+        );
+        assert_eq!(
+            writer.calls.lock().unwrap().as_slice(),
+            &[("orders".to_owned(), ExpectedRevision::Any, 2)]
+        );
+    }
+
+    #[tokio::test]
+    async fn chunks_of_one_id_are_committed_together() {
+        let writer = FakeWriter::new(vec![success(2, 1)]);
+        let id = Uuid::new_v4();
+        let answers = run_call(
+            writer.clone(),
+            vec![
+                request(
+                    id,
+                    Some(options("s")),
+                    vec![message(Some("A"), b"1")],
+                    false,
+                ),
+                request(id, None, vec![message(Some("B"), b"2")], false),
+                request(id, None, vec![message(Some("C"), b"3")], true),
+            ],
+        )
+        .await;
+        assert_eq!(answers.len(), 1);
+        assert_eq!(
+            writer.calls.lock().unwrap().as_slice(),
+            &[("s".to_owned(), ExpectedRevision::Any, 3)]
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_expected_version_is_in_band_already_exists() {
+        let writer = FakeWriter::new(vec![Ok(AppendOutcome::WrongExpectedVersion {
+            current: Some(StreamRevision(4)),
+            expected: ExpectedRevision::NoStream,
+        })]);
+        let answers = run_call(
+            writer,
+            vec![request(
+                Uuid::new_v4(),
+                Some(options("s")),
+                vec![message(Some("A"), b"1")],
+                true,
+            )],
+        )
+        .await;
+        let error = error_of(answers[0].as_ref().unwrap());
+        assert_eq!(error.code, google_rpc::Code::AlreadyExists as i32);
+        let detail = error.details.as_ref().unwrap();
+        assert_eq!(
+            detail.type_url,
+            "type.googleapis.com/event_store.client.WrongExpectedVersion"
+        );
+        let wev = shared::WrongExpectedVersion::decode(detail.value.as_slice()).unwrap();
+        assert_eq!(
+            wev.current_stream_revision_option,
+            Some(
+                shared::wrong_expected_version::CurrentStreamRevisionOption::CurrentStreamRevision(
+                    4
+                )
+            )
+        );
+        assert_eq!(
+            wev.expected_stream_position_option,
+            Some(
+                shared::wrong_expected_version::ExpectedStreamPositionOption::ExpectedNoStream(())
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn not_leader_ends_the_call_with_a_status() {
+        let writer = FakeWriter::new(vec![Err(WriteError::NotLeader {
+            leader: Some(("leader.local".into(), 2113)),
+        })]);
+        let answers = run_call(
+            writer,
+            vec![request(
+                Uuid::new_v4(),
+                Some(options("s")),
+                vec![message(Some("A"), b"1")],
+                true,
+            )],
+        )
+        .await;
+        assert_eq!(answers.len(), 1);
+        let status = answers[0].as_ref().unwrap_err();
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "Leader info available");
+        assert_eq!(
+            status.metadata().get("leader-endpoint-host").unwrap(),
+            "leader.local"
+        );
+    }
+
+    #[tokio::test]
+    async fn stream_deleted_is_in_band_not_found() {
+        let writer = FakeWriter::new(vec![Err(WriteError::StreamDeleted(
+            StreamName::new("s").unwrap(),
+        ))]);
+        let answers = run_call(
+            writer,
+            vec![request(
+                Uuid::new_v4(),
+                Some(options("s")),
+                vec![message(Some("A"), b"1")],
+                true,
+            )],
+        )
+        .await;
+        let error = error_of(answers[0].as_ref().unwrap());
+        assert_eq!(error.code, google_rpc::Code::NotFound as i32);
+        assert_eq!(error.message, "StreamDeleted");
+    }
+
+    #[tokio::test]
+    async fn bad_requests_answer_in_band_without_writing() {
+        let writer = FakeWriter::new(vec![]);
+        let mut no_expected = options("s");
+        no_expected.expected_stream_position = None;
+        let mut no_stream = options("s");
+        no_stream.stream_identifier = None;
+        let answers = run_call(
+            writer.clone(),
+            vec![
+                request(
+                    Uuid::new_v4(),
+                    Some(options("s")),
+                    vec![message(None, b"1")],
+                    true,
+                ),
+                request(
+                    Uuid::new_v4(),
+                    Some(no_expected),
+                    vec![message(Some("A"), b"1")],
+                    true,
+                ),
+                request(
+                    Uuid::new_v4(),
+                    Some(no_stream),
+                    vec![message(Some("A"), b"1")],
+                    true,
+                ),
+                request(
+                    Uuid::new_v4(),
+                    Some(options("")),
+                    vec![message(Some("A"), b"1")],
+                    true,
+                ),
+            ],
+        )
+        .await;
+        assert_eq!(answers.len(), 4);
+        for answer in &answers {
+            let error = error_of(answer.as_ref().unwrap());
+            assert_eq!(error.code, google_rpc::Code::InvalidArgument as i32);
+            assert_eq!(error.message, "BadRequest");
+        }
+        let first = shared::BadRequest::decode(
+            error_of(answers[0].as_ref().unwrap())
+                .details
+                .as_ref()
+                .unwrap()
+                .value
+                .as_slice(),
+        )
+        .unwrap();
+        assert_eq!(
+            first.message,
+            "Required Metadata Property 'type' is missing"
+        );
+        assert!(writer.calls.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn too_large_appends_answer_maximum_append_size_exceeded() {
+        let mut writer = FakeWriter::new(vec![]);
+        writer.max_bytes = 8;
+        let answers = run_call(
+            writer.clone(),
+            vec![request(
+                Uuid::new_v4(),
+                Some(options("s")),
+                vec![message(Some("A"), b"12345"), message(Some("B"), b"12345")],
+                true,
+            )],
+        )
+        .await;
+        let error = error_of(answers[0].as_ref().unwrap());
+        assert_eq!(error.code, google_rpc::Code::InvalidArgument as i32);
+        assert_eq!(error.message, "MaximumAppendSizeExceeded");
+        let detail = shared::MaximumAppendSizeExceeded::decode(
+            error.details.as_ref().unwrap().value.as_slice(),
+        )
+        .unwrap();
+        assert_eq!(detail.max_append_size, 8);
+        assert!(writer.calls.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn expired_deadline_answers_timeout() {
+        let writer = FakeWriter::new(vec![]);
+        let mut expired = options("s");
+        expired.deadline_option = Some(DeadlineOption::Deadline(prost_types::Duration {
+            seconds: 0,
+            nanos: 0,
+        }));
+        let answers = run_call(
+            writer,
+            vec![request(
+                Uuid::new_v4(),
+                Some(expired),
+                vec![message(Some("A"), b"1")],
+                true,
+            )],
+        )
+        .await;
+        let error = error_of(answers[0].as_ref().unwrap());
+        assert_eq!(error.code, google_rpc::Code::DeadlineExceeded as i32);
+        assert_eq!(error.message, "Timeout");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unfinished_append_times_out_at_its_deadline() {
+        let writer = FakeWriter::new(vec![]);
+        let (tx, rx) = mpsc::channel(4);
+        let mut answers = spawn(writer, ReceiverStream::new(rx));
+        let id = Uuid::new_v4();
+        let mut short = options("s");
+        short.deadline_option = Some(DeadlineOption::Deadline(prost_types::Duration {
+            seconds: 0,
+            nanos: 300_000_000,
+        }));
+        tx.send(Ok(request(
+            id,
+            Some(short),
+            vec![message(Some("A"), b"1")],
+            false,
+        )))
+        .await
+        .unwrap();
+        let started = Instant::now();
+        let answer = answers.next().await.unwrap().unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(answer.correlation_id, Some(wire_uuid::to_structured(id)));
+        assert_eq!(
+            error_of(&answer).code,
+            google_rpc::Code::DeadlineExceeded as i32
+        );
+        drop(tx);
+        assert!(
+            answers.next().await.is_none(),
+            "one answer per correlation id"
+        );
+    }
+
+    #[tokio::test]
+    async fn half_close_times_out_unfinished_appends_and_ends_the_call() {
+        let writer = FakeWriter::new(vec![success(0, 1)]);
+        let answers = run_call(
+            writer,
+            vec![
+                request(
+                    Uuid::new_v4(),
+                    Some(options("a")),
+                    vec![message(Some("A"), b"1")],
+                    false,
+                ),
+                request(
+                    Uuid::new_v4(),
+                    Some(options("b")),
+                    vec![message(Some("B"), b"1")],
+                    true,
+                ),
+            ],
+        )
+        .await;
+        assert_eq!(answers.len(), 2);
+        let mut codes: Vec<Option<i32>> = answers
+            .iter()
+            .map(|a| match &a.as_ref().unwrap().result {
+                Some(batch_append_resp::Result::Error(e)) => Some(e.code),
+                _ => None,
+            })
+            .collect();
+        codes.sort();
+        assert_eq!(
+            codes,
+            vec![None, Some(google_rpc::Code::DeadlineExceeded as i32)]
+        );
+    }
+
+    #[tokio::test]
+    async fn messages_for_unknown_ids_are_ignored() {
+        let writer = FakeWriter::new(vec![]);
+        let answers = run_call(
+            writer.clone(),
+            vec![request(
+                Uuid::new_v4(),
+                None,
+                vec![message(Some("A"), b"1")],
+                true,
+            )],
+        )
+        .await;
+        assert!(answers.is_empty());
+        assert!(writer.calls.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn string_correlation_ids_are_echoed_as_sent() {
+        let writer = FakeWriter::new(vec![success(0, 5)]);
+        let id = Uuid::new_v4();
+        let mut req = request(id, Some(options("s")), vec![message(Some("A"), b"1")], true);
+        req.correlation_id = Some(wire_uuid::to_string_form(id));
+        let answers = run_call(writer, vec![req]).await;
+        assert_eq!(
+            answers[0].as_ref().unwrap().correlation_id,
+            Some(wire_uuid::to_string_form(id))
+        );
+    }
+}

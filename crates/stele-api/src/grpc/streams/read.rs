@@ -1,0 +1,721 @@
+//! `Streams.Read` for finite reads (PROTOCOL.md §4): a stream or `$all`, forwards or
+//! backwards, from start, end, a revision or a position, up to `count` events, with an
+//! optional filter on `$all`. Catch-up subscriptions (`count_option = subscription`) are not
+//! served yet and answer UNIMPLEMENTED.
+//!
+//! A read is first checked and turned into a [`ReadPlan`] (bad requests fail the call before
+//! any message), then runs as a task that asks the node for pages of [`READ_PAGE_EVENTS`]
+//! events and feeds a bounded channel, so a read of any count holds at most one page plus
+//! the channel in memory and a slow client slows the reader instead of filling memory.
+
+use std::sync::Arc;
+
+use stele_cluster::{
+    AllReadRequest, AllStart, Direction, Node, ReadError, StreamReadRequest, StreamReadResult,
+    StreamStart,
+};
+use stele_core::{RecordedEvent, StreamName};
+use stele_proto::streams::read_req::options::{
+    all_options::AllOption, stream_options::RevisionOption, uuid_option, CountOption, FilterOption,
+    ReadDirection, StreamOption,
+};
+use stele_proto::streams::read_req::Options;
+use stele_proto::streams::read_resp::{self, StreamNotFound};
+use stele_proto::streams::{ReadReq, ReadResp};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use crate::grpc::event_filter::EventFilter;
+use crate::grpc::events;
+use crate::grpc::status;
+use crate::grpc::wire_uuid::UuidFormat;
+
+/// Events asked of the node per call.
+pub const READ_PAGE_EVENTS: u64 = 500;
+
+/// Responses buffered between the reading task and the client.
+pub const READ_CHANNEL_MESSAGES: usize = 64;
+
+pub type ReadStream = ReceiverStream<Result<ReadResp, Status>>;
+
+/// A checked read request.
+#[derive(Debug)]
+pub struct ReadPlan {
+    target: Target,
+    count: u64,
+    uuid_format: UuidFormat,
+    /// `ControlOption.compatibility`: at 1 or more, stream reads also report the first and
+    /// last stream positions.
+    compatibility: u32,
+}
+
+#[derive(Debug)]
+enum Target {
+    Stream {
+        stream: StreamName,
+        start: StreamStart,
+        direction: Direction,
+    },
+    All {
+        start: AllStart,
+        direction: Direction,
+        filter: Option<Arc<EventFilter>>,
+    },
+}
+
+/// Checks a request in EventStoreDB's order: options, `uuid_option`, the stream/all choice,
+/// the option combination (§4.1 table), then the details of each option.
+pub fn plan(request: ReadReq) -> Result<ReadPlan, Status> {
+    let options = request
+        .options
+        .ok_or_else(|| status::required_argument("options", "Options"))?;
+    let uuid_format = match options.uuid_option.as_ref() {
+        None => return Err(status::required_argument("uuidOption", "UUIDOption")),
+        Some(option) => match option.content {
+            Some(uuid_option::Content::String(_)) => UuidFormat::String,
+            // EventStoreDB answers structured ids unless strings are asked for.
+            Some(uuid_option::Content::Structured(_)) | None => UuidFormat::Structured,
+        },
+    };
+    if options.stream_option.is_none() {
+        return Err(status::not_a_valid("None", "StreamOptionOneofCase"));
+    }
+    check_combination(&options)?;
+    if matches!(options.count_option, Some(CountOption::Subscription(_))) {
+        return Err(Status::unimplemented("subscriptions are not supported yet"));
+    }
+    let direction = match options.read_direction() {
+        ReadDirection::Forwards => Direction::Forwards,
+        ReadDirection::Backwards => Direction::Backwards,
+    };
+    let count = match options.count_option {
+        Some(CountOption::Count(count)) => count,
+        _ => unreachable!("check_combination accepts only counted reads here"),
+    };
+    let compatibility = options.control_option.map_or(0, |c| c.compatibility);
+    let target = match options.stream_option {
+        Some(StreamOption::Stream(stream)) => {
+            let start = match stream.revision_option {
+                Some(RevisionOption::Revision(u64::MAX)) | Some(RevisionOption::End(_)) => {
+                    StreamStart::End
+                }
+                Some(RevisionOption::Revision(revision)) => StreamStart::Revision(revision),
+                Some(RevisionOption::Start(_)) => StreamStart::Start,
+                None => return Err(status::not_a_valid("None", "RevisionOptionOneofCase")),
+            };
+            Target::Stream {
+                stream: events::stream_name(stream.stream_identifier.as_ref())?,
+                start,
+                direction,
+            }
+        }
+        Some(StreamOption::All(all)) => {
+            let start = match all.all_option {
+                // (u64::MAX, u64::MAX) is how EventStoreDB writes Position.End.
+                Some(AllOption::Position(p)) if p.commit_position == u64::MAX => AllStart::End,
+                // One position per event: commit and prepare are the same number, and the
+                // commit position decides (clients resume with prepare = commit).
+                Some(AllOption::Position(p)) => AllStart::Position(p.commit_position),
+                Some(AllOption::Start(_)) => AllStart::Start,
+                Some(AllOption::End(_)) => AllStart::End,
+                None => return Err(status::not_a_valid("None", "AllOptionOneofCase")),
+            };
+            let filter = match &options.filter_option {
+                Some(FilterOption::Filter(filter)) => {
+                    Some(Arc::new(EventFilter::from_options(filter)?))
+                }
+                _ => None,
+            };
+            Target::All {
+                start,
+                direction,
+                filter,
+            }
+        }
+        None => unreachable!("checked above"),
+    };
+    Ok(ReadPlan {
+        target,
+        count,
+        uuid_format,
+        compatibility,
+    })
+}
+
+/// The accepted combinations (PROTOCOL.md §4.1); anything else is INVALID_ARGUMENT with
+/// EventStoreDB's text, e.g. `The combination of (Stream, Count, Forwards, Filter) is
+/// invalid.`
+fn check_combination(options: &Options) -> Result<(), Status> {
+    let stream = match options.stream_option {
+        None => "None",
+        Some(StreamOption::Stream(_)) => "Stream",
+        Some(StreamOption::All(_)) => "All",
+    };
+    let count = match options.count_option {
+        None => "None",
+        Some(CountOption::Count(_)) => "Count",
+        Some(CountOption::Subscription(_)) => "Subscription",
+    };
+    let direction_name = options.read_direction.to_string();
+    let direction = match ReadDirection::try_from(options.read_direction) {
+        Ok(ReadDirection::Forwards) => "Forwards",
+        Ok(ReadDirection::Backwards) => "Backwards",
+        Err(_) => direction_name.as_str(),
+    };
+    let filter = match options.filter_option {
+        None => "None",
+        Some(FilterOption::Filter(_)) => "Filter",
+        Some(FilterOption::NoFilter(_)) => "NoFilter",
+    };
+    let accepted = matches!(
+        (stream, count, direction, filter),
+        ("Stream", "Count", "Forwards" | "Backwards", "NoFilter")
+            | (
+                "All",
+                "Count",
+                "Forwards" | "Backwards",
+                "NoFilter" | "Filter"
+            )
+            | ("Stream", "Subscription", "Forwards", "NoFilter")
+            | ("All", "Subscription", "Forwards", "NoFilter" | "Filter")
+    );
+    if accepted {
+        Ok(())
+    } else {
+        Err(status::invalid_combination(&[
+            stream, count, direction, filter,
+        ]))
+    }
+}
+
+/// Starts the read and returns the response stream.
+pub fn spawn(node: Node, plan: ReadPlan) -> ReadStream {
+    let (tx, rx) = mpsc::channel(READ_CHANNEL_MESSAGES);
+    tokio::spawn(async move {
+        let out = Out { tx };
+        let result = match plan.target {
+            Target::Stream {
+                ref stream,
+                start,
+                direction,
+            } => read_stream(&node, &plan, stream, start, direction, &out).await,
+            Target::All {
+                start,
+                direction,
+                ref filter,
+            } => read_all(&node, &plan, start, direction, filter.clone(), &out).await,
+        };
+        if let Err(Halt::Failed(status)) = result {
+            // If the client has gone, nobody is left to tell.
+            let _ = out.tx.send(Err(status)).await;
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// Why a read stopped early.
+enum Halt {
+    ClientGone,
+    Failed(Status),
+}
+
+struct Out {
+    tx: mpsc::Sender<Result<ReadResp, Status>>,
+}
+
+impl Out {
+    async fn send(&self, content: read_resp::Content) -> Result<(), Halt> {
+        self.tx
+            .send(Ok(ReadResp {
+                content: Some(content),
+            }))
+            .await
+            .map_err(|_| Halt::ClientGone)
+    }
+
+    async fn send_event(&self, event: &RecordedEvent, format: UuidFormat) -> Result<(), Halt> {
+        self.tx
+            .send(Ok(events::read_resp_event(event, format)))
+            .await
+            .map_err(|_| Halt::ClientGone)
+    }
+}
+
+/// Node reads touch the disk, so they run on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ReadError> + Send + 'static,
+) -> Result<T, Halt> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(Halt::Failed(status::read_error(&error))),
+        Err(join) => Err(Halt::Failed(status::internal(&format!(
+            "read task failed: {join}"
+        )))),
+    }
+}
+
+async fn read_stream_page(
+    node: &Node,
+    request: StreamReadRequest,
+) -> Result<StreamReadResult, Halt> {
+    let node = node.clone();
+    blocking(move || node.read_stream(&request)).await
+}
+
+/// The revision of the stream's last readable event, for `last_stream_position`.
+async fn last_revision(node: &Node, stream: &StreamName) -> Result<Option<u64>, Halt> {
+    let result = read_stream_page(
+        node,
+        StreamReadRequest {
+            stream: stream.clone(),
+            start: StreamStart::End,
+            direction: Direction::Backwards,
+            max_count: 1,
+        },
+    )
+    .await?;
+    Ok(match result {
+        StreamReadResult::Events(events) => events.first().map(|e| e.revision.0),
+        StreamReadResult::NotFound => None,
+    })
+}
+
+/// Reads a stream page by page. A missing or soft-deleted stream answers one
+/// `stream_not_found` and ends normally; a tombstoned one fails with the stream-deleted
+/// status. With `compatibility >= 1`, like EventStoreDB: a forwards read whose first page is
+/// empty reports `first_stream_position` (the revision after the last one) when that differs
+/// from where the read started, and every read that completes reports
+/// `last_stream_position`.
+async fn read_stream(
+    node: &Node,
+    plan: &ReadPlan,
+    stream: &StreamName,
+    start: StreamStart,
+    direction: Direction,
+    out: &Out,
+) -> Result<(), Halt> {
+    let compatible = plan.compatibility >= 1;
+    let mut remaining = plan.count;
+    let mut start = start;
+    let mut first_page = true;
+    loop {
+        let page = remaining.min(READ_PAGE_EVENTS);
+        let result = read_stream_page(
+            node,
+            StreamReadRequest {
+                stream: stream.clone(),
+                start,
+                direction,
+                max_count: page,
+            },
+        )
+        .await?;
+        let mut events = match result {
+            StreamReadResult::Events(events) => events,
+            StreamReadResult::NotFound if first_page => {
+                return out
+                    .send(read_resp::Content::StreamNotFound(StreamNotFound {
+                        stream_identifier: Some(events::stream_identifier(stream.as_str())),
+                    }))
+                    .await;
+            }
+            // Deleted while it was being read: what was sent stands, the read just ends.
+            StreamReadResult::NotFound => return Ok(()),
+        };
+
+        if first_page && compatible && direction == Direction::Forwards && events.is_empty() {
+            if let Some(last) = last_revision(node, stream).await? {
+                let next = last + 1;
+                let requested = match start {
+                    StreamStart::Start => 0,
+                    StreamStart::End => u64::MAX,
+                    StreamStart::Revision(r) => r,
+                };
+                if requested != next {
+                    out.send(read_resp::Content::FirstStreamPosition(next))
+                        .await?;
+                }
+            }
+        }
+        first_page = false;
+
+        // Never more than asked, whatever the node returns.
+        events.truncate(page as usize);
+        for event in &events {
+            out.send_event(event, plan.uuid_format).await?;
+        }
+        remaining -= events.len() as u64;
+        let last_read = events.last().map(|e| e.revision.0);
+        let reached_end = (events.len() as u64) < page;
+
+        let next = match (last_read, direction) {
+            (Some(r), Direction::Forwards) => r.checked_add(1).map(StreamStart::Revision),
+            (Some(r), Direction::Backwards) => r.checked_sub(1).map(StreamStart::Revision),
+            (None, _) => None,
+        };
+        match next {
+            Some(next) if remaining > 0 && !reached_end => start = next,
+            _ => {
+                if compatible {
+                    let last = match (direction, reached_end, last_read) {
+                        // A forwards read that ran out of events ended at the last one.
+                        (Direction::Forwards, true, Some(last)) => Some(last),
+                        _ => last_revision(node, stream).await?,
+                    };
+                    if let Some(last) = last {
+                        out.send(read_resp::Content::LastStreamPosition(last))
+                            .await?;
+                    }
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Reads `$all` page by page, the filter (if any) applied by the node so that `count` counts
+/// only the events that pass it.
+async fn read_all(
+    node: &Node,
+    plan: &ReadPlan,
+    start: AllStart,
+    direction: Direction,
+    filter: Option<Arc<EventFilter>>,
+    out: &Out,
+) -> Result<(), Halt> {
+    let mut remaining = plan.count;
+    let mut start = start;
+    loop {
+        let page = remaining.min(READ_PAGE_EVENTS);
+        let request = AllReadRequest {
+            start,
+            direction,
+            max_count: page,
+        };
+        let node_for_page = node.clone();
+        let filter_for_page = filter.clone();
+        let mut events = blocking(move || match &filter_for_page {
+            Some(filter) => node_for_page.read_all(&request, &|e| filter.accepts(e)),
+            None => node_for_page.read_all(&request, &|_| true),
+        })
+        .await?;
+
+        events.truncate(page as usize);
+        for event in &events {
+            out.send_event(event, plan.uuid_format).await?;
+        }
+        remaining -= events.len() as u64;
+        let reached_end = (events.len() as u64) < page;
+        // Positions are byte offsets of records longer than one byte, so one past (or one
+        // before) the last event is strictly between it and its neighbour: the next page
+        // neither repeats nor skips an event, whether the node reads the bound inclusively
+        // or not.
+        let next = match (events.last(), direction) {
+            (Some(e), Direction::Forwards) => e.position.0.checked_add(1).map(AllStart::Position),
+            (Some(e), Direction::Backwards) => e.position.0.checked_sub(1).map(AllStart::Position),
+            (None, _) => None,
+        };
+        match next {
+            Some(next) if remaining > 0 && !reached_end => start = next,
+            _ => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stele_proto::shared::{Empty, StreamIdentifier};
+    use stele_proto::streams::read_req::options::{
+        filter_options, AllOptions, ControlOption, FilterOptions, StreamOptions,
+        SubscriptionOptions, UuidOption,
+    };
+    use tonic::Code;
+
+    use super::*;
+
+    fn stream_options(name: &str, revision: RevisionOption) -> StreamOption {
+        StreamOption::Stream(StreamOptions {
+            stream_identifier: Some(StreamIdentifier {
+                stream_name: name.to_owned().into(),
+            }),
+            revision_option: Some(revision),
+        })
+    }
+
+    fn all_options(all: AllOption) -> StreamOption {
+        StreamOption::All(AllOptions {
+            all_option: Some(all),
+        })
+    }
+
+    fn filter() -> FilterOption {
+        FilterOption::Filter(FilterOptions {
+            filter: Some(filter_options::Filter::EventType(
+                filter_options::Expression {
+                    regex: "^A".into(),
+                    prefix: vec![],
+                },
+            )),
+            window: Some(filter_options::Window::Count(Empty {})),
+            checkpoint_interval_multiplier: 1,
+        })
+    }
+
+    fn request(
+        stream: StreamOption,
+        count: CountOption,
+        direction: ReadDirection,
+        filter: FilterOption,
+    ) -> ReadReq {
+        ReadReq {
+            options: Some(Options {
+                stream_option: Some(stream),
+                read_direction: direction as i32,
+                resolve_links: false,
+                count_option: Some(count),
+                filter_option: Some(filter),
+                uuid_option: Some(UuidOption {
+                    content: Some(uuid_option::Content::String(Empty {})),
+                }),
+                control_option: None,
+            }),
+        }
+    }
+
+    fn no_filter() -> FilterOption {
+        FilterOption::NoFilter(Empty {})
+    }
+
+    #[test]
+    fn stream_read_plan() {
+        let mut req = request(
+            stream_options("orders", RevisionOption::Revision(5)),
+            CountOption::Count(10),
+            ReadDirection::Backwards,
+            no_filter(),
+        );
+        req.options.as_mut().unwrap().control_option = Some(ControlOption { compatibility: 1 });
+        let plan = plan(req).unwrap();
+        assert_eq!(plan.count, 10);
+        assert_eq!(plan.uuid_format, UuidFormat::String);
+        assert_eq!(plan.compatibility, 1);
+        let Target::Stream {
+            stream,
+            start,
+            direction,
+        } = plan.target
+        else {
+            panic!("expected a stream read");
+        };
+        assert_eq!(stream.as_str(), "orders");
+        assert_eq!(start, StreamStart::Revision(5));
+        assert_eq!(direction, Direction::Backwards);
+    }
+
+    #[test]
+    fn end_positions_map_to_end() {
+        let plan_for = |stream| {
+            plan(request(
+                stream,
+                CountOption::Count(1),
+                ReadDirection::Forwards,
+                no_filter(),
+            ))
+            .unwrap()
+            .target
+        };
+        assert!(matches!(
+            plan_for(stream_options("s", RevisionOption::Revision(u64::MAX))),
+            Target::Stream {
+                start: StreamStart::End,
+                ..
+            }
+        ));
+        assert!(matches!(
+            plan_for(all_options(AllOption::Position(
+                stele_proto::streams::read_req::options::Position {
+                    commit_position: u64::MAX,
+                    prepare_position: u64::MAX,
+                }
+            ))),
+            Target::All {
+                start: AllStart::End,
+                ..
+            }
+        ));
+        assert!(matches!(
+            plan_for(all_options(AllOption::Position(
+                stele_proto::streams::read_req::options::Position {
+                    commit_position: 77,
+                    prepare_position: 77,
+                }
+            ))),
+            Target::All {
+                start: AllStart::Position(77),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn filtered_all_read_plan() {
+        let plan = plan(request(
+            all_options(AllOption::Start(Empty {})),
+            CountOption::Count(3),
+            ReadDirection::Forwards,
+            filter(),
+        ))
+        .unwrap();
+        assert!(matches!(
+            plan.target,
+            Target::All {
+                start: AllStart::Start,
+                direction: Direction::Forwards,
+                filter: Some(_),
+            }
+        ));
+    }
+
+    #[test]
+    fn combinations_outside_the_table_are_invalid() {
+        let subscription = || CountOption::Subscription(SubscriptionOptions {});
+        let cases = [
+            (
+                request(
+                    stream_options("s", RevisionOption::Start(Empty {})),
+                    CountOption::Count(1),
+                    ReadDirection::Forwards,
+                    filter(),
+                ),
+                "The combination of (Stream, Count, Forwards, Filter) is invalid.",
+            ),
+            (
+                request(
+                    stream_options("s", RevisionOption::Start(Empty {})),
+                    subscription(),
+                    ReadDirection::Backwards,
+                    no_filter(),
+                ),
+                "The combination of (Stream, Subscription, Backwards, NoFilter) is invalid.",
+            ),
+            (
+                request(
+                    all_options(AllOption::Start(Empty {})),
+                    subscription(),
+                    ReadDirection::Backwards,
+                    filter(),
+                ),
+                "The combination of (All, Subscription, Backwards, Filter) is invalid.",
+            ),
+        ];
+        for (req, message) in cases {
+            let status = plan(req).unwrap_err();
+            assert_eq!(status.code(), Code::InvalidArgument);
+            assert_eq!(status.message(), message);
+        }
+
+        let mut no_filter_option = request(
+            stream_options("s", RevisionOption::Start(Empty {})),
+            CountOption::Count(1),
+            ReadDirection::Forwards,
+            no_filter(),
+        );
+        no_filter_option.options.as_mut().unwrap().filter_option = None;
+        assert_eq!(
+            plan(no_filter_option).unwrap_err().message(),
+            "The combination of (Stream, Count, Forwards, None) is invalid."
+        );
+
+        let mut bad_direction = request(
+            stream_options("s", RevisionOption::Start(Empty {})),
+            CountOption::Count(1),
+            ReadDirection::Forwards,
+            no_filter(),
+        );
+        bad_direction.options.as_mut().unwrap().read_direction = 7;
+        assert_eq!(
+            plan(bad_direction).unwrap_err().code(),
+            Code::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn valid_subscriptions_are_unimplemented_for_now() {
+        let status = plan(request(
+            all_options(AllOption::Start(Empty {})),
+            CountOption::Subscription(SubscriptionOptions {}),
+            ReadDirection::Forwards,
+            filter(),
+        ))
+        .unwrap_err();
+        assert_eq!(status.code(), Code::Unimplemented);
+        assert_eq!(status.message(), "subscriptions are not supported yet");
+    }
+
+    #[test]
+    fn missing_options_are_invalid_arguments() {
+        assert_eq!(
+            plan(ReadReq { options: None }).unwrap_err().code(),
+            Code::InvalidArgument
+        );
+
+        let mut no_uuid = request(
+            stream_options("s", RevisionOption::Start(Empty {})),
+            CountOption::Count(1),
+            ReadDirection::Forwards,
+            no_filter(),
+        );
+        no_uuid.options.as_mut().unwrap().uuid_option = None;
+        let status = plan(no_uuid).unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            status.message(),
+            "'uuidOption' is a required argument of type UUIDOption"
+        );
+
+        let mut no_stream = request(
+            stream_options("s", RevisionOption::Start(Empty {})),
+            CountOption::Count(1),
+            ReadDirection::Forwards,
+            no_filter(),
+        );
+        no_stream.options.as_mut().unwrap().stream_option = None;
+        assert_eq!(plan(no_stream).unwrap_err().code(), Code::InvalidArgument);
+
+        let no_revision = request(
+            StreamOption::Stream(StreamOptions {
+                stream_identifier: Some(StreamIdentifier {
+                    stream_name: "s".into(),
+                }),
+                revision_option: None,
+            }),
+            CountOption::Count(1),
+            ReadDirection::Forwards,
+            no_filter(),
+        );
+        assert_eq!(plan(no_revision).unwrap_err().code(), Code::InvalidArgument);
+
+        let empty_name = request(
+            stream_options("", RevisionOption::Start(Empty {})),
+            CountOption::Count(1),
+            ReadDirection::Forwards,
+            no_filter(),
+        );
+        assert_eq!(plan(empty_name).unwrap_err().code(), Code::InvalidArgument);
+    }
+
+    #[test]
+    fn structured_ids_unless_strings_are_asked_for() {
+        let mut req = request(
+            stream_options("s", RevisionOption::Start(Empty {})),
+            CountOption::Count(1),
+            ReadDirection::Forwards,
+            no_filter(),
+        );
+        req.options.as_mut().unwrap().uuid_option = Some(UuidOption {
+            content: Some(uuid_option::Content::Structured(Empty {})),
+        });
+        assert_eq!(plan(req).unwrap().uuid_format, UuidFormat::Structured);
+    }
+}
