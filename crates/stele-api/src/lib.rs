@@ -2,3 +2,5 @@
 //! (and, beside them, the HTTP API). Errors become wire answers in one place per protocol.
 
 pub mod grpc;
+pub mod http;
+pub mod serve;

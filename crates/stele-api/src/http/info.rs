@@ -1,0 +1,64 @@
+//! `GET /info` (version, state, features, authentication, as EventStoreDB's `InfoController`
+//! answers) and `GET /ping`.
+
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+
+use super::{SharedNode, SERVER_VERSION};
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Info {
+    db_version: &'static str,
+    es_version: &'static str,
+    /// The node state in lower case (`leader`, `follower`).
+    state: String,
+    features: Features,
+    authentication: Authentication,
+}
+
+/// The optional subsystems and whether this node runs them. None of them exists yet.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Features {
+    projections: bool,
+    user_management: bool,
+    atom_pub: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Authentication {
+    /// `insecure`: the only mode Stele has (no authentication, no TLS).
+    #[serde(rename = "type")]
+    kind: &'static str,
+    properties: serde_json::Map<String, serde_json::Value>,
+}
+
+pub(super) async fn get_info(State(node): State<SharedNode>) -> Json<Info> {
+    Json(Info {
+        db_version: SERVER_VERSION,
+        es_version: SERVER_VERSION,
+        state: node.status().state.name().to_ascii_lowercase(),
+        features: Features {
+            projections: false,
+            user_management: false,
+            atom_pub: false,
+        },
+        authentication: Authentication {
+            kind: "insecure",
+            properties: serde_json::Map::new(),
+        },
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct Ping {
+    text: &'static str,
+}
+
+pub(super) async fn ping() -> Json<Ping> {
+    Json(Ping {
+        text: "Ping request successfully handled",
+    })
+}

@@ -1,0 +1,230 @@
+//! The HTTP API that shares the client port with gRPC (PROTOCOL.md §12): health, gossip,
+//! node information and statistics, as EventStoreDB answers them. JSON property names are
+//! camelCase, as EventStoreDB's JSON codec writes them.
+//!
+//! What this module owns: the routes and their JSON shapes. What it does not own: the
+//! listener and the choice between gRPC and HTTP on one port ([`crate::serve`]),
+//! authentication (every route here is anonymous, which is EventStoreDB's default policy for
+//! all of them but `/stats`), the admin, AtomPub and persistent-subscription endpoints (not
+//! served yet), and the web UI: `/` redirects to `/web/index.html` as EventStoreDB 23 does,
+//! but no UI is served there yet (404).
+
+mod gossip;
+mod health;
+mod info;
+mod process;
+mod stats;
+mod timestamp;
+
+use std::sync::Arc;
+
+use axum::http::header::LOCATION;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use stele_cluster::{Node, NodeStatus};
+
+pub use gossip::{ClusterInfo, GossipMember, MemberInfo};
+pub use health::live_status;
+
+/// The version this server reports as EventStoreDB's (`/info`, gossip `esVersion`): the
+/// same one `ServerFeatures` gives gRPC clients.
+pub(crate) const SERVER_VERSION: &str = crate::grpc::server_features::SERVER_VERSION;
+
+/// Where `/` sends a browser (EventStoreDB 23's UI; KurrentDB's is `/ui/cluster`).
+const UI_PATH: &str = "/web/index.html";
+
+/// What the routes read from a node. [`Node`] is the real one; tests use a fake, since the
+/// routes only read status and the cluster's members.
+pub(crate) trait NodeView: Send + Sync + 'static {
+    fn status(&self) -> NodeStatus;
+    /// The members `/gossip` lists.
+    fn gossip_members(&self) -> Vec<GossipMember>;
+}
+
+impl NodeView for Node {
+    fn status(&self) -> NodeStatus {
+        Node::status(self)
+    }
+
+    fn gossip_members(&self) -> Vec<GossipMember> {
+        gossip::members(self)
+    }
+}
+
+type SharedNode = Arc<dyn NodeView>;
+
+/// The HTTP routes of a node.
+pub fn router(node: Node) -> Router {
+    routes(Arc::new(node))
+}
+
+pub(crate) fn routes(node: SharedNode) -> Router {
+    // `get` answers HEAD too, without a body.
+    Router::new()
+        .route("/health/live", get(health::live))
+        .route("/gossip", get(gossip::get_gossip))
+        .route("/info", get(info::get_info))
+        .route("/ping", get(info::ping))
+        .route("/stats", get(stats::get_stats))
+        .route("/", get(redirect_to_ui))
+        .with_state(node)
+}
+
+async fn redirect_to_ui() -> impl IntoResponse {
+    (
+        StatusCode::FOUND,
+        [(LOCATION, HeaderValue::from_static(UI_PATH))],
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod test_node {
+    //! A node that reports a fixed status, for route tests.
+
+    use std::sync::Mutex;
+    use std::time::{Duration, SystemTime};
+
+    use stele_cluster::{NodeStatus, VNodeState};
+    use uuid::Uuid;
+
+    use super::{GossipMember, NodeView};
+
+    pub struct FakeNode(pub Mutex<NodeStatus>);
+
+    pub fn status() -> NodeStatus {
+        NodeStatus {
+            instance_id: Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+            state: VNodeState::Leader,
+            is_alive: true,
+            http_endpoint: ("127.0.0.1".into(), 2113),
+            internal_tcp: ("127.0.0.1".into(), 1112),
+            last_commit_position: 4096,
+            writer_checkpoint: 5000,
+            chaser_checkpoint: 4500,
+            epoch_number: 3,
+            node_priority: 0,
+            read_only_replica: false,
+            ready: true,
+        }
+    }
+
+    /// 2024-01-02T03:04:05.678Z
+    pub fn time_stamp() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(1_704_164_645_678)
+    }
+
+    impl NodeView for FakeNode {
+        fn status(&self) -> NodeStatus {
+            self.0.lock().unwrap().clone()
+        }
+
+        fn gossip_members(&self) -> Vec<GossipMember> {
+            vec![GossipMember {
+                status: self.status(),
+                time_stamp: time_stamp(),
+            }]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::http::{Method, Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::test_node::{status, FakeNode};
+    use super::*;
+
+    async fn call(node: &Arc<FakeNode>, method: Method, uri: &str) -> (StatusCode, Vec<u8>) {
+        let response = routes(node.clone())
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, body.to_vec())
+    }
+
+    fn fake() -> Arc<FakeNode> {
+        Arc::new(FakeNode(Mutex::new(status())))
+    }
+
+    #[tokio::test]
+    async fn health_is_204_when_ready_and_503_when_not() {
+        let node = fake();
+        assert_eq!(
+            call(&node, Method::GET, "/health/live").await.0,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            call(&node, Method::HEAD, "/health/live").await.0,
+            StatusCode::NO_CONTENT
+        );
+        let (code, _) = call(&node, Method::GET, "/health/live?liveCode=200").await;
+        assert_eq!(code, StatusCode::OK);
+        node.0.lock().unwrap().ready = false;
+        let (code, _) = call(&node, Method::GET, "/health/live?liveCode=200").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn gossip_lists_the_members_as_json() {
+        let (code, body) = call(&fake(), Method::GET, "/gossip").await;
+        assert_eq!(code, StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["members"][0]["state"], "Leader");
+        assert_eq!(json["serverPort"], 2113);
+    }
+
+    #[tokio::test]
+    async fn info_reports_the_state_in_lower_case() {
+        let (code, body) = call(&fake(), Method::GET, "/info").await;
+        assert_eq!(code, StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["state"], "leader");
+        assert_eq!(json["authentication"]["type"], "insecure");
+        assert_eq!(json["esVersion"], SERVER_VERSION);
+    }
+
+    #[tokio::test]
+    async fn ping_answers_200_with_a_text() {
+        let (code, body) = call(&fake(), Method::GET, "/ping").await;
+        assert_eq!(code, StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["text"], "Ping request successfully handled");
+    }
+
+    #[tokio::test]
+    async fn stats_report_the_node_checkpoints() {
+        let (code, body) = call(&fake(), Method::GET, "/stats").await;
+        assert_eq!(code, StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["es"]["writerCheckpoint"], 5000);
+        assert_eq!(json["es"]["chaserCheckpoint"], 4500);
+        assert_eq!(json["es"]["lastCommitPosition"], 4096);
+        assert_eq!(json["proc"]["id"], std::process::id());
+    }
+
+    #[tokio::test]
+    async fn the_root_redirects_to_the_ui() {
+        let node = fake();
+        let response = routes(node)
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FOUND);
+        assert_eq!(response.headers()[LOCATION], UI_PATH);
+    }
+}
