@@ -27,7 +27,8 @@ mod value;
 mod tests;
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Origin};
 pub use spec::{OptionSpec, Status};
@@ -178,4 +179,33 @@ pub fn help_text() -> String {
         }
     }
     text
+}
+
+impl Options {
+    /// Where the client port (HTTP and gRPC) listens: `NodeIp:HttpPort`.
+    pub fn http_bind_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.node_ip, self.http_port)
+    }
+
+    /// Where the internal port (replication between nodes) listens: `IntIp:IntTcpPort`.
+    pub fn int_tcp_bind_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.int_ip, self.int_tcp_port)
+    }
+
+    /// What clients are told to dial (gossip's `httpEndPoint`): `AdvertiseHostToClientAs`
+    /// and `AdvertiseHttpPortToClientAs` where set, else `NodeIp` and `HttpPort`.
+    pub fn http_advertised(&self) -> (String, u16) {
+        (
+            self.advertise_host_to_client_as
+                .clone()
+                .unwrap_or_else(|| self.node_ip.to_string()),
+            self.advertise_http_port_to_client_as
+                .unwrap_or(self.http_port),
+        )
+    }
+
+    /// The database directory, or `None` with `MemDb`.
+    pub fn db_dir(&self) -> Option<&Path> {
+        (!self.mem_db).then_some(self.db.as_path())
+    }
 }

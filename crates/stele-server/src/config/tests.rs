@@ -514,3 +514,28 @@ fn help_lists_every_option_and_its_other_names() {
     }
     assert!(help.contains("Also: --node-port, --int-http-port, --ext-http-port"));
 }
+
+#[test]
+fn addresses_follow_the_interface_and_advertise_options() {
+    let (o, _) = ok(
+        &["--insecure", "--node-ip", "10.0.0.5", "--http-port", "2200"],
+        &[],
+    );
+    assert_eq!(o.http_bind_addr().to_string(), "10.0.0.5:2200");
+    assert_eq!(o.int_tcp_bind_addr().to_string(), "127.0.0.1:1112");
+    assert_eq!(o.http_advertised(), ("10.0.0.5".to_string(), 2200));
+    assert_eq!(o.db_dir(), Some(Path::new("./db")));
+    let (o, _) = ok(
+        &[
+            "--insecure",
+            "--mem-db",
+            "--advertise-host-to-client-as",
+            "node1.example",
+            "--advertise-http-port-to-client-as",
+            "443",
+        ],
+        &[],
+    );
+    assert_eq!(o.http_advertised(), ("node1.example".to_string(), 443));
+    assert_eq!(o.db_dir(), None);
+}
