@@ -118,10 +118,6 @@ impl EntryMap {
         self.entries.is_empty()
     }
 
-    pub fn log_id(&self, index: u64) -> Option<LogId> {
-        self.entries.get(index as usize).map(|(id, _)| *id)
-    }
-
     /// Positions of the records of entry `index`.
     pub fn positions(&self, index: u64) -> Option<&[u64]> {
         let (_, start) = *self.entries.get(index as usize)?;

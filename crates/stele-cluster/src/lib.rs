@@ -1,11 +1,23 @@
 //! The cluster layer: the openraft adapter (log storage over the chunk log, the state machine
 //! over the index), node states, and [`Node`], the facade the client API calls.
+//!
+//! openraft's types stay inside this crate (DESIGN.md decision 1): the API sees only
+//! [`Node`] and the domain types of `stele-core`.
 
+mod entry_map;
+mod identity;
+mod log_store;
+mod network;
 pub mod node;
+mod record;
 pub mod state;
+mod state_machine;
+mod types;
+mod vote_store;
 
 pub use node::{
-    AllReadRequest, AllStart, AppendOutcome, DeleteOutcome, Direction, Node, NodeStatus,
-    ReadError, StreamReadRequest, StreamReadResult, StreamStart, WriteError,
+    now_ticks, AllReadRequest, AllStart, AppendOutcome, DeleteOutcome, Direction, Node, NodeConfig,
+    NodeStatus, ReadError, StartError, StreamReadRequest, StreamReadResult, StreamStart,
+    WriteError,
 };
 pub use state::VNodeState;

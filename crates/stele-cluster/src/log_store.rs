@@ -163,7 +163,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogReader;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
-        let last = self.shared.entries.read().expect("entry map lock").last_log_id();
+        let last = self
+            .shared
+            .entries
+            .read()
+            .expect("entry map lock")
+            .last_log_id();
         Ok(LogState {
             last_purged_log_id: None,
             last_log_id: last,
@@ -180,7 +185,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.shared.vote.lock().expect("vote lock").save(vote)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -213,8 +222,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let from = last_log_id.map_or(0, |id| id.index + 1);
         let mut map = self.shared.entries.write().expect("entry map lock");
         if let Some(position) = map.truncate_from(from) {
-            tracing::info!(from_index = from, position, "truncating the uncommitted log tail");
-            self.shared.log.truncate(position).map_err(io::Error::other)?;
+            tracing::info!(
+                from_index = from,
+                position,
+                "truncating the uncommitted log tail"
+            );
+            self.shared
+                .log
+                .truncate(position)
+                .map_err(io::Error::other)?;
         }
         Ok(())
     }

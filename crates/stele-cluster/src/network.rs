@@ -54,7 +54,7 @@ impl RaftNetworkV2<TypeConfig> for NoPeer {
     async fn full_snapshot(
         &mut self,
         _vote: Vote,
-        _snapshot: openraft::alias::SnapshotOf<TypeConfig, ()>,
+        _snapshot: openraft::type_config::alias::SnapshotOf<TypeConfig, ()>,
         _cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {

@@ -194,7 +194,10 @@ mod tests {
     use stele_core::ContentType;
 
     fn log_id(term: u64, index: u64) -> LogId {
-        LogId::new(openraft::impls::leader_id_adv::LeaderId { term, node_id: 1 }, index)
+        LogId::new(
+            openraft::impls::leader_id_adv::LeaderId { term, node_id: 1 },
+            index,
+        )
     }
 
     fn event(stream: &str, n: u8) -> EventRecord {

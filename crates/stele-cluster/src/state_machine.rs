@@ -127,8 +127,7 @@ impl StateMachine {
                     },
                     None => (None, false),
                 };
-                match decide_append(&state, *expected, events.len(), existing_first, all_follow)
-                {
+                match decide_append(&state, *expected, events.len(), existing_first, all_follow) {
                     AppendDecision::Write { first_revision } => {
                         if events.is_empty() {
                             return Ok(CommandResult::AppendedNothing {
@@ -261,7 +260,9 @@ impl StateMachine {
         })
         .map_err(index_err)?;
         w.commit().map_err(index_err)?;
-        self.applied.next_index.store(last.index + 1, Ordering::Release);
+        self.applied
+            .next_index
+            .store(last.index + 1, Ordering::Release);
         self.applied.event_end.store(event_end, Ordering::Release);
         self.applied.notify.notify_waiters();
         for (responder, result) in responses {
@@ -306,7 +307,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn install_snapshot(
         &mut self,
-        _meta: &openraft::alias::SnapshotMetaOf<TypeConfig>,
+        _meta: &openraft::type_config::alias::SnapshotMetaOf<TypeConfig>,
         _snapshot: Self::SnapshotData,
     ) -> Result<(), io::Error> {
         Err(io::Error::other(
@@ -316,7 +317,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(
         &mut self,
-    ) -> Result<Option<openraft::alias::SnapshotOf<TypeConfig, ()>>, io::Error> {
+    ) -> Result<Option<openraft::type_config::alias::SnapshotOf<TypeConfig, ()>>, io::Error> {
         Ok(None)
     }
 }
@@ -329,7 +330,7 @@ impl RaftSnapshotBuilder<TypeConfig> for NoSnapshots {
 
     async fn build_snapshot(
         &mut self,
-    ) -> Result<openraft::alias::SnapshotOf<TypeConfig, ()>, io::Error> {
+    ) -> Result<openraft::type_config::alias::SnapshotOf<TypeConfig, ()>, io::Error> {
         Err(io::Error::other("snapshots are off"))
     }
 }

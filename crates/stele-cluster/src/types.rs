@@ -28,9 +28,9 @@ openraft::declare_raft_types!(
         Node = NodeAddr,
 );
 
-pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
-pub type Entry = openraft::alias::EntryOf<TypeConfig>;
-pub type Vote = openraft::alias::VoteOf<TypeConfig>;
-pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
 pub type Membership = openraft::Membership<u64, NodeAddr>;
 pub type Raft = openraft::Raft<TypeConfig, crate::state_machine::StateMachine>;

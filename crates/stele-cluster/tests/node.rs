@@ -1,0 +1,334 @@
+//! In-process tests of a single node: the real log, index and consensus engine, no network.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use stele_cluster::{
+    AllReadRequest, AllStart, AppendOutcome, DeleteOutcome, Direction, Node, NodeConfig, ReadError,
+    StreamReadRequest, StreamReadResult, StreamStart, WriteError,
+};
+use stele_core::{
+    ContentType, DeleteKind, ExpectedRevision, LogPosition, ProposedEvent, StreamName,
+    StreamRevision,
+};
+
+fn config(dir: Option<&std::path::Path>) -> NodeConfig {
+    NodeConfig {
+        db_dir: dir.map(|d| d.to_path_buf()),
+        index_dir: None,
+        chunk_size_bytes: 64 * 1024,
+        max_append_size_bytes: 1024 * 1024,
+        cluster_size: 1,
+        http_advertised: ("127.0.0.1".into(), 2113),
+        internal: ("127.0.0.1".into(), 1112),
+        node_priority: 0,
+        read_only_replica: false,
+        leader_election_timeout_ms: 100,
+        write_timeout: Duration::from_secs(10),
+    }
+}
+
+async fn start(dir: Option<&std::path::Path>) -> Node {
+    // A node stopped in this process releases its index only when openraft's state machine
+    // task ends, a moment after `shutdown` returns; a restarted process has no such wait.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let node = loop {
+        match Node::start(config(dir)).await {
+            Ok(node) => break node,
+            Err(e)
+                if format!("{e:?}").contains("DatabaseAlreadyOpen")
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("node does not start: {e}"),
+        }
+    };
+    assert!(
+        node.wait_ready(Duration::from_secs(10)).await,
+        "node becomes ready"
+    );
+    node
+}
+
+fn event(n: u8) -> ProposedEvent {
+    ProposedEvent {
+        id: uuid::Uuid::new_v4(),
+        event_type: format!("type-{n}"),
+        content_type: ContentType::Json,
+        custom_metadata: Bytes::new(),
+        data: Bytes::from(format!("{{\"n\":{n}}}")),
+    }
+}
+
+fn stream(name: &str) -> StreamName {
+    StreamName::new(name).unwrap()
+}
+
+fn read(node: &Node, name: &str, start: StreamStart, direction: Direction) -> StreamReadResult {
+    node.read_stream(&StreamReadRequest {
+        stream: stream(name),
+        start,
+        direction,
+        max_count: u64::MAX,
+    })
+    .unwrap()
+}
+
+fn revisions(result: StreamReadResult) -> Vec<u64> {
+    match result {
+        StreamReadResult::Events(events) => events.iter().map(|e| e.revision.0).collect(),
+        StreamReadResult::NotFound => panic!("stream not found"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn appends_check_expected_revisions_and_reads_see_them() {
+    let node = start(None).await;
+    let s = stream("orders");
+    let first = node
+        .append(
+            s.clone(),
+            ExpectedRevision::NoStream,
+            vec![event(0), event(1)],
+        )
+        .await
+        .unwrap();
+    let AppendOutcome::Success {
+        current_revision: Some(StreamRevision(1)),
+        position: Some(p1),
+    } = first
+    else {
+        panic!("unexpected {first:?}")
+    };
+    let conflict = node
+        .append(s.clone(), ExpectedRevision::NoStream, vec![event(2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        conflict,
+        AppendOutcome::WrongExpectedVersion {
+            current: Some(StreamRevision(1)),
+            expected: ExpectedRevision::NoStream
+        }
+    );
+    let second = node
+        .append(s.clone(), ExpectedRevision::Exact(1), vec![event(2)])
+        .await
+        .unwrap();
+    let AppendOutcome::Success {
+        position: Some(p2), ..
+    } = second
+    else {
+        panic!("unexpected {second:?}")
+    };
+    assert!(p2 > p1);
+    assert_eq!(
+        revisions(read(
+            &node,
+            "orders",
+            StreamStart::Start,
+            Direction::Forwards
+        )),
+        vec![0, 1, 2]
+    );
+    assert_eq!(
+        revisions(read(
+            &node,
+            "orders",
+            StreamStart::End,
+            Direction::Backwards
+        )),
+        vec![2, 1, 0]
+    );
+    assert!(matches!(
+        read(&node, "missing", StreamStart::Start, Direction::Forwards),
+        StreamReadResult::NotFound
+    ));
+    let all = node
+        .read_all(
+            &AllReadRequest {
+                start: AllStart::Start,
+                direction: Direction::Forwards,
+                max_count: 100,
+            },
+            &|_| true,
+        )
+        .unwrap();
+    let positions: Vec<LogPosition> = all.iter().map(|e| e.position).collect();
+    assert_eq!(positions.len(), 3);
+    assert!(positions.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(positions[2], p2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotent_retry_writes_once() {
+    let node = start(None).await;
+    let s = stream("idem");
+    let events = vec![event(0), event(1)];
+    let a = node
+        .append(s.clone(), ExpectedRevision::NoStream, events.clone())
+        .await
+        .unwrap();
+    let b = node
+        .append(s.clone(), ExpectedRevision::NoStream, events)
+        .await
+        .unwrap();
+    assert_eq!(a, b);
+    assert_eq!(
+        revisions(read(&node, "idem", StreamStart::Start, Direction::Forwards)),
+        vec![0, 1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn soft_delete_then_append_continues_and_tombstone_is_final() {
+    let node = start(None).await;
+    let s = stream("del");
+    node.append(s.clone(), ExpectedRevision::Any, vec![event(0), event(1)])
+        .await
+        .unwrap();
+    let deleted = node
+        .delete(s.clone(), ExpectedRevision::Exact(1), DeleteKind::Soft)
+        .await
+        .unwrap();
+    assert!(matches!(deleted, DeleteOutcome::Deleted { .. }));
+    assert!(matches!(
+        read(&node, "del", StreamStart::Start, Direction::Forwards),
+        StreamReadResult::NotFound
+    ));
+    node.append(s.clone(), ExpectedRevision::NoStream, vec![event(2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        revisions(read(&node, "del", StreamStart::Start, Direction::Forwards)),
+        vec![2]
+    );
+    node.delete(s.clone(), ExpectedRevision::Any, DeleteKind::Hard)
+        .await
+        .unwrap();
+    assert!(matches!(
+        node.append(s.clone(), ExpectedRevision::Any, vec![event(3)])
+            .await,
+        Err(WriteError::StreamDeleted(_))
+    ));
+    assert!(matches!(
+        node.read_stream(&StreamReadRequest {
+            stream: s.clone(),
+            start: StreamStart::Start,
+            direction: Direction::Forwards,
+            max_count: 10
+        }),
+        Err(ReadError::StreamDeleted(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_max_count_and_truncate_before_shape_reads() {
+    let node = start(None).await;
+    let s = stream("meta");
+    node.append(
+        s.clone(),
+        ExpectedRevision::Any,
+        (0..5).map(event).collect(),
+    )
+    .await
+    .unwrap();
+    let metadata = ProposedEvent {
+        id: uuid::Uuid::new_v4(),
+        event_type: "$metadata".into(),
+        content_type: ContentType::Json,
+        custom_metadata: Bytes::new(),
+        data: Bytes::from_static(br#"{"$maxCount":2}"#),
+    };
+    node.append(s.metadata_stream(), ExpectedRevision::Any, vec![metadata])
+        .await
+        .unwrap();
+    assert_eq!(
+        revisions(read(&node, "meta", StreamStart::Start, Direction::Forwards)),
+        vec![3, 4]
+    );
+    let metadata = ProposedEvent {
+        id: uuid::Uuid::new_v4(),
+        event_type: "$metadata".into(),
+        content_type: ContentType::Json,
+        custom_metadata: Bytes::new(),
+        data: Bytes::from_static(br#"{"$tb":1}"#),
+    };
+    node.append(s.metadata_stream(), ExpectedRevision::Any, vec![metadata])
+        .await
+        .unwrap();
+    assert_eq!(
+        revisions(read(&node, "meta", StreamStart::Start, Direction::Forwards)),
+        vec![1, 2, 3, 4]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_keeps_every_acknowledged_event_at_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut acknowledged = Vec::new();
+    {
+        let node = start(Some(dir.path())).await;
+        for i in 0..50u8 {
+            let outcome = node
+                .append(
+                    stream(&format!("s-{}", i % 5)),
+                    ExpectedRevision::Any,
+                    vec![event(i)],
+                )
+                .await
+                .unwrap();
+            acknowledged.push(outcome);
+        }
+        node.shutdown().await;
+    }
+    let node = start(Some(dir.path())).await;
+    let all = node
+        .read_all(
+            &AllReadRequest {
+                start: AllStart::Start,
+                direction: Direction::Forwards,
+                max_count: 1000,
+            },
+            &|_| true,
+        )
+        .unwrap();
+    assert_eq!(all.len(), 50);
+    for (event, ack) in all.iter().zip(&acknowledged) {
+        let AppendOutcome::Success {
+            position: Some(p), ..
+        } = ack
+        else {
+            panic!("unexpected {ack:?}")
+        };
+        assert_eq!(event.position, *p);
+    }
+    // Writes continue after the restart.
+    let next = node
+        .append(stream("s-0"), ExpectedRevision::Exact(9), vec![event(99)])
+        .await
+        .unwrap();
+    assert!(matches!(
+        next,
+        AppendOutcome::Success {
+            current_revision: Some(StreamRevision(10)),
+            ..
+        }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn too_large_appends_are_refused() {
+    let mut c = config(None);
+    c.max_append_size_bytes = 100;
+    let node = Node::start(c).await.unwrap();
+    assert!(node.wait_ready(Duration::from_secs(10)).await);
+    let mut big = event(0);
+    big.data = Bytes::from(vec![b'x'; 200]);
+    assert_eq!(
+        node.append(stream("big"), ExpectedRevision::Any, vec![big])
+            .await,
+        Err(WriteError::MaximumAppendSizeExceeded { max_bytes: 100 })
+    );
+}
