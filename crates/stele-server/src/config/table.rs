@@ -264,6 +264,8 @@ option_table! {
     write_stats_to_db: bool = "WriteStatsToDb", default "false", NotYet;
     /// Largest truncation allowed at startup in bytes (-1: no limit).
     max_truncation: i64 = "MaxTruncation", default "268435456", NotYet;
+    /// Where statistics are written (File, Stream, StreamAndFile).
+    stats_storage: String = "StatsStorage", default "File", NotYet;
     /// Log format version.
     db_log_format: String = "DbLogFormat", default "V2", NotYet;
     /// Bytes for the stream existence filter.
@@ -293,7 +295,11 @@ option_table! {
     /// Port of the internal interface (replication between nodes).
     int_tcp_port: u16 = "IntTcpPort" | "ReplicationPort", default "1112", Acted;
     /// Port of EventStoreDB's external TCP client protocol, which Stele does not serve.
-    ext_tcp_port: u16 = "ExtTcpPort", default "1113", NotYet;
+    ext_tcp_port: u16 = "ExtTcpPort" | "NodeTcpPort", default "1113", NotYet;
+    /// Secure internal TCP port (EventStoreDB 20).
+    int_secure_tcp_port: Option<u16> = "IntSecureTcpPort", default "", NotYet;
+    /// Secure external TCP port (EventStoreDB 20).
+    ext_secure_tcp_port: Option<u16> = "ExtSecureTcpPort", default "", NotYet;
     /// Serve EventStoreDB's external TCP client protocol.
     enable_external_tcp: bool = "EnableExternalTcp", default "false", NotYet;
     /// Host this node advertises to other nodes.
@@ -311,15 +317,15 @@ option_table! {
     /// Internal TCP port advertised to other nodes.
     int_tcp_port_advertise_as: Option<u16> = "IntTcpPortAdvertiseAs" | "ReplicationTcpPortAdvertiseAs", default "", NotYet;
     /// External TCP port advertised.
-    ext_tcp_port_advertise_as: Option<u16> = "ExtTcpPortAdvertiseAs", default "", NotYet;
+    ext_tcp_port_advertise_as: Option<u16> = "ExtTcpPortAdvertiseAs" | "NodeTcpPortAdvertiseAs", default "", NotYet;
     /// Heartbeat interval in milliseconds between nodes.
     int_tcp_heartbeat_interval: u64 = "IntTcpHeartbeatInterval" | "ReplicationHeartbeatInterval", default "700", Acted;
     /// Heartbeat timeout in milliseconds between nodes.
     int_tcp_heartbeat_timeout: u64 = "IntTcpHeartbeatTimeout" | "ReplicationHeartbeatTimeout", default "700", Acted;
     /// Heartbeat interval in milliseconds of external TCP clients.
-    ext_tcp_heartbeat_interval: i32 = "ExtTcpHeartbeatInterval", default "2000", NotYet;
+    ext_tcp_heartbeat_interval: i32 = "ExtTcpHeartbeatInterval" | "NodeHeartbeatInterval", default "2000", NotYet;
     /// Heartbeat timeout in milliseconds of external TCP clients.
-    ext_tcp_heartbeat_timeout: i32 = "ExtTcpHeartbeatTimeout", default "1000", NotYet;
+    ext_tcp_heartbeat_timeout: i32 = "ExtTcpHeartbeatTimeout" | "NodeHeartbeatTimeout", default "1000", NotYet;
     /// Disable TLS on the internal TCP interface.
     disable_internal_tcp_tls: bool = "DisableInternalTcpTls", default "false", NotYet;
     /// Disable TLS on the external TCP interface.
