@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use stele_server::config::{self, Options};
+use stele_server::config;
 use stele_server::logging;
 
 /// Exit code for a command line or configuration the node cannot start with.
@@ -65,8 +65,7 @@ fn run(args: &[String]) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    // WIRING: the one line to change when src/run.rs lands (then delete run_node_placeholder):
-    let outcome = runtime.block_on(run_node_placeholder(options));
+    let outcome = runtime.block_on(stele_server::run::run_node(options));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -74,10 +73,4 @@ fn run(args: &[String]) -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
-}
-
-/// Stands in for `stele_server::run::run_node` until it exists.
-async fn run_node_placeholder(options: Options) -> Result<(), String> {
-    let _ = options;
-    Err("running a node is not wired into this build yet".into())
 }
