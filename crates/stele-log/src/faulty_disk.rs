@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::disk::{Disk, DiskFile};
 use crate::mem_disk::MemDisk;
@@ -33,8 +34,14 @@ struct FaultState {
     images: HashMap<u64, Vec<u8>>,
     /// Unsynced operations, in the order they were issued.
     pending: Vec<Pending>,
-    fail_next_sync: bool,
-    fail_next_write: bool,
+    /// Syncs (`sync_data`) still to succeed before one fails.
+    fail_sync_after: Option<u64>,
+    /// Writes still to succeed before one fails.
+    fail_write_after: Option<u64>,
+    /// Directory syncs still to succeed before one fails.
+    fail_sync_dir_after: Option<u64>,
+    /// Simulated fsync latency.
+    sync_latency: Duration,
     sync_count: u64,
     sync_dir_count: u64,
     write_count: u64,
@@ -67,6 +74,21 @@ fn apply(image: &mut Vec<u8>, op: &PendingOp) {
                 image.resize(*len as usize, 0);
             }
         }
+    }
+}
+
+/// Counts an armed fault down; true when it fires (and disarms it).
+fn countdown(fault: &mut Option<u64>) -> bool {
+    match fault {
+        Some(0) => {
+            *fault = None;
+            true
+        }
+        Some(n) => {
+            *n -= 1;
+            false
+        }
+        None => false,
     }
 }
 
@@ -138,6 +160,27 @@ impl FaultyDisk {
         FaultyDisk::from_images(files)
     }
 
+    /// Power loss where the disk reordered writes: of the unsynced writes, only the last one
+    /// reached the disk (say a header rewrite issued after the data it describes).
+    pub fn crash_keeping_only_last_write(&self) -> FaultyDisk {
+        let state = self.lock();
+        let mut images = state.images.clone();
+        if let Some(last) = state
+            .pending
+            .iter()
+            .rev()
+            .find(|p| matches!(p.op, PendingOp::Write { .. }))
+        {
+            apply(images.entry(last.inode).or_default(), &last.op);
+        }
+        let files = state
+            .durable_dir
+            .iter()
+            .map(|(name, inode)| (name.clone(), images[inode].clone()))
+            .collect();
+        FaultyDisk::from_images(files)
+    }
+
     /// Flips one bit of a file, both in what is read now and in what a crash would keep
     /// (damage on the medium). Panics if the file does not exist.
     pub fn flip_bit(&self, name: &str, offset: u64, bit: u8) {
@@ -165,12 +208,35 @@ impl FaultyDisk {
 
     /// Makes the next `sync_data` (on any file) fail.
     pub fn fail_next_sync(&self) {
-        self.lock().fail_next_sync = true;
+        self.fail_sync_after(0);
+    }
+
+    /// Lets `n` more `sync_data` calls succeed, then makes the next one fail (once).
+    pub fn fail_sync_after(&self, n: u64) {
+        self.lock().fail_sync_after = Some(n);
+    }
+
+    /// Lets `n` more `sync_dir` calls succeed, then makes the next one fail (once) without
+    /// making anything durable.
+    pub fn fail_sync_dir_after(&self, n: u64) {
+        self.lock().fail_sync_dir_after = Some(n);
     }
 
     /// Makes the next `write_at` (on any file) fail without writing anything.
     pub fn fail_next_write(&self) {
-        self.lock().fail_next_write = true;
+        self.fail_write_after(0);
+    }
+
+    /// Lets `n` more `write_at` calls succeed, then makes the next one fail (once) without
+    /// writing anything.
+    pub fn fail_write_after(&self, n: u64) {
+        self.lock().fail_write_after = Some(n);
+    }
+
+    /// Makes every `sync_data` take at least `latency` (as a real fsync does), so that tests of
+    /// batching do not depend on thread scheduling luck.
+    pub fn set_sync_latency(&self, latency: Duration) {
+        self.lock().sync_latency = latency;
     }
 
     /// How many times `sync_data` was called, failed calls included.
@@ -245,6 +311,9 @@ impl Disk for FaultyDisk {
     fn sync_dir(&self) -> io::Result<()> {
         let mut state = self.lock();
         state.sync_dir_count += 1;
+        if countdown(&mut state.fail_sync_dir_after) {
+            return Err(io::Error::other("injected directory sync failure"));
+        }
         state.durable_dir = state.live.clone();
         Ok(())
     }
@@ -270,7 +339,7 @@ impl DiskFile for FaultyFile {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut state = self.lock();
         state.write_count += 1;
-        if std::mem::take(&mut state.fail_next_write) {
+        if countdown(&mut state.fail_write_after) {
             return Err(io::Error::other("injected write failure"));
         }
         self.inner.write_at(buf, offset)?;
@@ -285,9 +354,13 @@ impl DiskFile for FaultyFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        let latency = self.lock().sync_latency;
+        if !latency.is_zero() {
+            std::thread::sleep(latency);
+        }
         let mut state = self.lock();
         state.sync_count += 1;
-        if std::mem::take(&mut state.fail_next_sync) {
+        if countdown(&mut state.fail_sync_after) {
             return Err(io::Error::other("injected sync failure"));
         }
         let pending = std::mem::take(&mut state.pending);

@@ -33,9 +33,22 @@ pub use disk::{Disk, DiskFile};
 pub use error::{Corruption, IoOp, LogError};
 pub use faulty_disk::FaultyDisk;
 pub use fs_disk::FsDisk;
-pub use group_commit::{AppendDone, GroupCommitter, TruncateDone};
+pub use group_commit::{AppendDone, GroupCommitter, TruncateDone, CHECKPOINT_IDLE};
 pub use iter::LogIter;
 pub use log::{Log, LogConfig, CHUNK_SIZE_BYTES_MAX, CHUNK_SIZE_BYTES_MIN};
 pub use mem_disk::MemDisk;
 pub use record::RECORD_HEADER_BYTES;
 pub use recovery::RecoveryReport;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shared_types_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<crate::Log>();
+        assert_send_sync::<crate::GroupCommitter>();
+        assert_send_sync::<crate::LogIter>();
+        assert_send_sync::<crate::FaultyDisk>();
+        assert_send_sync::<crate::LogError>();
+    }
+}

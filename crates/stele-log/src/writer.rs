@@ -120,8 +120,10 @@ impl Shared {
             for payload in payloads {
                 let position = layout.place(end, payload.len() as u64);
                 if layout.chunk_of(position) != chunk {
-                    self.write(file.as_ref(), chunk, buffer_offset, &buffer)?;
-                    buffer.clear();
+                    if !buffer.is_empty() {
+                        self.write(file.as_ref(), chunk, buffer_offset, &buffer)?;
+                        buffer.clear();
+                    }
                     file = self.switch_chunk(w, chunk, end)?;
                     chunk += 1;
                     buffer_offset = 0;
