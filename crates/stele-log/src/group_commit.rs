@@ -50,7 +50,9 @@ impl GroupCommitter {
     }
 
     /// Queues records for appending. `done` runs on the writer thread after they are durable
-    /// (after the fsync that covers them), never before; it must not block on this committer.
+    /// (after the fsync that covers them), never before. It must be quick, must not block on
+    /// this committer, and must not panic (a panic ends the writer thread; later operations then
+    /// fail with `Stopped`).
     pub fn append(&self, payloads: Vec<Vec<u8>>, done: AppendDone) {
         if let Err(mpsc::SendError(Op::Append(_, done))) = self.send(Op::Append(payloads, done)) {
             done(Err(LogError::Stopped));

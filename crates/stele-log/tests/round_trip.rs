@@ -110,11 +110,13 @@ proptest! {
         drop(log);
 
         let crashed = disk.crash();
-        let chunks = end / SIZE + 1;
+        let mut files = stele_log::Disk::list(&crashed).unwrap();
+        files.sort();
+        prop_assert!(files.len() as u64 <= end / SIZE + 1);
         for (at, bit) in flips {
-            let chunk = at % chunks;
-            let offset = CHUNK_HEADER_BYTES + (at / chunks) % SIZE;
-            crashed.flip_bit(&stele_log::chunk_file_name(chunk), offset, bit);
+            let file = &files[(at % files.len() as u64) as usize];
+            let offset = CHUNK_HEADER_BYTES + (at / files.len() as u64) % SIZE;
+            crashed.flip_bit(file, offset, bit);
         }
         match Log::open(Arc::new(crashed), common::config(SIZE)) {
             Ok((log, _)) => {
