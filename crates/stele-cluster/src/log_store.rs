@@ -1,23 +1,24 @@
 //! openraft's log storage over the chunk log: entries are written as records (see
-//! `record.rs`), one fsync covers every append waiting for it (group commit, DESIGN.md
-//! decision 4), and the flush callback fires only after that fsync.
+//! `record.rs`) before `append` returns, and the log's group committer makes them durable:
+//! one fsync covers every append waiting for it (DESIGN.md decision 4), and the flush
+//! callback fires only after that fsync.
 
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
-use stele_log::Log;
+use stele_log::{GroupCommitter, Log};
 
 use crate::entry_map::EntryMap;
 use crate::record::{decode_entry, decode_record, encode_entry};
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 use crate::vote_store::VoteStore;
 
-/// Flush requests waiting for the flusher thread (bounded: DESIGN.md decision 12).
-const FLUSH_QUEUE_CAPACITY: usize = 65_536;
+/// Sync requests waiting for the log writer thread (bounded: DESIGN.md decision 12; a full
+/// queue makes openraft wait).
+const SYNC_QUEUE_CAPACITY: usize = 4096;
 
 /// State shared by the log store, its readers and the state machine.
 pub struct LogShared {
@@ -66,45 +67,13 @@ impl LogShared {
 /// The storage handle openraft owns.
 pub struct LogStore {
     shared: Arc<LogShared>,
-    flusher: SyncSender<IOFlushed<TypeConfig>>,
+    committer: GroupCommitter,
 }
 
 impl LogStore {
     pub fn new(shared: Arc<LogShared>) -> LogStore {
-        let (tx, rx) = std::sync::mpsc::sync_channel(FLUSH_QUEUE_CAPACITY);
-        let log = shared.log.clone();
-        std::thread::Builder::new()
-            .name("stele-flusher".into())
-            .spawn(move || run_flusher(log, rx))
-            .expect("spawning the flusher thread");
-        LogStore {
-            shared,
-            flusher: tx,
-        }
-    }
-}
-
-/// Group commit: take every flush request waiting, fsync once, then tell openraft. A failed
-/// fsync is never retried: the log is poisoned and every waiting request gets the error.
-fn run_flusher(log: Arc<Log>, rx: Receiver<IOFlushed<TypeConfig>>) {
-    while let Ok(first) = rx.recv() {
-        let mut waiting = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            waiting.push(more);
-        }
-        match log.sync() {
-            Ok(_) => {
-                for callback in waiting {
-                    callback.io_completed(Ok(()));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "log flush failed; the node stops accepting writes");
-                for callback in waiting {
-                    callback.io_completed(Err(io::Error::other(e.to_string())));
-                }
-            }
-        }
+        let committer = GroupCommitter::start(shared.log.clone(), SYNC_QUEUE_CAPACITY);
+        LogStore { shared, committer }
     }
 }
 
@@ -213,9 +182,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 next += count;
             }
         }
-        self.flusher
-            .send(callback)
-            .map_err(|_| io::Error::other("the flusher thread has stopped"))
+        // Group commit: every sync request waiting shares one fsync, and the callback runs
+        // only after it. A failed fsync is never retried: the log is poisoned.
+        self.committer.sync(Box::new(move |result| {
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "log flush failed; the node stops accepting writes");
+            }
+            callback.io_completed(result.map_err(|e| io::Error::other(e.to_string())));
+        }));
+        Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {

@@ -20,10 +20,13 @@ pub const CHECKPOINT_IDLE: Duration = Duration::from_millis(10);
 pub type AppendDone = Box<dyn FnOnce(Result<Vec<u64>, LogError>) + Send>;
 /// Called once the truncation is durable, or with the error.
 pub type TruncateDone = Box<dyn FnOnce(Result<(), LogError>) + Send>;
+/// Called once everything appended before the request is durable, or with the error.
+pub type SyncDone = Box<dyn FnOnce(Result<(), LogError>) + Send>;
 
 enum Op {
     Append(Vec<Vec<u8>>, AppendDone),
     Truncate(u64, TruncateDone),
+    Sync(SyncDone),
 }
 
 /// Owns the writer thread over a shared [`Log`]. Dropping it stops the thread after the queued
@@ -64,6 +67,16 @@ impl GroupCommitter {
     pub fn truncate(&self, position: u64, done: TruncateDone) {
         if let Err(mpsc::SendError(Op::Truncate(_, done))) = self.send(Op::Truncate(position, done))
         {
+            done(Err(LogError::Stopped));
+        }
+    }
+
+    /// Queues a request to make durable every record appended so far, including records the
+    /// caller wrote itself with [`Log::append`] (a caller that must read its records back at
+    /// once, like openraft's log storage, writes them directly and asks only for the sync
+    /// here). Concurrent requests share one fsync. `done` runs after that fsync.
+    pub fn sync(&self, done: SyncDone) {
+        if let Err(mpsc::SendError(Op::Sync(done))) = self.send(Op::Sync(done)) {
             done(Err(LogError::Stopped));
         }
     }
@@ -136,6 +149,11 @@ fn perform(log: &Log, batch: Vec<Op>) {
             Op::Append(payloads, done) => {
                 let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
                 pending.push((done, log.append(&refs)));
+            }
+            Op::Sync(done) => {
+                // An empty "append" that succeeded: the batch's one sync covers it.
+                let done: AppendDone = Box::new(move |result| done(result.map(|_| ())));
+                pending.push((done, Ok(Vec::new())));
             }
             Op::Truncate(position, done) => {
                 // What came before the truncation is made durable (and acknowledged) first.

@@ -270,3 +270,38 @@ fn the_checkpoint_catches_up_when_the_queue_goes_idle() {
     let err = stele_log::Log::open(Arc::new(disk.crash()), common::config(SIZE)).err();
     assert!(matches!(err, Some(LogError::Corrupt { .. })), "{err:?}");
 }
+
+/// Records the caller wrote itself with `Log::append` are durable when a `sync` request's
+/// callback runs, and concurrent sync requests share fsyncs.
+#[test]
+fn sync_requests_make_directly_appended_records_durable() {
+    let disk = FaultyDisk::new();
+    disk.set_sync_latency(Duration::from_micros(300));
+    let (log, _) = open(&disk, SIZE);
+    let log = Arc::new(log);
+    let committer = Arc::new(GroupCommitter::start(log.clone(), 64));
+    let syncs_before = disk.sync_count();
+    let requests = 200;
+    let (tx, rx) = mpsc::channel();
+    for i in 0..requests {
+        let p = payload(i, 100);
+        let position = log.append(&[p.as_slice()]).expect("append")[0];
+        let expected = encoded(&p);
+        let disk = disk.clone();
+        let tx = tx.clone();
+        committer.sync(Box::new(move |result| {
+            result.expect("sync");
+            let (file, offset) = location(position, SIZE);
+            let durable = disk.durable_bytes(&file, offset, expected.len());
+            tx.send(durable == Some(expected)).unwrap();
+        }));
+    }
+    for _ in 0..requests {
+        assert!(rx.recv().expect("callback ran"), "callback ran before durability");
+    }
+    let syncs = disk.sync_count() - syncs_before;
+    assert!(
+        syncs < requests,
+        "{syncs} syncs for {requests} sync requests: requests were not grouped"
+    );
+}
