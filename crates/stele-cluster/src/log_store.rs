@@ -195,16 +195,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |id| id.index + 1);
-        let mut map = self.shared.entries.write().expect("entry map lock");
-        if let Some(position) = map.truncate_from(from) {
+        let position = self
+            .shared
+            .entries
+            .write()
+            .expect("entry map lock")
+            .truncate_from(from);
+        if let Some(position) = position {
             tracing::info!(
                 from_index = from,
                 position,
                 "truncating the uncommitted log tail"
             );
-            self.shared
-                .log
-                .truncate(position)
+            // Through the committer, so the truncation is ordered after the syncs already
+            // queued; it is durable when `done` runs.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.committer.truncate(
+                position,
+                Box::new(move |result| {
+                    let _ = tx.send(result);
+                }),
+            );
+            rx.await
+                .map_err(|_| io::Error::other("the log writer thread stopped"))?
                 .map_err(io::Error::other)?;
         }
         Ok(())
