@@ -2,6 +2,7 @@
 //! log setup ([`logging`]). Node wiring (`run`) and operator subcommands live beside them.
 //! The binary itself (`main.rs`) only dispatches subcommands.
 
+pub mod bench;
 pub mod config;
 pub mod logging;
 pub mod run;

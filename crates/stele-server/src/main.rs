@@ -18,11 +18,7 @@ fn main() -> ExitCode {
         .collect();
     match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
-        // `stele bench ...` goes to `src/bench.rs` once it lands.
-        Some("bench") => {
-            eprintln!("stele: the bench command is not in this build yet");
-            ExitCode::from(EXIT_CONFIG)
-        }
+        Some("bench") => stele_server::bench::main(&args[1..]),
         _ => run(&args),
     }
 }
