@@ -146,6 +146,9 @@ pub struct NodeStatus {
     pub writer_checkpoint: u64,
     /// Log end applied to the index on this node.
     pub chaser_checkpoint: u64,
+    /// Fsyncs of the log since the node started (group commit makes this far fewer than
+    /// appends under concurrency).
+    pub log_sync_count: u64,
     /// Raft term.
     pub epoch_number: u64,
     pub node_priority: i32,
@@ -612,6 +615,7 @@ impl Node {
             last_commit_position: self.last_position().0,
             writer_checkpoint: self.inner.log.log.durable_end(),
             chaser_checkpoint: self.inner.log.log.end(),
+            log_sync_count: self.inner.log.log.sync_count(),
             epoch_number: metrics.current_term,
             node_priority: config.node_priority,
             read_only_replica: config.read_only_replica,

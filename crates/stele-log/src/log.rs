@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     /// The header checkpoint of the last chunk.
     pub checkpoint: AtomicU64,
     pub poisoned: AtomicBool,
+    /// Successful data syncs (fsyncs of chunk files) since the log was opened.
+    pub syncs: AtomicU64,
 }
 
 /// The open chunk files. Only the writer changes it, under the writer lock.
@@ -99,6 +101,7 @@ impl Log {
             durable_end: AtomicU64::new(end),
             checkpoint: AtomicU64::new(checkpoint),
             poisoned: AtomicBool::new(false),
+            syncs: AtomicU64::new(0),
         };
         Ok((
             Log {
@@ -117,6 +120,12 @@ impl Log {
     /// Makes everything appended durable; returns the durable end.
     pub fn sync(&self) -> Result<u64, LogError> {
         self.shared.sync()
+    }
+
+    /// Fsyncs [`Log::sync`] has made since the log was opened (a sync with nothing new to make
+    /// durable makes none); what `stele bench` reports as fsyncs per append.
+    pub fn sync_count(&self) -> u64 {
+        self.shared.syncs.load(Ordering::Relaxed)
     }
 
     /// Removes every record at or after `position`, which must be a record's position or the

@@ -204,6 +204,7 @@ impl Shared {
             self.write_checkpoint(file.as_ref(), chunk, checkpoint)?;
         }
         self.sync_file(file.as_ref(), chunk)?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         if write_checkpoint {
             w.checkpoints[chunk as usize] = checkpoint;
             self.checkpoint.store(checkpoint, Ordering::Release);

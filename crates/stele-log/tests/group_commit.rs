@@ -305,3 +305,19 @@ fn sync_requests_make_directly_appended_records_durable() {
         "{syncs} syncs for {requests} sync requests: requests were not grouped"
     );
 }
+
+/// `sync_count` counts the fsyncs that made data durable, and a sync with nothing new makes
+/// none.
+#[test]
+fn sync_count_counts_real_syncs() {
+    let disk = FaultyDisk::new();
+    let (log, _) = open(&disk, SIZE);
+    assert_eq!(log.sync_count(), 0);
+    log.append(&[payload(1, 10).as_slice()]).unwrap();
+    log.sync().unwrap();
+    assert_eq!(log.sync_count(), 1);
+    log.sync().unwrap(); // Only the lagging checkpoint is caught up: one more fsync.
+    let after_catch_up = log.sync_count();
+    log.sync().unwrap(); // Nothing at all to do.
+    assert_eq!(log.sync_count(), after_catch_up);
+}

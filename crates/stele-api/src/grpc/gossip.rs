@@ -7,13 +7,13 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use stele_cluster::{Node, NodeStatus};
+use stele_cluster::{Node, NodeStatus, VNodeState};
 use stele_core::TICKS_PER_SECOND;
 use stele_proto::gossip::gossip_server::Gossip;
-use stele_proto::gossip::member_info::VNodeState as WireState;
 use stele_proto::gossip::{ClusterInfo, EndPoint, MemberInfo};
 use stele_proto::shared::Empty;
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
 use super::wire_uuid;
 
@@ -40,17 +40,28 @@ pub fn now_ticks() -> i64 {
 
 /// This node as a gossip member; `time_stamp` is when it was observed.
 pub fn member_info(status: &NodeStatus, time_stamp: i64) -> MemberInfo {
-    let (address, port) = &status.http_endpoint;
-    let state = status.state as i32;
-    debug_assert!(
-        WireState::try_from(state).is_ok(),
-        "VNodeState numbers match the wire"
-    );
-    MemberInfo {
-        instance_id: Some(wire_uuid::to_structured(status.instance_id)),
+    member(
+        status.instance_id,
+        status.state,
+        status.is_alive,
+        &status.http_endpoint,
         time_stamp,
-        state,
-        is_alive: status.is_alive,
+    )
+}
+
+fn member(
+    instance_id: Uuid,
+    state: VNodeState,
+    is_alive: bool,
+    (address, port): &(String, u16),
+    time_stamp: i64,
+) -> MemberInfo {
+    // `VNodeState`'s discriminants are the wire numbers (checked in the tests below).
+    MemberInfo {
+        instance_id: Some(wire_uuid::to_structured(instance_id)),
+        time_stamp,
+        state: state as i32,
+        is_alive,
         http_end_point: Some(EndPoint {
             address: address.clone(),
             port: u32::from(*port),
@@ -70,50 +81,33 @@ impl Gossip for GossipService {
 
 #[cfg(test)]
 mod tests {
-    use stele_cluster::VNodeState;
-    use uuid::Uuid;
+    use stele_proto::gossip::member_info::VNodeState as WireState;
 
     use super::*;
 
-    fn status(state: VNodeState) -> NodeStatus {
-        NodeStatus {
-            instance_id: Uuid::new_v4(),
-            state,
-            is_alive: true,
-            http_endpoint: ("db.example".into(), 2113),
-            internal_tcp: ("10.0.0.1".into(), 1112),
-            last_commit_position: 0,
-            writer_checkpoint: 0,
-            chaser_checkpoint: 0,
-            epoch_number: 1,
-            node_priority: 0,
-            read_only_replica: false,
-            ready: true,
-        }
-    }
-
     #[test]
-    fn member_info_from_status() {
-        let s = status(VNodeState::Leader);
-        let member = member_info(&s, 42);
+    fn member_from_status_fields() {
+        let id = Uuid::new_v4();
+        let endpoint = ("db.example".to_owned(), 2113);
+        let m = member(id, VNodeState::Leader, true, &endpoint, 42);
+        assert_eq!(m.instance_id, Some(wire_uuid::to_structured(id)));
+        assert_eq!(m.time_stamp, 42);
+        assert_eq!(m.state(), WireState::Leader);
+        assert_eq!(m.state, 8);
+        assert!(m.is_alive);
         assert_eq!(
-            member.instance_id,
-            Some(wire_uuid::to_structured(s.instance_id))
-        );
-        assert_eq!(member.time_stamp, 42);
-        assert_eq!(member.state(), WireState::Leader);
-        assert_eq!(member.state, 8);
-        assert!(member.is_alive);
-        assert_eq!(
-            member.http_end_point,
+            m.http_end_point,
             Some(EndPoint {
                 address: "db.example".into(),
                 port: 2113
             })
         );
-        assert_eq!(member_info(&status(VNodeState::Follower), 0).state, 6);
         assert_eq!(
-            member_info(&status(VNodeState::ReadOnlyReplica), 0).state,
+            member(id, VNodeState::Follower, true, &endpoint, 0).state,
+            6
+        );
+        assert_eq!(
+            member(id, VNodeState::ReadOnlyReplica, false, &endpoint, 0).state,
             14
         );
     }

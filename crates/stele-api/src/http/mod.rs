@@ -103,6 +103,7 @@ pub(crate) mod test_node {
             last_commit_position: 4096,
             writer_checkpoint: 5000,
             chaser_checkpoint: 4500,
+            log_sync_count: 0,
             epoch_number: 3,
             node_priority: 0,
             read_only_replica: false,

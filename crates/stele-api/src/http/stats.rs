@@ -81,6 +81,8 @@ struct EsStats {
     checksum: u64,
     writer_checkpoint: u64,
     chaser_checkpoint: u64,
+    /// Fsyncs of the log since start-up (`stele bench` reports fsyncs per append from it).
+    sync_count: u64,
     last_commit_position: u64,
     /// The consensus term.
     epoch_number: u64,
@@ -121,6 +123,7 @@ impl Stats {
                 checksum: status.writer_checkpoint,
                 writer_checkpoint: status.writer_checkpoint,
                 chaser_checkpoint: status.chaser_checkpoint,
+                sync_count: status.log_sync_count,
                 last_commit_position: status.last_commit_position,
                 epoch_number: status.epoch_number,
             },
@@ -162,6 +165,7 @@ mod tests {
                 "checksum": 5000,
                 "writerCheckpoint": 5000,
                 "chaserCheckpoint": 4500,
+                "syncCount": 0,
                 "lastCommitPosition": 4096,
                 "epochNumber": 3,
             })
