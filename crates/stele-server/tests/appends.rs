@@ -394,3 +394,333 @@ async fn an_append_over_the_maximum_append_size_is_refused() {
     assert_eq!(events.len(), 1, "refused appends wrote nothing");
     assert_eq!(body_n(&events[0]), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_exact_appends_never_both_win() {
+    const WRITERS: usize = 8;
+    const ROUNDS: u64 = 10;
+    let (_node, client) = start_in_memory().await;
+    let stream = "contended";
+    client
+        .append_to_stream(
+            stream,
+            &expecting(StreamState::NoStream),
+            json_event("t", 0),
+        )
+        .await
+        .expect("seeding the stream");
+
+    // Each writer appends at the revision it last saw; a loser learns the current one from
+    // its WrongExpectedVersion and tries again, until the stream has its events.
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut wins = Vec::new();
+                let mut current = 0u64;
+                while current < ROUNDS {
+                    let id = Uuid::new_v4();
+                    match client
+                        .append_to_stream(
+                            stream,
+                            &expecting(StreamState::StreamRevision(current)),
+                            json_event_with_id("race", w as u64, id),
+                        )
+                        .await
+                    {
+                        Ok(result) => {
+                            assert_eq!(result.next_expected_version, current + 1);
+                            wins.push((current + 1, id));
+                            current += 1;
+                        }
+                        Err(Error::WrongExpectedVersion {
+                            current: CurrentRevision::Current(now),
+                            expected,
+                        }) => {
+                            assert_eq!(expected, StreamState::StreamRevision(current));
+                            assert!(now > current, "a conflict means the stream moved on");
+                            current = now;
+                        }
+                        Err(other) => panic!("writer {w}: {other:?}"),
+                    }
+                }
+                wins
+            })
+        })
+        .collect();
+    let mut wins = Vec::new();
+    for writer in writers {
+        wins.extend(writer.await.expect("a writer task"));
+    }
+    wins.sort();
+
+    let events = read_stream(&client, stream, &ReadStreamOptions::default())
+        .await
+        .expect("reading the stream");
+    let revisions_won: Vec<u64> = wins.iter().map(|(revision, _)| *revision).collect();
+    assert_eq!(
+        revisions_won,
+        (1..events.len() as u64).collect::<Vec<_>>(),
+        "exactly one writer won each revision"
+    );
+    for (revision, id) in &wins {
+        assert_eq!(
+            events[*revision as usize].id, *id,
+            "the winner's event is at {revision}"
+        );
+    }
+    assert_eq!(
+        events.len() as u64,
+        ROUNDS + 1,
+        "nobody appends at revision {ROUNDS}, so the stream ends there"
+    );
+}
+
+mod wire_level {
+    //! What the official Rust client hides: the legacy WrongExpectedVersion fields and the
+    //! in-band BatchAppend errors other clients (Python, Node) decode (PROTOCOL.md §5).
+
+    use super::common::wire::*;
+    use super::common::*;
+    use bytes::Bytes;
+    use prost::{Message, Name};
+    use std::collections::HashMap;
+    use stele_proto::shared;
+    use stele_proto::streams::append_req::options::ExpectedStreamRevision;
+    use stele_proto::streams::append_resp::wrong_expected_version::{
+        CurrentRevisionOption, CurrentRevisionOption2060, ExpectedRevisionOption,
+        ExpectedRevisionOption2060,
+    };
+    use stele_proto::streams::append_resp::{self, success};
+    use stele_proto::streams::{batch_append_req, batch_append_resp, BatchAppendReq};
+    use uuid::Uuid;
+
+    fn event() -> stele_proto::streams::AppendReq {
+        append_event(uuid_string(Uuid::new_v4()), "t", Bytes::from_static(b"{}"))
+    }
+
+    async fn wrong_expected_version(
+        channel: &tonic::transport::Channel,
+        stream: &str,
+        expected: ExpectedStreamRevision,
+    ) -> append_resp::WrongExpectedVersion {
+        let resp = append(channel, vec![append_options(stream, expected), event()])
+            .await
+            .expect("a conflict is in-band: the call itself succeeds");
+        match resp.result {
+            Some(append_resp::Result::WrongExpectedVersion(wev)) => wev,
+            other => panic!("expected an in-band WrongExpectedVersion, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn wrong_expected_version_fills_current_and_legacy_fields() {
+        let (node, _client) = start_in_memory().await;
+        let channel = channel(&node).await;
+        let resp = append(
+            &channel,
+            vec![
+                append_options("wev", ExpectedStreamRevision::NoStream(empty())),
+                event(),
+                event(),
+            ],
+        )
+        .await
+        .expect("seeding");
+        match resp.result {
+            Some(append_resp::Result::Success(s)) => {
+                assert_eq!(
+                    s.current_revision_option,
+                    Some(success::CurrentRevisionOption::CurrentRevision(1))
+                );
+                assert!(
+                    matches!(
+                        s.position_option,
+                        Some(success::PositionOption::Position(_))
+                    ),
+                    "Success carries a position: {s:?}"
+                );
+            }
+            other => panic!("expected Success, got {other:?}"),
+        }
+
+        let wev =
+            wrong_expected_version(&channel, "wev", ExpectedStreamRevision::Revision(5)).await;
+        assert_eq!(
+            wev.current_revision_option,
+            Some(CurrentRevisionOption::CurrentRevision(1))
+        );
+        assert_eq!(
+            wev.expected_revision_option,
+            Some(ExpectedRevisionOption::ExpectedRevision(5))
+        );
+        assert_eq!(
+            wev.current_revision_option_20_6_0,
+            Some(CurrentRevisionOption2060::CurrentRevision2060(1))
+        );
+        assert_eq!(
+            wev.expected_revision_option_20_6_0,
+            Some(ExpectedRevisionOption2060::ExpectedRevision2060(5))
+        );
+
+        let wev =
+            wrong_expected_version(&channel, "wev", ExpectedStreamRevision::NoStream(empty()))
+                .await;
+        assert_eq!(
+            wev.expected_revision_option,
+            Some(ExpectedRevisionOption::ExpectedNoStream(empty()))
+        );
+        assert_eq!(
+            wev.expected_revision_option_20_6_0,
+            Some(ExpectedRevisionOption2060::ExpectedRevision2060(u64::MAX)),
+            "legacy expected for NoStream is u64::MAX (PROTOCOL.md §5.1)"
+        );
+        assert_eq!(
+            wev.current_revision_option_20_6_0,
+            Some(CurrentRevisionOption2060::CurrentRevision2060(1))
+        );
+
+        let wev = wrong_expected_version(
+            &channel,
+            "wev-missing",
+            ExpectedStreamRevision::StreamExists(empty()),
+        )
+        .await;
+        assert_eq!(
+            wev.current_revision_option,
+            Some(CurrentRevisionOption::CurrentNoStream(empty()))
+        );
+        assert_eq!(
+            wev.expected_revision_option,
+            Some(ExpectedRevisionOption::ExpectedStreamExists(empty()))
+        );
+        assert_eq!(
+            wev.current_revision_option_20_6_0,
+            Some(CurrentRevisionOption2060::NoStream2060(empty()))
+        );
+        assert_eq!(
+            wev.expected_revision_option_20_6_0,
+            Some(ExpectedRevisionOption2060::StreamExists2060(empty()))
+        );
+    }
+
+    fn batch_request(
+        correlation_id: shared::Uuid,
+        stream: &str,
+        expected: batch_append_req::options::ExpectedStreamPosition,
+        count: usize,
+    ) -> BatchAppendReq {
+        BatchAppendReq {
+            correlation_id: Some(correlation_id),
+            options: Some(batch_append_req::Options {
+                stream_identifier: stream_id(stream),
+                expected_stream_position: Some(expected),
+                // Relative, as the Python client sends it.
+                deadline_option: Some(batch_append_req::options::DeadlineOption::Deadline(
+                    prost_types::Duration {
+                        seconds: 10,
+                        nanos: 0,
+                    },
+                )),
+            }),
+            proposed_messages: (0..count)
+                .map(|_| batch_append_req::ProposedMessage {
+                    id: Some(uuid_string(Uuid::new_v4())),
+                    metadata: HashMap::from([
+                        ("type".to_string(), "t".to_string()),
+                        ("content-type".to_string(), "application/json".to_string()),
+                    ]),
+                    custom_metadata: Bytes::new(),
+                    data: Bytes::from_static(b"{}"),
+                })
+                .collect(),
+            is_final: true,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn batch_append_answers_each_correlation_id_with_in_band_errors() {
+        use batch_append_req::options::ExpectedStreamPosition as Expected;
+        let (node, _client) = start_in_memory().await;
+        let channel = channel(&node).await;
+        append(
+            &channel,
+            vec![
+                append_options("rb-taken", ExpectedStreamRevision::NoStream(empty())),
+                event(),
+            ],
+        )
+        .await
+        .expect("seeding rb-taken");
+        // Two requests in one call, to different streams: the order in which a server
+        // completes pipelined requests is not part of the contract.
+        let ok_id = Uuid::new_v4();
+        let conflict_id = Uuid::new_v4();
+        let requests = vec![
+            // Structured ids, as the Rust client sends them.
+            batch_request(uuid_structured(ok_id), "rb", Expected::NoStream(()), 2),
+            batch_request(
+                uuid_structured(conflict_id),
+                "rb-taken",
+                Expected::NoStream(()),
+                1,
+            ),
+        ];
+        let mut responses = streams(&channel)
+            .batch_append(futures::stream::iter(requests))
+            .await
+            .expect("BatchAppend call")
+            .into_inner();
+        let mut by_id = HashMap::new();
+        while let Some(resp) = responses
+            .message()
+            .await
+            .expect("the call ends OK after the client half-closes")
+        {
+            let id = uuid_from_wire(resp.correlation_id.as_ref().expect("correlation_id echoed"));
+            let stream = if id == ok_id { "rb" } else { "rb-taken" };
+            assert_eq!(resp.stream_identifier, stream_id(stream), "stream echoed");
+            assert!(
+                by_id.insert(id, resp).is_none(),
+                "one response per correlation id"
+            );
+        }
+        assert_eq!(by_id.len(), 2);
+
+        match &by_id[&ok_id].result {
+            Some(batch_append_resp::Result::Success(s)) => {
+                assert_eq!(
+                    s.current_revision_option,
+                    Some(batch_append_resp::success::CurrentRevisionOption::CurrentRevision(1))
+                );
+                assert!(matches!(
+                    s.position_option,
+                    Some(batch_append_resp::success::PositionOption::Position(_))
+                ));
+            }
+            other => panic!("expected success, got {other:?}"),
+        }
+        match &by_id[&conflict_id].result {
+            Some(batch_append_resp::Result::Error(status)) => {
+                assert_eq!(
+                    status.code,
+                    stele_proto::google_rpc::Code::AlreadyExists as i32
+                );
+                assert_eq!(status.message, "WrongExpectedVersion");
+                let detail = status.details.as_ref().expect("one packed detail");
+                assert_eq!(detail.type_url, shared::WrongExpectedVersion::type_url());
+                let wev = shared::WrongExpectedVersion::decode(detail.value.as_slice())
+                    .expect("the detail decodes as WrongExpectedVersion");
+                assert_eq!(
+                    wev.current_stream_revision_option,
+                    Some(shared::wrong_expected_version::CurrentStreamRevisionOption::CurrentStreamRevision(0))
+                );
+                assert_eq!(
+                    wev.expected_stream_position_option,
+                    Some(shared::wrong_expected_version::ExpectedStreamPositionOption::ExpectedNoStream(()))
+                );
+            }
+            other => panic!("expected an in-band error, got {other:?}"),
+        }
+    }
+}

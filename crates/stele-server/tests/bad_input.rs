@@ -49,6 +49,22 @@ fn assert_invalid_argument<T: std::fmt::Debug>(what: &str, result: Result<T, Sta
     }
 }
 
+/// `None` if `result` is INVALID_ARGUMENT, else a line saying what came instead.
+fn not_invalid_argument<T: std::fmt::Debug>(
+    what: &str,
+    result: Result<T, Status>,
+) -> Option<String> {
+    match result {
+        Err(status) if status.code() == Code::InvalidArgument => None,
+        Err(status) => Some(format!(
+            "{what}: got {:?} `{}`",
+            status.code(),
+            status.message()
+        )),
+        Ok(answer) => Some(format!("{what}: got an answer: {answer:?}")),
+    }
+}
+
 /// The node still appends and reads, through the official client and a fresh stream.
 async fn assert_still_serving(client: &Client, stream: &str) {
     let written = client
@@ -71,28 +87,30 @@ async fn assert_still_serving(client: &Client, stream: &str) {
 async fn malformed_protobuf_is_invalid_argument() {
     let (node, client) = start_in_memory().await;
     let channel = channel(&node).await;
+    // Every method is tried before asserting, so one run names every wrong answer.
+    let mut wrong = Vec::new();
 
-    assert_invalid_argument(
+    wrong.extend(not_invalid_argument(
         "Append with undecodable bytes",
         raw_client_streaming(&channel, APPEND, vec![malformed()]).await,
-    );
+    ));
     assert_still_serving(&client, "after-malformed-append").await;
 
     let options = append_options("raw", ExpectedStreamRevision::Any(empty())).encode_to_vec();
-    assert_invalid_argument(
+    wrong.extend(not_invalid_argument(
         "Append with good options, then undecodable bytes",
         raw_client_streaming(&channel, APPEND, vec![options.into(), malformed()]).await,
-    );
+    ));
     assert_still_serving(&client, "after-malformed-event").await;
 
-    assert_invalid_argument(
+    wrong.extend(not_invalid_argument(
         "Read with undecodable bytes",
         raw_server_streaming(&channel, READ, malformed()).await,
-    );
-    assert_invalid_argument(
+    ));
+    wrong.extend(not_invalid_argument(
         "Delete with undecodable bytes",
         raw_unary(&channel, DELETE, malformed()).await,
-    );
+    ));
     assert_still_serving(&client, "after-malformed-read").await;
     assert!(
         matches!(
@@ -100,6 +118,11 @@ async fn malformed_protobuf_is_invalid_argument() {
             Err(kurrentdb::Error::ResourceNotFound)
         ),
         "a rejected append wrote nothing"
+    );
+    assert!(
+        wrong.is_empty(),
+        "malformed protobuf must be INVALID_ARGUMENT:\n{}",
+        wrong.join("\n")
     );
 }
 

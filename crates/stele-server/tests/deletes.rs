@@ -217,3 +217,144 @@ async fn a_tombstoned_stream_refuses_reads_appends_and_deletes() {
         .expect("appending to another stream");
     assert_eq!(other.next_expected_version, 0);
 }
+
+mod wire_level {
+    //! The statuses and trailers other clients decode (PROTOCOL.md §5.3, §6).
+
+    use super::common::wire::*;
+    use super::common::*;
+    use bytes::Bytes;
+    use stele_proto::streams::append_req::options::ExpectedStreamRevision;
+    use stele_proto::streams::{delete_req, DeleteReq};
+    use tonic::Code;
+    use uuid::Uuid;
+
+    fn event() -> stele_proto::streams::AppendReq {
+        append_event(uuid_string(Uuid::new_v4()), "t", Bytes::from_static(b"{}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_tombstoned_stream_is_failed_precondition_with_stream_deleted_trailers() {
+        let (node, client) = start_in_memory().await;
+        let channel = channel(&node).await;
+        client
+            .append_to_stream("grave", &Default::default(), json_event("t", 0))
+            .await
+            .expect("seeding");
+        client
+            .tombstone_stream("grave", &Default::default())
+            .await
+            .expect("tombstone");
+
+        let read_status = read(&channel, read_stream_req("grave", true))
+            .await
+            .expect_err("reading a tombstoned stream fails");
+        let append_status = append(
+            &channel,
+            vec![
+                append_options("grave", ExpectedStreamRevision::Any(empty())),
+                event(),
+            ],
+        )
+        .await
+        .expect_err("appending to a tombstoned stream fails");
+        let delete_status = streams(&channel)
+            .delete(DeleteReq {
+                options: Some(delete_req::Options {
+                    stream_identifier: stream_id("grave"),
+                    expected_stream_revision: Some(
+                        delete_req::options::ExpectedStreamRevision::Any(empty()),
+                    ),
+                }),
+            })
+            .await
+            .expect_err("deleting a tombstoned stream fails");
+        for (what, status) in [
+            ("read", read_status),
+            ("append", append_status),
+            ("delete", delete_status),
+        ] {
+            assert_eq!(
+                status.code(),
+                Code::FailedPrecondition,
+                "{what}: {status:?}"
+            );
+            assert_eq!(
+                status.message(),
+                "Event stream 'grave' is deleted.",
+                "{what}: the Python client looks for `is deleted`"
+            );
+            assert_eq!(
+                trailer(&status, "exception"),
+                Some("stream-deleted"),
+                "{what}"
+            );
+            assert_eq!(trailer(&status, "stream-name"), Some("grave"), "{what}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_delete_conflict_carries_wrong_expected_version_trailers() {
+        let (node, _client) = start_in_memory().await;
+        let channel = channel(&node).await;
+        append(
+            &channel,
+            vec![
+                append_options("dc", ExpectedStreamRevision::NoStream(empty())),
+                event(),
+                event(),
+                event(),
+            ],
+        )
+        .await
+        .expect("seeding");
+        let status = streams(&channel)
+            .delete(DeleteReq {
+                options: Some(delete_req::Options {
+                    stream_identifier: stream_id("dc"),
+                    expected_stream_revision: Some(
+                        delete_req::options::ExpectedStreamRevision::Revision(5),
+                    ),
+                }),
+            })
+            .await
+            .expect_err("a delete at the wrong revision fails");
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(
+            status.message(),
+            "Delete failed due to WrongExpectedVersion. Stream: dc, Expected version: 5, Actual version: 2"
+        );
+        assert_eq!(
+            trailer(&status, "exception"),
+            Some("wrong-expected-version")
+        );
+        assert_eq!(trailer(&status, "stream-name"), Some("dc"));
+        assert_eq!(trailer(&status, "expected-version"), Some("5"));
+        assert_eq!(trailer(&status, "actual-version"), Some("2"));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_soft_deleted_stream_reads_as_one_stream_not_found() {
+        let (node, client) = start_in_memory().await;
+        let channel = channel(&node).await;
+        client
+            .append_to_stream("gone", &Default::default(), json_event("t", 0))
+            .await
+            .expect("seeding");
+        client
+            .delete_stream("gone", &Default::default())
+            .await
+            .expect("soft delete");
+        let messages = read(&channel, read_stream_req("gone", true))
+            .await
+            .expect("the call ends OK");
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(
+            matches!(
+                messages[0].content,
+                Some(stele_proto::streams::read_resp::Content::StreamNotFound(_))
+            ),
+            "{messages:?}"
+        );
+    }
+}

@@ -278,6 +278,10 @@ async fn acknowledged_appends_survive_a_sigkill_under_concurrent_load() {
     node.restart().await;
     // A fresh client: the old one may still be reconnecting.
     let client = common::client(&node);
+    eprintln!(
+        "{} appends acknowledged by {WRITERS} writers before the SIGKILL at {killed_after:?}",
+        acks.len()
+    );
 
     // Every stream: contiguous revisions, positions growing, each acknowledged event at its
     // acknowledged revision and position, and at most the in-flight appends beyond them.

@@ -292,3 +292,145 @@ async fn all_reads_forwards_and_backwards_in_append_order() {
         "backwards from the end starts at the newest event"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn event_content_round_trips() {
+    let (_node, client) = start_in_memory().await;
+    let binary_id = Uuid::new_v4();
+    let json_id = Uuid::new_v4();
+    let binary = kurrentdb::EventData::binary("bin-type", vec![0u8, 1, 2, 255].into())
+        .id(binary_id)
+        .metadata(vec![9u8, 8, 7].into());
+    let json = kurrentdb::EventData::json("json-type", &serde_json::json!({"k": "v"}))
+        .expect("a JSON body")
+        .id(json_id)
+        .metadata_as_json(&serde_json::json!({"correlation": "c-1"}))
+        .expect("JSON metadata");
+    client
+        .append_to_stream(
+            "content",
+            &AppendToStreamOptions::default(),
+            vec![binary, json],
+        )
+        .await
+        .expect("appending");
+
+    let events = read_stream(&client, "content", &ReadStreamOptions::default())
+        .await
+        .expect("reading");
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].id, binary_id);
+    assert_eq!(events[0].event_type, "bin-type");
+    assert!(!events[0].is_json, "application/octet-stream is not JSON");
+    assert_eq!(&events[0].data[..], &[0u8, 1, 2, 255]);
+    assert_eq!(&events[0].custom_metadata[..], &[9u8, 8, 7]);
+    assert_eq!(events[1].id, json_id);
+    assert_eq!(events[1].event_type, "json-type");
+    assert!(events[1].is_json);
+    assert_eq!(
+        events[1].as_json::<serde_json::Value>().expect("JSON body"),
+        serde_json::json!({"k": "v"})
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&events[1].custom_metadata).expect("JSON custom metadata");
+    assert_eq!(metadata, serde_json::json!({"correlation": "c-1"}));
+}
+
+mod wire_level {
+    //! What the official Rust client hides on reads (PROTOCOL.md §3, §4.2).
+
+    use super::common::wire::*;
+    use super::common::*;
+    use bytes::Bytes;
+    use std::collections::BTreeSet;
+    use stele_proto::streams::append_req::options::ExpectedStreamRevision;
+    use stele_proto::streams::read_resp::{read_event, Content};
+    use uuid::Uuid;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_missing_stream_is_one_stream_not_found_then_a_normal_end() {
+        let (node, _client) = start_in_memory().await;
+        let channel = channel(&node).await;
+        let messages = read(&channel, read_stream_req("nowhere", true))
+            .await
+            .expect("the call ends OK");
+        let contents: Vec<_> = messages.into_iter().map(|m| m.content).collect();
+        assert_eq!(contents.len(), 1, "exactly one message: {contents:?}");
+        match &contents[0] {
+            Some(Content::StreamNotFound(not_found)) => {
+                assert_eq!(not_found.stream_identifier, stream_id("nowhere"));
+            }
+            other => panic!("expected stream_not_found, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn recorded_events_carry_exactly_the_documented_metadata_and_position() {
+        let (node, _client) = start_in_memory().await;
+        let channel = channel(&node).await;
+        let id = Uuid::new_v4();
+        append(
+            &channel,
+            vec![
+                append_options("meta", ExpectedStreamRevision::NoStream(empty())),
+                append_event(
+                    uuid_string(id),
+                    "the-type",
+                    Bytes::from_static(b"{\"a\":1}"),
+                ),
+            ],
+        )
+        .await
+        .expect("appending");
+
+        let messages = read(&channel, read_stream_req("meta", true))
+            .await
+            .expect("reading");
+        let events: Vec<_> = messages
+            .into_iter()
+            .filter_map(|m| match m.content {
+                Some(Content::Event(e)) => Some(e),
+                // R asks for compatibility 1, this request does not; skip nothing else.
+                Some(Content::FirstStreamPosition(_))
+                | Some(Content::LastStreamPosition(_))
+                | Some(Content::LastAllStreamPosition(_)) => None,
+                other => panic!("unexpected message in a stream read: {other:?}"),
+            })
+            .collect();
+        assert_eq!(events.len(), 1);
+        let read_event = &events[0];
+        assert!(read_event.link.is_none());
+        let event = read_event.event.as_ref().expect("event is set");
+        assert_eq!(uuid_from_wire(event.id.as_ref().expect("id")), id);
+        assert_eq!(event.stream_identifier, stream_id("meta"));
+        assert_eq!(event.stream_revision, 0);
+        assert_eq!(event.commit_position, event.prepare_position);
+        assert_eq!(
+            read_event.position,
+            Some(read_event::Position::CommitPosition(event.commit_position)),
+            "the commit_position oneof is set (the Python client reads it)"
+        );
+        let keys: BTreeSet<&str> = event.metadata.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from(["content-type", "created", "type"]),
+            "reads return exactly three metadata keys (§3)"
+        );
+        assert_eq!(event.metadata["type"], "the-type");
+        assert_eq!(event.metadata["content-type"], "application/json");
+        let created: i64 = event.metadata["created"]
+            .parse()
+            .expect("created is decimal ticks");
+        let now_ticks = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_nanos() as i64
+            / 100;
+        assert!(
+            (now_ticks - created).abs() < 600 * 10_000_000,
+            "created is .NET ticks since the Unix epoch, about now: {created} vs {now_ticks}"
+        );
+        assert_eq!(&event.data[..], b"{\"a\":1}");
+        assert!(event.custom_metadata.is_empty());
+    }
+}
