@@ -68,6 +68,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn service_names_make_the_wire_paths() {
+        assert_eq!(
+            streams::streams_server::SERVICE_NAME,
+            "event_store.client.streams.Streams"
+        );
+        assert_eq!(
+            server_features::server_features_server::SERVICE_NAME,
+            "event_store.client.server_features.ServerFeatures"
+        );
+        assert_eq!(
+            gossip::gossip_server::SERVICE_NAME,
+            "event_store.client.gossip.Gossip"
+        );
+        assert_eq!(
+            operations::operations_server::SERVICE_NAME,
+            "event_store.client.operations.Operations"
+        );
+    }
+
+    #[test]
     fn stream_identifier_uses_field_three() {
         let id = shared::StreamIdentifier {
             stream_name: "ab".into(),

@@ -80,4 +80,32 @@ mod tests {
             |m| m.service_name.contains("persistent") || m.service_name.contains("operations")
         ));
     }
+
+    /// The generated server and client agree over a real HTTP/2 connection, through the
+    /// same `Routes` the node serves.
+    #[tokio::test]
+    async fn answers_over_grpc_through_routes() {
+        use stele_proto::server_features::server_features_client::ServerFeaturesClient;
+        use stele_proto::server_features::server_features_server::ServerFeaturesServer;
+        use tokio_stream::wrappers::TcpListenerStream;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut routes = tonic::service::RoutesBuilder::default();
+        routes.add_service(ServerFeaturesServer::new(ServerFeaturesService));
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_routes(routes.routes())
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = ServerFeaturesClient::new(channel);
+        let answer = client.get_supported_methods(Empty {}).await.unwrap();
+        assert_eq!(answer.into_inner(), supported_methods());
+        server.abort();
+    }
 }

@@ -31,7 +31,6 @@ use stele_proto::streams::batch_append_resp::{self, success};
 use stele_proto::streams::{BatchAppendReq, BatchAppendResp};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use uuid::Uuid;
 
@@ -51,7 +50,44 @@ pub const MAX_IN_FLIGHT_BATCHES: usize = 64;
 /// Responses buffered towards the client.
 pub const BATCH_RESPONSE_MESSAGES: usize = 64;
 
-pub type BatchAppendStream = ReceiverStream<Result<BatchAppendResp, Status>>;
+/// One answer on its way to the client; `last` ends the call right after it.
+struct Outgoing {
+    answer: Result<BatchAppendResp, Status>,
+    last: bool,
+}
+
+/// The response stream of one BatchAppend call. It ends right after the answer marked last,
+/// without waiting for the worker to drop its sender, so the final answer and the call's
+/// trailers leave together: the Python client returns on the first answer without draining
+/// the call, and a call still open when its interpreter exits makes the exit hang.
+pub struct BatchAppendStream {
+    rx: mpsc::Receiver<Outgoing>,
+    ended: bool,
+}
+
+impl Stream for BatchAppendStream {
+    type Item = Result<BatchAppendResp, Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        if self.ended {
+            return std::task::Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            std::task::Poll::Ready(Some(outgoing)) => {
+                self.ended = outgoing.last;
+                std::task::Poll::Ready(Some(outgoing.answer))
+            }
+            std::task::Poll::Ready(None) => {
+                self.ended = true;
+                std::task::Poll::Ready(None)
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
 
 /// What BatchAppend needs of a node; [`Node`] in production, a fake in tests.
 pub trait BatchWriter: Send + Sync + 'static {
@@ -92,12 +128,13 @@ where
     let worker = Worker {
         max_append_size_bytes: writer.max_append_size_bytes(),
         writer,
-        tx,
+        answers: Answers { tx },
+        reading: true,
         pending: HashMap::new(),
         in_flight: FuturesUnordered::new(),
     };
     tokio::spawn(worker.run(requests));
-    ReceiverStream::new(rx)
+    BatchAppendStream { rx, ended: false }
 }
 
 /// The timeout an append gets from its options: the requested deadline capped at
@@ -155,41 +192,70 @@ enum Step {
 struct Worker<W> {
     writer: W,
     max_append_size_bytes: u32,
-    tx: mpsc::Sender<Result<BatchAppendResp, Status>>,
+    answers: Answers,
+    /// Until the client half-closes.
+    reading: bool,
     pending: HashMap<Uuid, Pending>,
     in_flight: FuturesUnordered<BoxFuture<'static, Done>>,
 }
 
-/// Sends one answer; `Err` when the client has gone. Free functions over the sender, so that
-/// no `&Worker` (whose in-flight futures are not `Sync`) is held across an await.
-async fn respond(
-    tx: &mpsc::Sender<Result<BatchAppendResp, Status>>,
-    correlation_id: Option<shared::Uuid>,
-    stream_identifier: Option<StreamIdentifier>,
-    result: batch_append_resp::Result,
-) -> Result<(), CallOver> {
-    let response = BatchAppendResp {
-        correlation_id,
-        stream_identifier,
-        result: Some(result),
-        expected_stream_position: None,
-    };
-    tx.send(Ok(response)).await.map_err(|_| CallOver)
+/// The sending half of the response stream. Its methods take `&Answers`, never `&Worker`
+/// (whose in-flight futures are not `Sync`), across an await.
+struct Answers {
+    tx: mpsc::Sender<Outgoing>,
 }
 
-async fn respond_error(
-    tx: &mpsc::Sender<Result<BatchAppendResp, Status>>,
-    correlation_id: Option<shared::Uuid>,
-    stream_identifier: Option<StreamIdentifier>,
-    error: stele_proto::google_rpc::Status,
-) -> Result<(), CallOver> {
-    respond(
-        tx,
-        correlation_id,
-        stream_identifier,
-        batch_append_resp::Result::Error(error),
-    )
-    .await
+impl Answers {
+    /// Sends one answer; `Err` when the client has gone.
+    async fn send(
+        &self,
+        correlation_id: Option<shared::Uuid>,
+        stream_identifier: Option<StreamIdentifier>,
+        result: batch_append_resp::Result,
+        last: bool,
+    ) -> Result<(), CallOver> {
+        let answer = BatchAppendResp {
+            correlation_id,
+            stream_identifier,
+            result: Some(result),
+            expected_stream_position: None,
+        };
+        self.tx
+            .send(Outgoing {
+                answer: Ok(answer),
+                last,
+            })
+            .await
+            .map_err(|_| CallOver)
+    }
+
+    /// An in-band error for one correlation id, while the call goes on.
+    async fn error(
+        &self,
+        correlation_id: Option<shared::Uuid>,
+        stream_identifier: Option<StreamIdentifier>,
+        error: stele_proto::google_rpc::Status,
+    ) -> Result<(), CallOver> {
+        self.send(
+            correlation_id,
+            stream_identifier,
+            batch_append_resp::Result::Error(error),
+            false,
+        )
+        .await
+    }
+
+    /// Ends the call with a status.
+    async fn fail(&self, status: Status) -> CallOver {
+        let _ = self
+            .tx
+            .send(Outgoing {
+                answer: Err(status),
+                last: true,
+            })
+            .await;
+        CallOver
+    }
 }
 
 impl<W: BatchWriter> Worker<W> {
@@ -197,15 +263,14 @@ impl<W: BatchWriter> Worker<W> {
     where
         S: Stream<Item = Result<BatchAppendReq, Status>> + Unpin,
     {
-        let mut reading = true;
         loop {
-            if !reading && self.pending.is_empty() && self.in_flight.is_empty() {
+            if self.is_over() {
                 return;
             }
             let next_deadline = self.pending.values().map(|p| p.deadline).min();
             let wake_at =
                 next_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-            let can_read = reading && self.in_flight.len() < MAX_IN_FLIGHT_BATCHES;
+            let can_read = self.reading && self.in_flight.len() < MAX_IN_FLIGHT_BATCHES;
             let step = tokio::select! {
                 message = requests.next(), if can_read => Step::Request(message),
                 Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => Step::Done(done),
@@ -216,12 +281,11 @@ impl<W: BatchWriter> Worker<W> {
                 Step::Request(Some(Err(status))) => {
                     // The request stream broke (or a message could not be decoded): end the
                     // call. Appends already committed still run to their outcome.
-                    let _ = self.tx.send(Err(status)).await;
-                    Err(CallOver)
+                    Err(self.answers.fail(status).await)
                 }
                 Step::Request(None) => {
                     // The client half-closed: appends it never finished cannot finish now.
-                    reading = false;
+                    self.reading = false;
                     self.expire(None).await
                 }
                 Step::Done(done) => self.finish(done).await,
@@ -242,13 +306,14 @@ impl<W: BatchWriter> Worker<W> {
         let correlation = match wire_uuid::from_wire_opt(request.correlation_id.as_ref()) {
             Ok(id) => id,
             Err(e) => {
-                return respond_error(
-                    &self.tx,
-                    wire_id,
-                    echo_identifier,
-                    status::in_band_bad_request(e.to_string()),
-                )
-                .await;
+                return self
+                    .answers
+                    .error(
+                        wire_id,
+                        echo_identifier,
+                        status::in_band_bad_request(e.to_string()),
+                    )
+                    .await;
             }
         };
 
@@ -256,35 +321,34 @@ impl<W: BatchWriter> Worker<W> {
             // Options on a later message of a pending id are ignored, as in EventStoreDB.
             if !self.pending.contains_key(&correlation) {
                 let Some(identifier) = options.stream_identifier else {
-                    return respond_error(
-                        &self.tx,
-                        wire_id,
-                        None,
-                        status::in_band_bad_request("Required field StreamIdentifier not set."),
-                    )
-                    .await;
+                    return self
+                        .answers
+                        .error(
+                            wire_id,
+                            None,
+                            status::in_band_bad_request("Required field StreamIdentifier not set."),
+                        )
+                        .await;
                 };
                 let Some(timeout) =
                     batch_timeout(options.deadline_option.as_ref(), SystemTime::now())
                 else {
-                    return respond_error(
-                        &self.tx,
-                        wire_id,
-                        Some(identifier),
-                        status::in_band_timeout(),
-                    )
-                    .await;
+                    return self
+                        .answers
+                        .error(wire_id, Some(identifier), status::in_band_timeout())
+                        .await;
                 };
                 let stream = match StreamName::from_bytes(&identifier.stream_name) {
                     Ok(stream) => stream,
                     Err(e) => {
-                        return respond_error(
-                            &self.tx,
-                            wire_id,
-                            Some(identifier),
-                            status::in_band_bad_request(e.to_string()),
-                        )
-                        .await;
+                        return self
+                            .answers
+                            .error(
+                                wire_id,
+                                Some(identifier),
+                                status::in_band_bad_request(e.to_string()),
+                            )
+                            .await;
                     }
                 };
                 let expected = match options.expected_stream_position {
@@ -295,20 +359,20 @@ impl<W: BatchWriter> Worker<W> {
                         ExpectedRevision::StreamExists
                     }
                     None => {
-                        return respond_error(
-                            &self.tx,
-                            wire_id,
-                            Some(identifier),
-                            status::in_band_bad_request(
-                                "'None' is not a valid ExpectedStreamPositionOneofCase",
-                            ),
-                        )
-                        .await;
+                        return self
+                            .answers
+                            .error(
+                                wire_id,
+                                Some(identifier),
+                                status::in_band_bad_request(
+                                    "'None' is not a valid ExpectedStreamPositionOneofCase",
+                                ),
+                            )
+                            .await;
                     }
                 };
                 if self.pending.len() >= MAX_PENDING_BATCHES {
-                    return respond_error(
-                            &self.tx,
+                    return self.answers.error(
                             wire_id,
                             Some(identifier),
                             status::in_band_bad_request(format!(
@@ -363,7 +427,10 @@ impl<W: BatchWriter> Worker<W> {
         if let Some(error) = failure {
             let pending = self.pending.remove(&correlation).expect("pending above");
             let identifier = events::stream_identifier(pending.stream.as_str());
-            return respond_error(&self.tx, pending.correlation_id, Some(identifier), error).await;
+            return self
+                .answers
+                .error(pending.correlation_id, Some(identifier), error)
+                .await;
         }
         if !request.is_final {
             return Ok(());
@@ -421,13 +488,13 @@ impl<W: BatchWriter> Worker<W> {
             }
             Err(error) => match status::batch_append_error(&error) {
                 Ok(in_band) => batch_append_resp::Result::Error(in_band),
-                Err(call_status) => {
-                    let _ = self.tx.send(Err(call_status)).await;
-                    return Err(CallOver);
-                }
+                Err(call_status) => return Err(self.answers.fail(call_status).await),
             },
         };
-        respond(&self.tx, done.correlation_id, identifier, result).await
+        let last = self.is_over();
+        self.answers
+            .send(done.correlation_id, identifier, result, last)
+            .await
     }
 
     /// Answers Timeout for every unfinished append whose deadline is at or before `now`, or
@@ -442,15 +509,22 @@ impl<W: BatchWriter> Worker<W> {
         for id in expired {
             let pending = self.pending.remove(&id).expect("listed above");
             let identifier = events::stream_identifier(pending.stream.as_str());
-            respond_error(
-                &self.tx,
-                pending.correlation_id,
-                Some(identifier),
-                status::in_band_timeout(),
-            )
-            .await?;
+            let last = self.is_over();
+            self.answers
+                .send(
+                    pending.correlation_id,
+                    Some(identifier),
+                    batch_append_resp::Result::Error(status::in_band_timeout()),
+                    last,
+                )
+                .await?;
         }
         Ok(())
+    }
+
+    /// The client has half-closed and every append it sent has been answered.
+    fn is_over(&self) -> bool {
+        !self.reading && self.pending.is_empty() && self.in_flight.is_empty()
     }
 }
 
@@ -464,6 +538,7 @@ mod tests {
     use stele_core::{LogPosition, StreamRevision};
     use stele_proto::google_rpc;
     use stele_proto::streams::batch_append_req::{Options, ProposedMessage};
+    use tokio_stream::wrappers::ReceiverStream;
     use tonic::Code;
 
     use super::*;
@@ -941,6 +1016,26 @@ mod tests {
             codes,
             vec![None, Some(google_rpc::Code::DeadlineExceeded as i32)]
         );
+    }
+
+    /// The Python client returns on the first answer without draining the call; the call
+    /// must end with the answer marked last, not whenever the worker lets go of its sender.
+    #[tokio::test]
+    async fn the_stream_ends_with_the_last_answer() {
+        let (tx, rx) = mpsc::channel(4);
+        let mut stream = BatchAppendStream { rx, ended: false };
+        tx.send(Outgoing {
+            answer: Ok(BatchAppendResp::default()),
+            last: true,
+        })
+        .await
+        .unwrap();
+        assert!(stream.next().await.is_some());
+        assert!(
+            stream.next().await.is_none(),
+            "ended although the sender lives"
+        );
+        drop(tx);
     }
 
     #[tokio::test]
