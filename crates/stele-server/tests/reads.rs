@@ -434,3 +434,121 @@ mod wire_level {
         assert!(event.custom_metadata.is_empty());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_stream_reads_completely_in_both_directions() {
+    const EVENTS: u64 = 3000;
+    const PER_APPEND: u64 = 500;
+    let (_node, client) = start_in_memory().await;
+    for first in (0..EVENTS).step_by(PER_APPEND as usize) {
+        client
+            .append_to_stream(
+                "long",
+                &AppendToStreamOptions::default(),
+                (first..first + PER_APPEND)
+                    .map(|n| json_event("long", n))
+                    .collect::<Vec<_>>(),
+            )
+            .await
+            .expect("appending a batch");
+    }
+    let forwards = read_stream(&client, "long", &ReadStreamOptions::default())
+        .await
+        .expect("reading forwards");
+    assert_eq!(revisions(&forwards), (0..EVENTS).collect::<Vec<_>>());
+    assert_eq!(
+        forwards.iter().map(body_n).collect::<Vec<_>>(),
+        (0..EVENTS).collect::<Vec<_>>()
+    );
+    let backwards = read_stream(
+        &client,
+        "long",
+        &ReadStreamOptions::default().position(StreamPosition::End),
+    )
+    .await
+    .expect("reading backwards");
+    assert_eq!(revisions(&backwards), (0..EVENTS).rev().collect::<Vec<_>>());
+    let middle = read_stream(
+        &client,
+        "long",
+        &ReadStreamOptions::default()
+            .forwards()
+            .position(StreamPosition::Position(1234))
+            .max_count(1000),
+    )
+    .await
+    .expect("reading a window");
+    assert_eq!(revisions(&middle), (1234..2234).collect::<Vec<_>>());
+    let all = user_events(
+        read_all(&client, &ReadAllOptions::default())
+            .await
+            .expect("reading $all"),
+    );
+    assert_eq!(all.len() as u64, EVENTS);
+    let all_backwards = user_events(
+        read_all(
+            &client,
+            &ReadAllOptions::default().position(StreamPosition::End),
+        )
+        .await
+        .expect("reading $all backwards"),
+    );
+    assert_eq!(all_backwards.len() as u64, EVENTS);
+    assert_eq!(all_backwards[0].id, forwards[EVENTS as usize - 1].id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_all_from_a_position_that_is_not_an_event_is_invalid_argument() {
+    let (_node, client) = start_in_memory().await;
+    seed(&client, "positions", 3).await;
+    let events = read_stream(&client, "positions", &ReadStreamOptions::default())
+        .await
+        .expect("reading");
+    let inside = events[1].position.commit + 1;
+    assert!(
+        inside < events[2].position.commit,
+        "positions are byte offsets"
+    );
+    let mut wrong = Vec::new();
+    for position in [
+        Position {
+            commit: inside,
+            prepare: inside,
+        },
+        Position {
+            commit: events[1].position.commit,
+            prepare: inside,
+        },
+    ] {
+        let result = read_all(
+            &client,
+            &ReadAllOptions::default()
+                .forwards()
+                .position(StreamPosition::Position(position)),
+        )
+        .await;
+        match result {
+            Err(Error::Grpc { code, message })
+                if code == tonic::Code::InvalidArgument
+                    && message == "Trying to read from an invalid position." => {}
+            other => wrong.push(format!("from {position}: got {other:?}")),
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "reading $all from inside an event's record is INVALID_ARGUMENT `Trying to read from \
+         an invalid position.` (PROTOCOL.md §6):\n{}",
+        wrong.join("\n")
+    );
+    // Event positions themselves are fine.
+    let from_second = read_all(
+        &client,
+        &ReadAllOptions::default()
+            .forwards()
+            .position(StreamPosition::Position(events[1].position))
+            .max_count(1),
+    )
+    .await
+    .expect("reading from an event's position");
+    assert_eq!(from_second[0].id, events[1].id);
+}
