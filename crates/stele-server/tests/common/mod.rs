@@ -4,8 +4,6 @@
 
 pub mod wire;
 
-use std::time::{Duration, Instant};
-
 use kurrentdb::{
     Client, ClientSettings, EventData, ReadAllOptions, ReadStreamOptions, RecordedEvent,
     ResolvedEvent,
@@ -108,20 +106,4 @@ pub fn revisions(events: &[RecordedEvent]) -> Vec<u64> {
 /// Ids of `events`, in order.
 pub fn ids(events: &[RecordedEvent]) -> Vec<Uuid> {
     events.iter().map(|e| e.id).collect()
-}
-
-/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
