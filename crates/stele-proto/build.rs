@@ -29,6 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Event payloads become `bytes::Bytes`, so decoding slices the request buffer
         // instead of copying, and the domain's `Bytes` pass through unchanged.
         .bytes(["."])
+        // Malformed requests are INVALID_ARGUMENT, not INTERNAL (see src/codec.rs).
+        .codec_path("crate::codec::StrictProstCodec")
         .compile_fds_with_config(config, fds)?;
     Ok(())
 }

@@ -62,6 +62,14 @@ pub enum WriteError {
     StreamDeleted(StreamName),
     #[error("maximum append size of {max_bytes} exceeded")]
     MaximumAppendSizeExceeded { max_bytes: u32 },
+    #[error(
+        "event {event_id} of {size_bytes} bytes exceeds the maximum event size of {max_bytes}"
+    )]
+    MaximumAppendEventSizeExceeded {
+        event_id: uuid::Uuid,
+        size_bytes: u32,
+        max_bytes: u32,
+    },
     #[error("this node is not the leader")]
     NotLeader { leader: Option<(String, u16)> },
     #[error("server is not ready")]
@@ -166,6 +174,8 @@ pub struct NodeConfig {
     pub index_dir: Option<PathBuf>,
     pub chunk_size_bytes: u64,
     pub max_append_size_bytes: u32,
+    /// The maximum size of one event (`MaxAppendEventSize`).
+    pub max_append_event_size_bytes: u32,
     /// Voting nodes of the cluster. Only 1 is supported until replication exists.
     pub cluster_size: u32,
     /// What clients are told to dial (after the `Advertise*` options).
@@ -386,6 +396,14 @@ impl Node {
         expected: ExpectedRevision,
         events: Vec<ProposedEvent>,
     ) -> Result<AppendOutcome, WriteError> {
+        let max_event = self.inner.config.max_append_event_size_bytes;
+        if let Some(event) = events.iter().find(|e| e.size_bytes() > max_event as usize) {
+            return Err(WriteError::MaximumAppendEventSizeExceeded {
+                event_id: event.id,
+                size_bytes: event.size_bytes().min(u32::MAX as usize) as u32,
+                max_bytes: max_event,
+            });
+        }
         let size: usize = events.iter().map(ProposedEvent::size_bytes).sum();
         let max = self.inner.config.max_append_size_bytes;
         if size > max as usize {
@@ -575,6 +593,24 @@ impl Node {
             };
         }
         Ok(events)
+    }
+
+    /// Checks that a `$all` position a client sent is one the log gave out: the start, an
+    /// event's position, or at or past the end.
+    pub fn check_all_position(&self, position: u64) -> Result<(), ReadError> {
+        let end = self.inner.applied.event_end.load(Ordering::Acquire);
+        if position == 0 || position >= end {
+            return Ok(());
+        }
+        let at = self
+            .inner
+            .index
+            .all_range(position, true, 1)
+            .map_err(|e| ReadError::Internal(e.to_string()))?;
+        match at.first() {
+            Some(&(p, _)) if p == position => Ok(()),
+            _ => Err(ReadError::InvalidPosition),
+        }
     }
 
     /// Position of the last event in `$all` (what `End` means), 0 when there is none.

@@ -18,6 +18,7 @@ fn config(dir: Option<&std::path::Path>) -> NodeConfig {
         index_dir: None,
         chunk_size_bytes: 64 * 1024,
         max_append_size_bytes: 1024 * 1024,
+        max_append_event_size_bytes: 512 * 1024,
         cluster_size: 1,
         http_advertised: ("127.0.0.1".into(), 2113),
         internal: ("127.0.0.1".into(), 1112),
@@ -330,5 +331,26 @@ async fn too_large_appends_are_refused() {
         node.append(stream("big"), ExpectedRevision::Any, vec![big])
             .await,
         Err(WriteError::MaximumAppendSizeExceeded { max_bytes: 100 })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_over_the_maximum_event_size_are_refused() {
+    let mut c = config(None);
+    c.max_append_event_size_bytes = 100;
+    let node = Node::start(c).await.unwrap();
+    assert!(node.wait_ready(Duration::from_secs(10)).await);
+    let mut big = event(0);
+    big.data = Bytes::from(vec![b'x'; 200]);
+    let id = big.id;
+    let size = big.size_bytes() as u32;
+    assert_eq!(
+        node.append(stream("big"), ExpectedRevision::Any, vec![event(1), big])
+            .await,
+        Err(WriteError::MaximumAppendEventSizeExceeded {
+            event_id: id,
+            size_bytes: size,
+            max_bytes: 100
+        })
     );
 }

@@ -74,11 +74,7 @@ impl std::fmt::Display for Command {
                 stream,
                 expected,
                 events,
-            } => write!(
-                f,
-                "Append({stream}, {expected:?}, {} events)",
-                events.len()
-            ),
+            } => write!(f, "Append({stream}, {expected:?}, {} events)", events.len()),
             Command::Delete {
                 stream,
                 expected,

@@ -48,10 +48,17 @@ impl StreamState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppendDecision {
     /// Write the events, the first at this revision.
-    Write { first_revision: u64 },
+    Write {
+        first_revision: u64,
+    },
     /// The same events were already appended at these revisions: answer as then.
-    AlreadyWritten { first_revision: u64, last_revision: u64 },
-    WrongExpectedVersion { current: Option<StreamRevision> },
+    AlreadyWritten {
+        first_revision: u64,
+        last_revision: u64,
+    },
+    WrongExpectedVersion {
+        current: Option<StreamRevision>,
+    },
     StreamDeleted,
 }
 

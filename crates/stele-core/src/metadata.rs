@@ -36,7 +36,10 @@ impl StreamMetadata {
 
     /// The first revision a read may return, from `$tb` and `$maxCount`.
     pub fn first_visible_revision(&self, last_revision: u64, deleted_before: Option<u64>) -> u64 {
-        let mut first = self.truncate_before.unwrap_or(0).max(deleted_before.unwrap_or(0));
+        let mut first = self
+            .truncate_before
+            .unwrap_or(0)
+            .max(deleted_before.unwrap_or(0));
         if let Some(max_count) = self.max_count {
             first = first.max((last_revision + 1).saturating_sub(max_count));
         }
@@ -65,7 +68,10 @@ mod tests {
         assert_eq!(m.max_count, Some(3));
         assert_eq!(m.max_age_secs, Some(60));
         assert_eq!(m.truncate_before, Some(2));
-        assert_eq!(StreamMetadata::from_json(b"not json"), StreamMetadata::default());
+        assert_eq!(
+            StreamMetadata::from_json(b"not json"),
+            StreamMetadata::default()
+        );
     }
 
     #[test]

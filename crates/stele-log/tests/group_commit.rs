@@ -297,7 +297,10 @@ fn sync_requests_make_directly_appended_records_durable() {
         }));
     }
     for _ in 0..requests {
-        assert!(rx.recv().expect("callback ran"), "callback ran before durability");
+        assert!(
+            rx.recv().expect("callback ran"),
+            "callback ran before durability"
+        );
     }
     let syncs = disk.sync_count() - syncs_before;
     assert!(

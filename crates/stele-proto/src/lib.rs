@@ -12,6 +12,8 @@
 //! Deliberately absent for now: persistent subscriptions, projections, users, monitoring
 //! and the v2 protocol, whose full message shapes PROTOCOL.md does not give yet.
 
+pub mod codec;
+
 /// The protobuf package tree as generated.
 pub mod event_store {
     pub mod client {

@@ -19,6 +19,8 @@ pub fn node_config(options: &Options) -> NodeConfig {
         index_dir: options.index.clone(),
         chunk_size_bytes: options.chunk_size,
         max_append_size_bytes: options.max_append_size,
+        // EventStoreDB's default is int.MaxValue: no limit beyond the append's own.
+        max_append_event_size_bytes: u32::try_from(options.max_append_event_size).unwrap_or(0),
         cluster_size: options.cluster_size,
         http_advertised: options.http_advertised(),
         internal: (options.int_ip.to_string(), options.int_tcp_port),

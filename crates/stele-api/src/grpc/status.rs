@@ -173,6 +173,17 @@ pub fn delete_wrong_expected_version(
     )
 }
 
+/// An error from reading a client's stream of append requests. A message over the gRPC
+/// message limit is, to the client, an append over the maximum size: it gets that error
+/// (with its trailers) rather than the transport's OUT_OF_RANGE.
+pub fn append_request_error(status: Status, max_append_size_bytes: u32) -> Status {
+    if status.code() == Code::OutOfRange && status.message().contains("message length too large") {
+        maximum_append_size_exceeded(max_append_size_bytes)
+    } else {
+        status
+    }
+}
+
 pub fn maximum_append_size_exceeded(max_bytes: u32) -> Status {
     let max = max_bytes.to_string();
     with_trailers(
@@ -272,6 +283,15 @@ pub fn write_error(stream: &str, error: &WriteError) -> Status {
         WriteError::MaximumAppendSizeExceeded { max_bytes } => {
             maximum_append_size_exceeded(*max_bytes)
         }
+        WriteError::MaximumAppendEventSizeExceeded {
+            event_id,
+            size_bytes,
+            max_bytes,
+        } => maximum_append_event_size_exceeded(
+            &event_id.to_string(),
+            u64::from(*size_bytes),
+            u64::from(*max_bytes),
+        ),
         WriteError::NotLeader { leader } => not_leader(leader.as_ref()),
         WriteError::NotReady => not_ready(),
         WriteError::Timeout => timeout(&format!("write to stream '{stream}' timed out")),
@@ -382,6 +402,18 @@ pub fn batch_append_error(error: &WriteError) -> Result<google_rpc::Status, Stat
         WriteError::MaximumAppendSizeExceeded { max_bytes } => {
             Ok(in_band_maximum_append_size_exceeded(*max_bytes))
         }
+        WriteError::MaximumAppendEventSizeExceeded {
+            event_id,
+            size_bytes,
+            max_bytes,
+        } => Ok(in_band(
+            google_rpc::Code::InvalidArgument,
+            &shared::MaximumAppendEventSizeExceeded {
+                event_id: event_id.to_string(),
+                proposed_event_size: *size_bytes,
+                max_append_event_size: *max_bytes,
+            },
+        )),
         WriteError::Timeout => Ok(in_band_timeout()),
         WriteError::NotLeader { leader } => Err(not_leader(leader.as_ref())),
         WriteError::NotReady => Err(not_ready()),

@@ -83,7 +83,7 @@ option_table! {
     /// The maximum size in bytes of one append (all its events together).
     max_append_size: u32 = "MaxAppendSize", default "1048576", Acted;
     /// The maximum size in bytes of one event in an append.
-    max_append_event_size: i32 = "MaxAppendEventSize", default "2147483647", NotYet;
+    max_append_event_size: i32 = "MaxAppendEventSize", default "2147483647", Acted;
     /// Disable HTTP caching.
     disable_http_caching: bool = "DisableHttpCaching", default "false", NotYet;
     /// Allow anonymous access to HTTP endpoints.

@@ -21,7 +21,9 @@ use crate::grpc::events;
 use crate::grpc::status;
 
 pub async fn append(node: &Node, mut requests: Streaming<AppendReq>) -> Result<AppendResp, Status> {
-    let options = match requests.message().await? {
+    let max_bytes = node.max_append_size_bytes();
+    let stream_error = |e| status::append_request_error(e, max_bytes);
+    let options = match requests.message().await.map_err(stream_error)? {
         Some(AppendReq {
             content: Some(append_req::Content::Options(options)),
         }) => options,
@@ -35,10 +37,9 @@ pub async fn append(node: &Node, mut requests: Streaming<AppendReq>) -> Result<A
     let stream = events::stream_name(options.stream_identifier.as_ref())?;
     let expected = expected_revision(options.expected_stream_revision)?;
 
-    let max_bytes = node.max_append_size_bytes();
     let mut size_bytes = 0usize;
     let mut proposed = Vec::new();
-    while let Some(message) = requests.message().await? {
+    while let Some(message) = requests.message().await.map_err(stream_error)? {
         let Some(append_req::Content::ProposedMessage(message)) = message.content else {
             return Err(status::invalid_argument(
                 "Every AppendReq message after the first must carry a proposed message.",

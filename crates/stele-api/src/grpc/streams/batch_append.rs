@@ -281,6 +281,7 @@ impl<W: BatchWriter> Worker<W> {
                 Step::Request(Some(Err(status))) => {
                     // The request stream broke (or a message could not be decoded): end the
                     // call. Appends already committed still run to their outcome.
+                    let status = status::append_request_error(status, self.max_append_size_bytes);
                     Err(self.answers.fail(status).await)
                 }
                 Step::Request(None) => {

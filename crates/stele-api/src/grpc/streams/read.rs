@@ -114,8 +114,11 @@ pub fn plan(request: ReadReq) -> Result<ReadPlan, Status> {
             let start = match all.all_option {
                 // (u64::MAX, u64::MAX) is how EventStoreDB writes Position.End.
                 Some(AllOption::Position(p)) if p.commit_position == u64::MAX => AllStart::End,
-                // One position per event: commit and prepare are the same number, and the
-                // commit position decides (clients resume with prepare = commit).
+                // One position per event: commit and prepare are the same number (clients
+                // resume with prepare = commit), so a pair that differs names no event.
+                Some(AllOption::Position(p)) if p.commit_position != p.prepare_position => {
+                    return Err(status::read_error(&ReadError::InvalidPosition))
+                }
                 Some(AllOption::Position(p)) => AllStart::Position(p.commit_position),
                 Some(AllOption::Start(_)) => AllStart::Start,
                 Some(AllOption::End(_)) => AllStart::End,
@@ -384,6 +387,11 @@ async fn read_all(
     filter: Option<Arc<EventFilter>>,
     out: &Out,
 ) -> Result<(), Halt> {
+    if let AllStart::Position(position) = start {
+        // A client's position must be one the log gave out: an event's, or the start or end.
+        let node_for_check = node.clone();
+        blocking(move || node_for_check.check_all_position(position)).await?;
+    }
     let mut remaining = plan.count;
     let mut start = start;
     loop {
