@@ -166,25 +166,25 @@ option_table! {
     /// Number of voting nodes in the cluster.
     cluster_size: u32 = "ClusterSize", default "1", Acted;
     /// Priority of this node when choosing a leader (higher is preferred).
-    node_priority: i32 = "NodePriority", default "0", Acted;
+    node_priority: i32 = "NodePriority", default "0", NotYet;
     /// Discover the other nodes through DNS (ClusterDns) instead of GossipSeed.
-    discover_via_dns: bool = "DiscoverViaDns", default "true", Acted;
+    discover_via_dns: bool = "DiscoverViaDns", default "true", NotYet;
     /// DNS name whose addresses are the cluster's nodes.
-    cluster_dns: String = "ClusterDns", default "fake.dns", Acted;
+    cluster_dns: String = "ClusterDns", default "fake.dns", NotYet;
     /// Gossip port of the nodes found through DNS.
-    cluster_gossip_port: u16 = "ClusterGossipPort", default "2113", Acted;
+    cluster_gossip_port: u16 = "ClusterGossipPort", default "2113", NotYet;
     /// Other nodes to gossip with first: host:port, comma-separated.
-    gossip_seed: Vec<HostPort> = "GossipSeed", default "", Acted;
+    gossip_seed: Vec<HostPort> = "GossipSeed", default "", NotYet;
     /// Milliseconds between gossip rounds.
-    gossip_interval_ms: u64 = "GossipIntervalMs", default "2000", Acted;
+    gossip_interval_ms: u64 = "GossipIntervalMs", default "2000", NotYet;
     /// Clock drift in milliseconds allowed between nodes before gossip is rejected.
-    gossip_allowed_difference_ms: u64 = "GossipAllowedDifferenceMs", default "60000", Acted;
+    gossip_allowed_difference_ms: u64 = "GossipAllowedDifferenceMs", default "60000", NotYet;
     /// Timeout in milliseconds of one gossip request.
-    gossip_timeout_ms: u64 = "GossipTimeoutMs", default "2500", Acted;
+    gossip_timeout_ms: u64 = "GossipTimeoutMs", default "2500", NotYet;
     /// Gossip even when the cluster has a single node (EventStoreDB 20 and earlier).
     gossip_on_single_node: bool = "GossipOnSingleNode", default "false", NotYet;
     /// This node is a read-only replica: it never votes nor accepts writes.
-    read_only_replica: bool = "ReadOnlyReplica", default "false", Acted;
+    read_only_replica: bool = "ReadOnlyReplica", default "false", NotYet;
     /// This node is an archiver (KurrentDB).
     archiver: bool = "Archiver", default "false", NotYet;
     /// Let more nodes than ClusterSize join as clones.
@@ -319,9 +319,9 @@ option_table! {
     /// External TCP port advertised.
     ext_tcp_port_advertise_as: Option<u16> = "ExtTcpPortAdvertiseAs" | "NodeTcpPortAdvertiseAs", default "", NotYet;
     /// Heartbeat interval in milliseconds between nodes.
-    int_tcp_heartbeat_interval: u64 = "IntTcpHeartbeatInterval" | "ReplicationHeartbeatInterval", default "700", Acted;
+    int_tcp_heartbeat_interval: u64 = "IntTcpHeartbeatInterval" | "ReplicationHeartbeatInterval", default "700", NotYet;
     /// Heartbeat timeout in milliseconds between nodes.
-    int_tcp_heartbeat_timeout: u64 = "IntTcpHeartbeatTimeout" | "ReplicationHeartbeatTimeout", default "700", Acted;
+    int_tcp_heartbeat_timeout: u64 = "IntTcpHeartbeatTimeout" | "ReplicationHeartbeatTimeout", default "700", NotYet;
     /// Heartbeat interval in milliseconds of external TCP clients.
     ext_tcp_heartbeat_interval: i32 = "ExtTcpHeartbeatInterval" | "NodeHeartbeatInterval", default "2000", NotYet;
     /// Heartbeat timeout in milliseconds of external TCP clients.

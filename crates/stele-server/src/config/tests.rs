@@ -196,12 +196,28 @@ fn an_eventstoredb_cluster_node_file_loads_and_warns_about_what_is_not_acted_on(
         .iter()
         .map(|w| w.split_whitespace().nth(1).unwrap())
         .collect();
-    // EnableExternalTcp is set to its default, which is what Stele does.
-    assert_eq!(named, ["Log", "EnableAtomPubOverHttp", "RunProjections"]);
+    // EnableExternalTcp is set to its default, which is what Stele does. The gossip and
+    // heartbeat options wait for the cluster work, so they are named.
+    assert_eq!(
+        named,
+        [
+            "Log",
+            "DiscoverViaDns",
+            "GossipSeed",
+            "GossipTimeoutMs",
+            "IntTcpHeartbeatInterval",
+            "IntTcpHeartbeatTimeout",
+            "EnableAtomPubOverHttp",
+            "RunProjections"
+        ]
+    );
+    let atom_pub = warnings
+        .iter()
+        .find(|w| w.contains("EnableAtomPubOverHttp"))
+        .unwrap();
     assert!(
-        warnings[1].contains("key EnableAtomPubOverHTTP in config file"),
-        "{}",
-        warnings[1]
+        atom_pub.contains("key EnableAtomPubOverHTTP in config file"),
+        "{atom_pub}"
     );
 }
 
@@ -329,9 +345,15 @@ fn legacy_spellings_are_accepted() {
     assert_eq!(o.int_ip, "127.0.0.6".parse::<IpAddr>().unwrap());
     assert!(!o.discover_via_dns);
     assert_eq!(o.gossip_seed.len(), 2);
-    assert_eq!(warnings.len(), 1);
-    assert!(
-        warnings[0].starts_with("option ExtTcpPort "),
+    // ExtTcpPort is recognised, not acted on; so are the gossip options until the
+    // cluster work lands.
+    let named: Vec<&str> = warnings
+        .iter()
+        .map(|w| w.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        named,
+        ["DiscoverViaDns", "GossipSeed", "ExtTcpPort"],
         "{warnings:?}"
     );
 
