@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Drives a running Stele node with the official Python client esdbclient: single-event
+appends (Streams.Append), multi-event appends (Streams.BatchAppend), wrong-expected-version
+errors, stream and $all reads (with a server-side filter), soft delete and tombstone.
+Usage: check_esdbclient.py PORT. Exits non-zero on the first deviation."""
+import sys, uuid
+from esdbclient import EventStoreDBClient as EsdbClient, NewEvent, StreamState
+from esdbclient.exceptions import WrongCurrentVersion, NotFound, StreamIsDeleted
+port = sys.argv[1]
+c = EsdbClient(uri=f"esdb://127.0.0.1:{port}?Tls=false")
+s = "py-" + str(uuid.uuid4())
+# single event -> Append
+p1 = c.append_to_stream(s, current_version=StreamState.NO_STREAM, events=NewEvent(type="One", data=b'{"x":1}'))
+print("append one ->", p1)
+# multiple -> BatchAppend
+p2 = c.append_to_stream(s, current_version=0, events=[NewEvent(type="Two", data=b"{}"), NewEvent(type="Three", data=b"{}", content_type="application/octet-stream")])
+print("batch append ->", p2)
+try:
+    c.append_to_stream(s, current_version=0, events=[NewEvent(type="X", data=b"{}"), NewEvent(type="Y", data=b"{}")])
+    print("FAIL: expected WrongCurrentVersion"); sys.exit(1)
+except WrongCurrentVersion as e:
+    print("batch wev ok:", repr(e))
+try:
+    c.append_to_stream(s, current_version=0, events=NewEvent(type="X", data=b"{}"))
+    print("FAIL: expected WrongCurrentVersion"); sys.exit(1)
+except WrongCurrentVersion as e:
+    print("append wev ok:", repr(e))
+evs = c.get_stream(s)
+print("read:", [(e.type, e.stream_position, e.commit_position, e.content_type, e.recorded_at) for e in evs])
+assert [e.type for e in evs] == ["One", "Two", "Three"], evs
+back = c.get_stream(s, backwards=True, limit=2)
+assert [e.type for e in back] == ["Three", "Two"], back
+try:
+    c.get_stream("nope-" + str(uuid.uuid4()))
+    print("FAIL: expected NotFound"); sys.exit(1)
+except NotFound:
+    print("not found ok")
+all_events = list(c.read_all())
+print("read_all (default filter):", len(all_events), [e.type for e in all_events][-3:])
+assert [e.type for e in all_events][-3:] == ["One", "Two", "Three"]
+filtered = list(c.read_all(filter_include=["Tw.*"]))
+print("read_all include Tw.*:", [e.type for e in filtered])
+assert all(e.type.startswith("Tw") for e in filtered) and filtered
+assert c.get_current_version(s) == 2
+try:
+    c.delete_stream(s, current_version=0)
+    print("FAIL: expected WrongCurrentVersion"); sys.exit(1)
+except WrongCurrentVersion as e:
+    print("delete wev ok:", repr(e))
+c.delete_stream(s, current_version=2)
+try:
+    c.get_stream(s); print("FAIL: expected NotFound after delete"); sys.exit(1)
+except NotFound:
+    print("soft deleted ok")
+c.append_to_stream(s, current_version=StreamState.ANY, events=NewEvent(type="Again", data=b"{}"))
+c.tombstone_stream(s, current_version=StreamState.ANY)
+try:
+    c.get_stream(s); print("FAIL: expected StreamIsDeleted"); sys.exit(1)
+except StreamIsDeleted:
+    print("tombstoned read ok")
+try:
+    c.append_to_stream(s, current_version=StreamState.ANY, events=[NewEvent(type="Z", data=b"{}"), NewEvent(type="Z", data=b"{}")])
+    print("FAIL: expected StreamIsDeleted"); sys.exit(1)
+except StreamIsDeleted:
+    print("tombstoned batch append ok")
+c.close()
+print("ALL OK")

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs clients/python/check_esdbclient.py (the official Python client, esdbclient) against a
+# fresh in-memory node built from this tree. Installs the client into a virtualenv under
+# target/ on first use. Every step is bounded in time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=target/python-venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet -r clients/python/requirements.txt
+fi
+
+cargo build --quiet -p stele-server
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+log=$(mktemp)
+target/debug/stele --insecure --mem-db --node-ip 127.0.0.1 --http-port "$port" >"$log" 2>&1 &
+node=$!
+trap 'kill "$node" 2>/dev/null || true; rm -f "$log"' EXIT
+
+# Wait (at most 20 s) for /health/live to answer 204; plain Python, no curl needed.
+python3 - "$port" <<'PY'
+import sys, time, urllib.request, urllib.error
+deadline = time.time() + 20
+while time.time() < deadline:
+    try:
+        if urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/health/live", timeout=1).status == 204:
+            sys.exit(0)
+    except (urllib.error.URLError, ConnectionError, OSError):
+        pass
+    time.sleep(0.1)
+sys.exit("the node did not become ready")
+PY
+
+if ! timeout 120 "$venv/bin/python" clients/python/check_esdbclient.py "$port"; then
+  echo "== node log"; tail -50 "$log"
+  exit 1
+fi
