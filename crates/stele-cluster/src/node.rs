@@ -150,9 +150,9 @@ pub struct NodeStatus {
     pub internal_tcp: (String, u16),
     /// Position after the last committed event.
     pub last_commit_position: u64,
-    /// Log end written (and flushed) on this node.
+    /// Log end written and flushed on this node.
     pub writer_checkpoint: u64,
-    /// Log end applied to the index on this node.
+    /// Position after the last event applied to the index on this node.
     pub chaser_checkpoint: u64,
     /// Fsyncs of the log since the node started (group commit makes this far fewer than
     /// appends under concurrency).
@@ -650,7 +650,7 @@ impl Node {
             internal_tcp: config.internal.clone(),
             last_commit_position: self.last_position().0,
             writer_checkpoint: self.inner.log.log.durable_end(),
-            chaser_checkpoint: self.inner.log.log.end(),
+            chaser_checkpoint: self.inner.applied.event_end.load(Ordering::Acquire),
             log_sync_count: self.inner.log.log.sync_count(),
             epoch_number: metrics.current_term,
             node_priority: config.node_priority,
