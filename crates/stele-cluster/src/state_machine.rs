@@ -296,7 +296,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     _ => break,
                 }
             }
-            self.apply_batch(batch)?;
+            // Applying is synchronous index work (a redb commit): keep it from stalling the
+            // async worker it runs on, which also serves client connections.
+            if tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread
+            {
+                tokio::task::block_in_place(|| self.apply_batch(batch))?;
+            } else {
+                self.apply_batch(batch)?;
+            }
         }
         Ok(())
     }
