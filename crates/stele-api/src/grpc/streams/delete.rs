@@ -12,23 +12,28 @@ use tonic::Status;
 use crate::grpc::events;
 use crate::grpc::status;
 
+/// Delete and Tombstone carry the same expected-revision oneof as two generated types.
+macro_rules! expected_revision {
+    ($options:expr, $oneof:ty) => {{
+        type E = $oneof;
+        match $options.expected_stream_revision {
+            Some(E::Revision(revision)) => Ok(ExpectedRevision::Exact(revision)),
+            Some(E::NoStream(_)) => Ok(ExpectedRevision::NoStream),
+            Some(E::Any(_)) => Ok(ExpectedRevision::Any),
+            Some(E::StreamExists(_)) => Ok(ExpectedRevision::StreamExists),
+            None => Err(status::not_a_valid(
+                "None",
+                "ExpectedStreamRevisionOneofCase",
+            )),
+        }
+    }};
+}
+
 pub async fn delete(node: &Node, request: DeleteReq) -> Result<DeleteResp, Status> {
-    use delete_req::options::ExpectedStreamRevision as E;
     let options = request
         .options
         .ok_or_else(|| status::required_argument("options", "Options"))?;
-    let expected = match options.expected_stream_revision {
-        Some(E::Revision(revision)) => ExpectedRevision::Exact(revision),
-        Some(E::NoStream(_)) => ExpectedRevision::NoStream,
-        Some(E::Any(_)) => ExpectedRevision::Any,
-        Some(E::StreamExists(_)) => ExpectedRevision::StreamExists,
-        None => {
-            return Err(status::not_a_valid(
-                "None",
-                "ExpectedStreamRevisionOneofCase",
-            ))
-        }
-    };
+    let expected = expected_revision!(options, delete_req::options::ExpectedStreamRevision)?;
     let position = run(
         node,
         options.stream_identifier.as_ref(),
@@ -48,22 +53,10 @@ pub async fn delete(node: &Node, request: DeleteReq) -> Result<DeleteResp, Statu
 }
 
 pub async fn tombstone(node: &Node, request: TombstoneReq) -> Result<TombstoneResp, Status> {
-    use tombstone_req::options::ExpectedStreamRevision as E;
     let options = request
         .options
         .ok_or_else(|| status::required_argument("options", "Options"))?;
-    let expected = match options.expected_stream_revision {
-        Some(E::Revision(revision)) => ExpectedRevision::Exact(revision),
-        Some(E::NoStream(_)) => ExpectedRevision::NoStream,
-        Some(E::Any(_)) => ExpectedRevision::Any,
-        Some(E::StreamExists(_)) => ExpectedRevision::StreamExists,
-        None => {
-            return Err(status::not_a_valid(
-                "None",
-                "ExpectedStreamRevisionOneofCase",
-            ))
-        }
-    };
+    let expected = expected_revision!(options, tombstone_req::options::ExpectedStreamRevision)?;
     let position = run(
         node,
         options.stream_identifier.as_ref(),
