@@ -1,5 +1,7 @@
 //! Test helpers for Stele's black-box tests: start a real `stele` process on loopback, wait
-//! until it is ready, kill it with SIGKILL and start it again on the same data.
+//! until it is ready, kill it with SIGKILL and start it again on the same data; start a
+//! cluster of them ([`cluster`]), cut their internal connections ([`proxy`]) and check what
+//! clients saw against what the nodes kept ([`history`], [`client`]).
 //!
 //! What it owns: free ports, the process, its log file (stdout and stderr, in a temp dir
 //! that also holds the data directory of a persistent node) and readiness (`/health/live`
@@ -18,6 +20,15 @@
 //! node.restart().await; // same ports, same arguments, same data directory
 //! # }
 //! ```
+
+pub mod client;
+pub mod cluster;
+pub mod history;
+pub mod proxy;
+
+pub use cluster::{ClusterOptions, Member, TestCluster};
+pub use history::{Expected, History, Outcome, ReadEvent, Report};
+pub use proxy::FaultProxy;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -42,6 +53,10 @@ pub struct NodeOptions {
     persistent: bool,
     extra_args: Vec<String>,
     ready_timeout: Duration,
+    ip: Ipv4Addr,
+    ports: Option<(u16, u16)>,
+    dir: Option<PathBuf>,
+    config_file: Option<PathBuf>,
 }
 
 impl NodeOptions {
@@ -52,6 +67,10 @@ impl NodeOptions {
             persistent: false,
             extra_args: Vec::new(),
             ready_timeout: DEFAULT_READY_TIMEOUT,
+            ip: Ipv4Addr::LOCALHOST,
+            ports: None,
+            dir: None,
+            config_file: None,
         }
     }
 
@@ -85,6 +104,53 @@ impl NodeOptions {
         self.ready_timeout = timeout;
         self
     }
+
+    /// The loopback address the node binds and advertises (`--node-ip` and `--int-ip`);
+    /// `127.0.0.1` unless set. Linux answers on all of `127.0.0.0/8`, so each node of a
+    /// cluster can have its own address and be told apart by it.
+    pub fn ip(mut self, ip: Ipv4Addr) -> NodeOptions {
+        self.ip = ip;
+        self
+    }
+
+    /// Fixed ports (HTTP/gRPC, internal TCP) instead of free ones picked at start, for
+    /// nodes whose peers must know their ports before they start.
+    pub fn ports(mut self, http_port: u16, int_tcp_port: u16) -> NodeOptions {
+        self.ports = Some((http_port, int_tcp_port));
+        self
+    }
+
+    /// Keeps the log file (`node.log`) and, for a persistent node, the database (`db/`) in
+    /// `dir` (created if missing, never removed by the node) instead of a fresh temporary
+    /// directory.
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> NodeOptions {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// Starts the node with `--config <file>` and nothing else (plus [`NodeOptions::arg`]s):
+    /// address, ports and storage come from the file, so [`NodeOptions::ports`] and
+    /// [`NodeOptions::ip`] must agree with it for the node's URLs to be right.
+    pub fn config_file(mut self, file: impl Into<PathBuf>) -> NodeOptions {
+        self.config_file = Some(file.into());
+        self
+    }
+}
+
+/// Where a node keeps its files: a temporary directory it owns, or one it was given.
+#[derive(Debug)]
+enum NodeDir {
+    Temp(tempfile::TempDir),
+    Given(PathBuf),
+}
+
+impl NodeDir {
+    fn path(&self) -> &Path {
+        match self {
+            NodeDir::Temp(dir) => dir.path(),
+            NodeDir::Given(path) => path,
+        }
+    }
 }
 
 /// A running (or killed) `stele` process. Dropping it kills the process.
@@ -93,7 +159,7 @@ pub struct TestNode {
     http_port: u16,
     int_tcp_port: u16,
     /// Holds the log file and, for a persistent node, `db/`.
-    temp_dir: tempfile::TempDir,
+    dir: NodeDir,
     log_path: PathBuf,
     child: Option<Child>,
     http: reqwest::Client,
@@ -104,17 +170,38 @@ impl TestNode {
     /// `/health/live` answers 204. Panics if the process exits or is not ready in time; the
     /// tail of the node's log is printed whenever a `TestNode` is dropped by a panic.
     pub async fn start(options: NodeOptions) -> TestNode {
-        let temp_dir = tempfile::Builder::new()
-            .prefix("stele-testkit-")
-            .tempdir()
-            .expect("creating the node's temp dir");
-        let log_path = temp_dir.path().join("node.log");
-        let [http_port, int_tcp_port] = free_ports();
+        let mut node = TestNode::spawn(options);
+        node.wait_ready_or_panic().await;
+        node
+    }
+
+    /// Spawns the binary like [`TestNode::start`] but returns at once, without waiting for
+    /// readiness: the nodes of a cluster become ready only together. Panics if the binary
+    /// cannot be spawned.
+    pub fn spawn(options: NodeOptions) -> TestNode {
+        let dir = match &options.dir {
+            Some(path) => {
+                std::fs::create_dir_all(path)
+                    .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+                NodeDir::Given(path.clone())
+            }
+            None => NodeDir::Temp(
+                tempfile::Builder::new()
+                    .prefix("stele-testkit-")
+                    .tempdir()
+                    .expect("creating the node's temp dir"),
+            ),
+        };
+        let log_path = dir.path().join("node.log");
+        let (http_port, int_tcp_port) = options.ports.unwrap_or_else(|| {
+            let [http, int] = free_ports_on(options.ip);
+            (http, int)
+        });
         let mut node = TestNode {
             options,
             http_port,
             int_tcp_port,
-            temp_dir,
+            dir,
             log_path,
             child: None,
             http: reqwest::Client::builder()
@@ -122,7 +209,7 @@ impl TestNode {
                 .build()
                 .expect("building the HTTP client"),
         };
-        node.spawn_and_wait().await;
+        node.spawn_process();
         node
     }
 
@@ -131,21 +218,29 @@ impl TestNode {
         self.http_port
     }
 
-    /// `http://127.0.0.1:<port>`, for plain HTTP requests and raw gRPC channels.
-    pub fn http_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+    /// The internal (replication) TCP port the node listens on.
+    pub fn int_tcp_port(&self) -> u16 {
+        self.int_tcp_port
     }
 
-    /// The connection string for the official clients: `esdb://127.0.0.1:<port>?tls=false`.
+    /// The loopback address the node binds.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.options.ip
+    }
+
+    /// `http://<ip>:<port>`, for plain HTTP requests and raw gRPC channels.
+    pub fn http_url(&self) -> String {
+        format!("http://{}:{}", self.options.ip, self.http_port)
+    }
+
+    /// The connection string for the official clients: `esdb://<ip>:<port>?tls=false`.
     pub fn connection_string(&self) -> String {
-        format!("esdb://127.0.0.1:{}?tls=false", self.http_port)
+        format!("esdb://{}:{}?tls=false", self.options.ip, self.http_port)
     }
 
     /// The data directory of a persistent node.
     pub fn data_dir(&self) -> Option<PathBuf> {
-        self.options
-            .persistent
-            .then(|| self.temp_dir.path().join("db"))
+        self.options.persistent.then(|| self.dir.path().join("db"))
     }
 
     /// The file that receives the node's stdout and stderr (across restarts).
@@ -158,6 +253,24 @@ impl TestNode {
         read_tail(&self.log_path, LOG_TAIL_BYTES)
     }
 
+    /// Whether the process was spawned and has not been killed or seen to exit.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut().map(|child| child.try_wait()) {
+            Some(Ok(None)) => true,
+            Some(_) => {
+                self.child = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the process was spawned and not killed since (it may have exited on its own;
+    /// [`TestNode::is_running`] finds out).
+    pub fn has_process(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// Kills the process with SIGKILL (no shutdown, no flush) and reaps it. Idempotent.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -167,18 +280,73 @@ impl TestNode {
         }
     }
 
+    /// Another name for [`TestNode::kill`], for tests that want to say how the node dies.
+    pub fn sigkill(&mut self) {
+        self.kill();
+    }
+
     /// Kills the process if it is running, then starts it again with the same arguments,
     /// ports and data directory, and waits until it is ready.
     pub async fn restart(&mut self) {
+        self.respawn();
+        self.wait_ready_or_panic().await;
+    }
+
+    /// Kills the process if it is running and starts it again with the same arguments,
+    /// ports and data directory, without waiting for readiness.
+    pub fn respawn(&mut self) {
         self.kill();
-        self.spawn_and_wait().await;
+        self.spawn_process();
+    }
+
+    /// Whether `GET /health/live` answers 204 right now.
+    pub async fn is_live(&self) -> bool {
+        let url = format!("{}/health/live", self.http_url());
+        matches!(self.http.get(&url).send().await, Ok(resp) if resp.status().as_u16() == 204)
+    }
+
+    /// Waits until `GET /health/live` answers 204. Fails with a description of the last
+    /// answer if `timeout` passes first, or at once if the process exits.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let url = format!("{}/health/live", self.http_url());
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    return Err(format!("stele exited ({status}) before it was ready"));
+                }
+            } else {
+                return Err("stele is not running".to_string());
+            }
+            let last_seen = match self.http.get(&url).send().await {
+                Ok(resp) if resp.status().as_u16() == 204 => return Ok(()),
+                Ok(resp) => format!("status {}", resp.status()),
+                Err(e) => format!("error {e}"),
+            };
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "stele at {} not ready within {timeout:?} (GET /health/live: {last_seen})",
+                    self.http_url()
+                ));
+            }
+            tokio::time::sleep(READY_POLL_INTERVAL).await;
+        }
     }
 
     fn args(&self) -> Vec<String> {
+        if let Some(file) = &self.options.config_file {
+            let mut args = vec!["--config".to_string(), file.display().to_string()];
+            args.extend(self.options.extra_args.iter().cloned());
+            return args;
+        }
+        let ip = self.options.ip.to_string();
         let mut args: Vec<String> = vec![
             "--insecure".into(),
             "--node-ip".into(),
-            "127.0.0.1".into(),
+            ip.clone(),
+            "--int-ip".into(),
+            ip,
             "--http-port".into(),
             self.http_port.to_string(),
             "--int-tcp-port".into(),
@@ -195,7 +363,7 @@ impl TestNode {
         args
     }
 
-    async fn spawn_and_wait(&mut self) {
+    fn spawn_process(&mut self) {
         let args = self.args();
         let mut log = OpenOptions::new()
             .create(true)
@@ -218,32 +386,12 @@ impl TestNode {
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {}: {e}", self.options.binary_path.display()));
         self.child = Some(child);
-        self.wait_ready().await;
     }
 
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + self.options.ready_timeout;
-        let url = format!("{}/health/live", self.http_url());
-        loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    // Drop prints the log tail while this panic unwinds.
-                    panic!("stele exited ({status}) before it was ready");
-                }
-            }
-            let last_seen = match self.http.get(&url).send().await {
-                Ok(resp) if resp.status().as_u16() == 204 => return,
-                Ok(resp) => format!("status {}", resp.status()),
-                Err(e) => format!("error {e}"),
-            };
-            if Instant::now() >= deadline {
-                panic!(
-                    "stele not ready within {:?} (GET /health/live: {last_seen})",
-                    self.options.ready_timeout
-                );
-            }
-            tokio::time::sleep(READY_POLL_INTERVAL).await;
+    async fn wait_ready_or_panic(&mut self) {
+        if let Err(e) = self.wait_ready(self.options.ready_timeout).await {
+            // Drop prints the log tail while this panic unwinds.
+            panic!("{e}");
         }
     }
 }
@@ -261,14 +409,12 @@ impl Drop for TestNode {
     }
 }
 
-/// Distinct loopback ports that were free a moment ago. The listeners are closed before the
+/// Distinct ports on `ip` that were free a moment ago. The listeners are closed before the
 /// node binds the ports, so another process could take one in between; on a test machine
 /// that is rare enough.
-fn free_ports<const N: usize>() -> [u16; N] {
+pub fn free_ports_on<const N: usize>(ip: Ipv4Addr) -> [u16; N] {
     let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| {
-            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding an ephemeral loopback port")
-        })
+        .map(|_| TcpListener::bind((ip, 0)).expect("binding an ephemeral loopback port"))
         .collect();
     std::array::from_fn(|i| {
         listeners[i]

@@ -1,0 +1,114 @@
+//! Client-side helpers over the official Rust client (`kurrentdb`): read a node's whole
+//! `$all` as [`ReadEvent`]s, and append while recording the attempt in a [`History`].
+//!
+//! What it deliberately does not do: retry. A test that wants retries writes them, so that
+//! every attempt is recorded as what it was.
+
+use std::time::Duration;
+
+use kurrentdb::{AppendToStreamOptions, Client, ClientSettings, EventData, ReadAllOptions};
+use uuid::Uuid;
+
+use crate::history::{Expected, History, Outcome, ReadEvent};
+
+/// A client for `connection_string`. Must be called inside a tokio runtime.
+pub fn connect(connection_string: &str) -> Result<Client, String> {
+    let settings: ClientSettings = connection_string
+        .parse()
+        .map_err(|e| format!("parsing {connection_string}: {e}"))?;
+    Client::new(settings).map_err(|e| format!("creating a client for {connection_string}: {e}"))
+}
+
+/// Every event of user streams (names not starting with `$`) in `$all`, forwards, read
+/// from whichever node `client` talks to without asking for the leader (a single-host
+/// connection string with `nodePreference=follower` reads exactly that node).
+pub async fn read_all_events(client: &Client) -> kurrentdb::Result<Vec<ReadEvent>> {
+    let options = ReadAllOptions::default().forwards().requires_leader(false);
+    let mut read = client.read_all(&options).await?;
+    let mut events = Vec::new();
+    while let Some(resolved) = read.next().await? {
+        let Some(event) = resolved.event else {
+            continue;
+        };
+        if event.stream_id().starts_with('$') {
+            continue;
+        }
+        events.push(ReadEvent {
+            stream: event.stream_id().to_string(),
+            revision: event.revision,
+            position: event.position.commit,
+            event_id: event.id,
+        });
+    }
+    Ok(events)
+}
+
+/// [`read_all_events`] through a fresh client for `connection_string`, retried until
+/// `timeout` passes (a node just restarted may refuse reads for a moment).
+pub async fn read_all_from(
+    connection_string: &str,
+    timeout: Duration,
+) -> Result<Vec<ReadEvent>, String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let attempt = async {
+            let client = connect(connection_string)?;
+            read_all_events(&client)
+                .await
+                .map_err(|e| format!("reading $all from {connection_string}: {e:?}"))
+        };
+        let error = match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(events)) => return Ok(events),
+            Ok(Err(e)) => e,
+            Err(_) => format!("reading $all from {connection_string}: timed out after {timeout:?}"),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(error);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `n` JSON events of type `event_type`, with fresh ids, returned with their ids.
+pub fn json_events(event_type: &str, n: usize) -> (Vec<Uuid>, Vec<EventData>) {
+    (0..n)
+        .map(|i| {
+            let id = Uuid::new_v4();
+            let event = EventData::json(event_type, &serde_json::json!({ "i": i }))
+                .expect("serialising an event body")
+                .id(id);
+            (id, event)
+        })
+        .unzip()
+}
+
+/// Appends `n` fresh JSON events to `stream` with `expected`, recording the attempt in
+/// `history`. A call that has not answered after `deadline` is recorded as unknown (the
+/// client cannot tell whether it was written) and abandoned.
+pub async fn append_recorded(
+    client: &Client,
+    history: &History,
+    stream: &str,
+    expected: Expected,
+    n: usize,
+    deadline: Duration,
+) -> Outcome {
+    let (ids, events) = json_events("test-event", n);
+    let options = AppendToStreamOptions::default()
+        .stream_state(expected.into())
+        .deadline(deadline);
+    let pending = history.begin(stream, ids, expected);
+    // The client's own deadline ends the call on the server side too; the outer timeout
+    // only guards against a client that hangs while (re)connecting.
+    let outcome = match tokio::time::timeout(
+        deadline + Duration::from_secs(1),
+        client.append_to_stream(stream, &options, events),
+    )
+    .await
+    {
+        Ok(result) => Outcome::from_append(&result),
+        Err(_) => Outcome::Unknown(format!("no answer within {deadline:?}")),
+    };
+    history.finish(pending, outcome.clone());
+    outcome
+}
