@@ -84,7 +84,9 @@ pub fn json_events(event_type: &str, n: usize) -> (Vec<Uuid>, Vec<EventData>) {
 
 /// Appends `n` fresh JSON events to `stream` with `expected`, recording the attempt in
 /// `history`. A call that has not answered after `deadline` is recorded as unknown (the
-/// client cannot tell whether it was written) and abandoned.
+/// client cannot tell whether it was written) and abandoned. Returns the outcome and the
+/// client's error, if any (for example to adopt the current revision a wrong expected
+/// version reports, or to replace a client whose connection is closed).
 pub async fn append_recorded(
     client: &Client,
     history: &History,
@@ -92,23 +94,26 @@ pub async fn append_recorded(
     expected: Expected,
     n: usize,
     deadline: Duration,
-) -> Outcome {
+) -> (Outcome, Option<kurrentdb::Error>) {
     let (ids, events) = json_events("test-event", n);
     let options = AppendToStreamOptions::default()
         .stream_state(expected.into())
         .deadline(deadline);
     let pending = history.begin(stream, ids, expected);
-    // The client's own deadline ends the call on the server side too; the outer timeout
-    // only guards against a client that hangs while (re)connecting.
-    let outcome = match tokio::time::timeout(
+    // The client's own deadline ends the call; the outer timeout only guards against a
+    // client that hangs while it (re)connects.
+    let (outcome, error) = match tokio::time::timeout(
         deadline + Duration::from_secs(1),
         client.append_to_stream(stream, &options, events),
     )
     .await
     {
-        Ok(result) => Outcome::from_append(&result),
-        Err(_) => Outcome::Unknown(format!("no answer within {deadline:?}")),
+        Ok(result) => (Outcome::from_append(&result), result.err()),
+        Err(_) => (
+            Outcome::Unknown(format!("no answer within {deadline:?}")),
+            None,
+        ),
     };
     history.finish(pending, outcome.clone());
-    outcome
+    (outcome, error)
 }

@@ -490,9 +490,11 @@ impl TestCluster {
         &self.proxies[k]
     }
 
-    /// Cuts node `k` off from every other node: its proxy refuses everybody, and every
-    /// other proxy refuses connections from `127.0.0.(k+1)`. Client ports stay open.
-    pub fn isolate(&self, k: usize) {
+    /// Cuts node `k` off from every other node's internal port and them from its: its
+    /// proxy refuses everybody, and every other proxy refuses connections from
+    /// `127.0.0.(k+1)`. Returns once the connections it cut are closed. Client ports (and
+    /// so gossip over HTTP) stay open.
+    pub async fn isolate(&self, k: usize) {
         let ip = IpAddr::V4(self.ip(k));
         for (j, proxy) in self.proxies_or_panic().iter().enumerate() {
             if j == k {
@@ -500,6 +502,9 @@ impl TestCluster {
             } else {
                 proxy.block_sources([ip]);
             }
+        }
+        for proxy in self.proxies_or_panic() {
+            proxy.settled().await;
         }
     }
 
@@ -632,6 +637,47 @@ impl TestCluster {
             if Instant::now() >= deadline {
                 panic!(
                     "no leader outside {exclude:?} within {timeout:?}: {reason}\n{}",
+                    self.diagnostics().await
+                );
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// Waits until every running node agrees on a leader other than `old` (which is still
+    /// asked: use it after a resignation). Panics with diagnostics after `timeout`.
+    pub async fn wait_for_leader_change(&self, old: usize, timeout: Duration) -> usize {
+        self.wait_for_agreed_leader(
+            timeout,
+            |leader| leader != old,
+            &format!("other than {old}"),
+        )
+        .await
+    }
+
+    /// Waits until every running node agrees that node `k` leads. Panics with diagnostics
+    /// after `timeout`.
+    pub async fn wait_for_leader_to_be(&self, k: usize, timeout: Duration) {
+        self.wait_for_agreed_leader(timeout, |leader| leader == k, &format!("{k}"))
+            .await;
+    }
+
+    async fn wait_for_agreed_leader(
+        &self,
+        timeout: Duration,
+        wanted: impl Fn(usize) -> bool,
+        what: &str,
+    ) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let reason = match self.agreed_leader(&[]).await {
+                Ok(leader) if wanted(leader) => return leader,
+                Ok(leader) => format!("the nodes agree on {leader}"),
+                Err(reason) => reason,
+            };
+            if Instant::now() >= deadline {
+                panic!(
+                    "no agreed leader {what} within {timeout:?}: {reason}\n{}",
                     self.diagnostics().await
                 );
             }

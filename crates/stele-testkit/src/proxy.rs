@@ -46,6 +46,8 @@ struct Connection {
 struct Shared {
     blocked: Mutex<Blocked>,
     connections: Mutex<HashMap<u64, Connection>>,
+    /// Connections cut but perhaps not closed yet (their task may be mid-poll).
+    dying: Mutex<Vec<AbortHandle>>,
     next_id: AtomicU64,
     accepted: AtomicU64,
     refused: AtomicU64,
@@ -57,9 +59,12 @@ impl Shared {
     fn cut_blocked(&self) {
         let blocked = self.blocked.lock().expect("proxy lock").clone();
         let mut connections = self.connections.lock().expect("proxy lock");
+        let mut dying = self.dying.lock().expect("proxy lock");
+        dying.retain(|task| !task.is_finished());
         connections.retain(|_, connection| {
             if blocked.blocks(connection.source.ip()) {
                 connection.abort.abort();
+                dying.push(connection.abort.clone());
                 self.cut.fetch_add(1, Ordering::Relaxed);
                 false
             } else {
@@ -141,6 +146,22 @@ impl FaultProxy {
     pub fn block_all(&self) {
         *self.shared.blocked.lock().expect("proxy lock") = Blocked::Everybody;
         self.shared.cut_blocked();
+    }
+
+    /// Waits until every connection cut so far is closed (a cut takes effect when its
+    /// forwarding task is next polled, which is soon but not at once).
+    pub async fn settled(&self) {
+        loop {
+            let open = {
+                let mut dying = self.shared.dying.lock().expect("proxy lock");
+                dying.retain(|task| !task.is_finished());
+                dying.len()
+            };
+            if open == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     /// Blocks nobody any more. Connections closed while blocked stay closed; peers
@@ -323,6 +344,7 @@ mod tests {
         assert!(round_trip(&mut from_b).await);
 
         proxy.block_sources([IpAddr::V4(a)]);
+        proxy.settled().await;
         assert!(!round_trip(&mut from_a).await, "a's open connection is cut");
         assert!(round_trip(&mut from_b).await, "b is not blocked");
         let mut again = connect_from_ip(a, proxy.listen_addr()).await;
