@@ -4,10 +4,13 @@
 //! openraft's types stay inside this crate (DESIGN.md decision 1): the API sees only
 //! [`Node`] and the domain types of `stele-core`.
 
+mod controller;
 mod entry_map;
+pub mod gossip;
 mod identity;
 mod log_store;
 mod network;
+pub mod transport;
 pub mod node;
 mod record;
 pub mod state;
@@ -15,8 +18,9 @@ mod state_machine;
 mod types;
 mod vote_store;
 
+pub use gossip::{GossipConfig, GossipMessage, GossipRefused};
 pub use node::{
-    now_ticks, AllReadRequest, AllStart, AppendOutcome, DeleteOutcome, Direction, Node, NodeConfig,
+    now_ticks, AdminError, AllReadRequest, AllStart, AppendOutcome, DeleteOutcome, Direction, Node, NodeConfig,
     NodeStatus, ReadError, StartError, StreamReadRequest, StreamReadResult, StreamStart,
     WriteError,
 };

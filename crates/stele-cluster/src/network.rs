@@ -1,54 +1,178 @@
-//! The raft network. A single node has no peers, so every RPC to another node is refused as
-//! unreachable; node-to-node replication over `IntTcpPort` arrives with the cluster work
-//! (issue 3), behind this same factory.
+//! The raft network over the node-to-node transport (`transport.rs`): openraft asks for a
+//! client per target node, and every RPC becomes one request on a pooled connection to the
+//! target's internal endpoint.
 
-use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use openraft::errors::{
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse};
-use openraft::raft::{VoteRequest, VoteResponse};
+use openraft::raft::{TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse};
 
+use crate::transport::{CallError, LocalIdentity, Peer, Reply, Request};
 use crate::types::{NodeAddr, TypeConfig, Vote};
 
-pub struct Network;
+/// Every peer this node talks to, by node id; shared by the raft network and write
+/// forwarding so both reuse the same connections.
+pub struct Peers {
+    local: Arc<dyn LocalIdentity>,
+    bind_ip: Option<IpAddr>,
+    by_id: Mutex<HashMap<u64, Arc<Peer>>>,
+}
 
-pub struct NoPeer {
+impl Peers {
+    pub fn new(local: Arc<dyn LocalIdentity>, bind_ip: Option<IpAddr>) -> Arc<Peers> {
+        Arc::new(Peers {
+            local,
+            bind_ip,
+            by_id: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The peer `target` at `addr` (a new one if the address changed).
+    pub fn get(&self, target: u64, addr: &str) -> Arc<Peer> {
+        let mut by_id = self.by_id.lock().expect("peers lock");
+        match by_id.get(&target) {
+            Some(peer) if peer.addr() == addr => peer.clone(),
+            _ => {
+                let peer = Arc::new(Peer::new(
+                    self.local.clone(),
+                    target,
+                    addr.to_owned(),
+                    self.bind_ip,
+                ));
+                by_id.insert(target, peer.clone());
+                peer
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Network {
+    peers: Arc<Peers>,
+}
+
+impl Network {
+    pub fn new(peers: Arc<Peers>) -> Network {
+        Network { peers }
+    }
+}
+
+pub struct NetworkClient {
+    peer: Arc<Peer>,
+    me: u64,
     target: u64,
 }
 
-impl NoPeer {
-    fn unreachable(&self) -> Unreachable<TypeConfig> {
-        Unreachable::new(&std::io::Error::other(format!(
-            "node {} is not reachable: replication between nodes is not built yet",
-            self.target
-        )))
-    }
-}
-
 impl RaftNetworkFactory<TypeConfig> for Network {
-    type Network = NoPeer;
+    type Network = NetworkClient;
 
-    async fn new_client(&mut self, target: u64, _node: &NodeAddr) -> Self::Network {
-        NoPeer { target }
+    async fn new_client(&mut self, target: u64, node: &NodeAddr) -> Self::Network {
+        NetworkClient {
+            peer: self.peers.get(target, &node.internal),
+            me: self.peers.local.node_id(),
+            target,
+        }
     }
 }
 
-impl RaftNetworkV2<TypeConfig> for NoPeer {
+impl NetworkClient {
+    async fn call(
+        &self,
+        action: RPCTypes,
+        request: Request,
+        option: &RPCOption,
+    ) -> Result<Reply, RPCError<TypeConfig>> {
+        let timeout = option.hard_ttl();
+        self.peer
+            .call(&request, timeout)
+            .await
+            .map_err(|e| match e {
+                CallError::Timeout { .. } => RPCError::Timeout(Timeout {
+                    action,
+                    id: self.me,
+                    target: self.target,
+                    timeout,
+                }),
+                CallError::Connect { .. } | CallError::Refused { .. } => {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                }
+                CallError::Io { .. } => {
+                    self.peer.reset();
+                    RPCError::Network(NetworkError::new(&e))
+                }
+            })
+    }
+}
+
+fn unexpected(reply: Reply) -> RPCError<TypeConfig> {
+    match reply {
+        Reply::Failed(reason) => RPCError::Network(NetworkError::from_string(reason)),
+        other => RPCError::Network(NetworkError::from_string(format!(
+            "unexpected reply {other:?}"
+        ))),
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for NetworkClient {
     type SnapshotData = ();
 
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Err(RPCError::Unreachable(self.unreachable()))
+        match self
+            .call(RPCTypes::AppendEntries, Request::AppendEntries(rpc), &option)
+            .await?
+        {
+            Reply::AppendEntries(response) => Ok(response),
+            other => Err(unexpected(other)),
+        }
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Err(RPCError::Unreachable(self.unreachable()))
+        match self.call(RPCTypes::Vote, Request::Vote(rpc), &option).await? {
+            Reply::Vote(response) => Ok(response),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self
+            .call(RPCTypes::Vote, Request::PreVote(rpc), &option)
+            .await?
+        {
+            Reply::Vote(response) => Ok(response),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self
+            .call(RPCTypes::TransferLeader, Request::TransferLeader(req), &option)
+            .await?
+        {
+            Reply::TransferLeader(response) => Ok(response),
+            other => Err(unexpected(other)),
+        }
     }
 
     async fn full_snapshot(
@@ -58,6 +182,9 @@ impl RaftNetworkV2<TypeConfig> for NoPeer {
         _cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        Err(StreamingError::Unreachable(self.unreachable()))
+        // Snapshots are never built (DESIGN.md decision 2): a lagging node streams the log.
+        Err(StreamingError::Unreachable(Unreachable::new(
+            &std::io::Error::other("Stele never sends snapshots"),
+        )))
     }
 }

@@ -2,8 +2,8 @@
 //! errors the API maps to the wire in one place.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use openraft::async_runtime::WatchReceiver;
@@ -20,7 +20,9 @@ use uuid::Uuid;
 use crate::entry_map::EntryMap;
 use crate::identity::Identity;
 use crate::log_store::{LogShared, LogStore};
-use crate::network::Network;
+use crate::gossip::{GossipConfig, GossipMessage, GossipRefused, MemberTable};
+use crate::network::{Network, Peers};
+use crate::transport::{CallError, ForwardError, LocalIdentity, Reply, Request};
 use crate::record::{decode_record, RecordBody};
 use crate::state_machine::{Applied, StateMachine};
 use crate::types::{NodeAddr, Raft};
@@ -139,14 +141,27 @@ pub struct AllReadRequest {
     pub max_count: u64,
 }
 
-/// What a node reports about itself in gossip, `/info` and `/stats`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a node reports about itself in gossip, `/info` and `/stats`, and what it knows of the
+/// other members. Nodes exchange it on `POST /gossip`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NodeStatus {
+    /// The raft node id (random, chosen with the data directory).
+    pub node_id: u64,
     pub instance_id: Uuid,
+    /// The cluster this node belongs to, once formed or admitted.
+    pub cluster_id: Option<Uuid>,
     pub state: VNodeState,
     pub is_alive: bool,
-    /// The address and port clients should dial (after the `Advertise*` options).
+    /// When the node produced this status: .NET ticks since the Unix epoch, its own clock.
+    pub time_stamp: i64,
+    /// The address and port clients should dial (after the `Advertise*ToClient*` options).
     pub http_endpoint: (String, u16),
+    /// The address and port other nodes gossip with (after `HttpPortAdvertiseAs` and
+    /// `ExtHostAdvertiseAs`).
+    pub gossip_endpoint: (String, u16),
+    /// The replication endpoint other nodes dial (after `IntTcpPortAdvertiseAs` and
+    /// `IntHostAdvertiseAs`).
     pub internal_tcp: (String, u16),
     /// Position after the last committed event.
     pub last_commit_position: u64,
@@ -154,6 +169,8 @@ pub struct NodeStatus {
     pub writer_checkpoint: u64,
     /// Position after the last event applied to the index on this node.
     pub chaser_checkpoint: u64,
+    /// Raft index of the last entry in this node's log.
+    pub last_log_index: u64,
     /// Fsyncs of the log since the node started (group commit makes this far fewer than
     /// appends under concurrency).
     pub log_sync_count: u64,
@@ -161,6 +178,9 @@ pub struct NodeStatus {
     pub epoch_number: u64,
     pub node_priority: i32,
     pub read_only_replica: bool,
+    /// The node resigned leadership and has not been given a priority since: leaders do not
+    /// hand leadership back to it.
+    pub resigned: bool,
     /// Whether the node serves clients (the `/health/live` answer).
     pub ready: bool,
 }
@@ -176,14 +196,21 @@ pub struct NodeConfig {
     pub max_append_size_bytes: u32,
     /// The maximum size of one event (`MaxAppendEventSize`).
     pub max_append_event_size_bytes: u32,
-    /// Voting nodes of the cluster. Only 1 is supported until replication exists.
+    /// Voting nodes of the cluster (`ClusterSize`).
     pub cluster_size: u32,
-    /// What clients are told to dial (after the `Advertise*` options).
+    /// What clients are told to dial (after the `Advertise*ToClient*` options).
     pub http_advertised: (String, u16),
-    pub internal: (String, u16),
+    /// What other nodes gossip with.
+    pub gossip_advertised: (String, u16),
+    /// Where the replication listener binds (`IntIp:IntTcpPort`).
+    pub internal_bind: (std::net::IpAddr, u16),
+    /// What other nodes dial for replication.
+    pub internal_advertised: (String, u16),
     pub node_priority: i32,
     pub read_only_replica: bool,
     pub leader_election_timeout_ms: u64,
+    /// Discovery; used when the node has peers (ClusterSize above 1 or a read-only replica).
+    pub gossip: GossipConfig,
     /// How long an append waits for its outcome before answering "timed out".
     pub write_timeout: Duration,
 }
@@ -211,16 +238,54 @@ pub enum StartError {
 /// A running node. Cheap to clone.
 #[derive(Clone)]
 pub struct Node {
-    inner: Arc<NodeInner>,
+    pub(crate) inner: Arc<NodeInner>,
 }
 
-struct NodeInner {
-    config: NodeConfig,
-    identity: Identity,
-    raft: Raft,
-    index: Arc<Index>,
-    log: Arc<LogShared>,
-    applied: Arc<Applied>,
+pub(crate) struct NodeInner {
+    pub(crate) config: NodeConfig,
+    pub(crate) identity: Identity,
+    pub(crate) raft: Raft,
+    pub(crate) index: Arc<Index>,
+    pub(crate) log: Arc<LogShared>,
+    pub(crate) applied: Arc<Applied>,
+    pub(crate) local: Arc<LocalId>,
+    pub(crate) peers: Arc<Peers>,
+    pub(crate) members: MemberTable,
+    pub(crate) priority: AtomicI32,
+    /// The term in which this node resigned leadership, if it has not been given a priority
+    /// since.
+    pub(crate) resigned_in_term: Mutex<Option<u64>>,
+    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// This node's id and cluster, as the transport's handshake needs them.
+pub(crate) struct LocalId {
+    node_id: u64,
+    cluster_id: Mutex<Option<Uuid>>,
+}
+
+impl LocalIdentity for LocalId {
+    fn node_id(&self) -> u64 {
+        self.node_id
+    }
+    fn cluster_id(&self) -> Option<Uuid> {
+        *self.cluster_id.lock().expect("cluster id lock")
+    }
+}
+
+impl LocalId {
+    pub(crate) fn set_cluster_id(&self, id: Option<Uuid>) {
+        *self.cluster_id.lock().expect("cluster id lock") = id;
+    }
+}
+
+/// Why an operator command (resign, set priority) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    #[error("server is not ready")]
+    NotReady,
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 fn io_context(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -239,16 +304,28 @@ pub fn now_ticks() -> i64 {
 /// Events read per index page by `$all` reads.
 const ALL_READ_PAGE_EVENTS: usize = 512;
 
+/// A follower or replica whose applied state is within this many entries of what the leader
+/// reports committed has caught up (and `/health/live` answers 204).
+const CAUGHT_UP_ENTRIES: u64 = 256;
+
+/// The cluster id stored with the membership in the log, if any.
+pub(crate) fn membership_cluster_id(membership: &crate::types::Membership) -> Option<Uuid> {
+    membership
+        .nodes()
+        .map(|(_, n)| n.cluster_id)
+        .find(|id| !id.is_nil())
+}
+
 impl Node {
-    /// Opens the log and the index, recovers, starts the consensus engine and, for a new
-    /// single-node cluster, initialises it. Returns once the node can take requests (it may
-    /// still be electing itself: `status().ready` says when it serves).
+    /// Opens the log and the index, recovers, starts the consensus engine, the replication
+    /// listener and gossip, and, for a new single-node cluster, initialises it. Returns once
+    /// the node can take requests (it may still be electing a leader or forming the cluster:
+    /// `status().ready` says when it serves).
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
-        if config.cluster_size != 1 {
-            return Err(StartError::Unsupported(format!(
-                "ClusterSize {} is not supported yet: replication between nodes is being built; run with --cluster-size 1",
-                config.cluster_size
-            )));
+        if config.cluster_size == 0 {
+            return Err(StartError::Unsupported(
+                "ClusterSize must be at least 1".into(),
+            ));
         }
         let log_config = LogConfig {
             chunk_size_bytes: config.chunk_size_bytes,
@@ -284,6 +361,18 @@ impl Node {
                     )
                 }
             };
+        let single = config.cluster_size == 1 && !config.read_only_replica;
+        // Bind before touching the engine: a port in use is a common start-up failure.
+        let listener = if single {
+            None
+        } else {
+            let bind = std::net::SocketAddr::new(config.internal_bind.0, config.internal_bind.1);
+            Some(
+                tokio::net::TcpListener::bind(bind)
+                    .await
+                    .map_err(io_context(format!("binding the internal port {bind}")))?,
+            )
+        };
         let started = Instant::now();
         let (log, report) = Log::open(disk, log_config)?;
         let log = Arc::new(log);
@@ -305,34 +394,47 @@ impl Node {
         let raft_config = openraft::Config {
             cluster_name: "stele".into(),
             election_timeout_min: election_ms,
-            election_timeout_max: election_ms * 2,
-            heartbeat_interval: (election_ms / 4).max(5),
+            election_timeout_max: election_ms * 3 / 2,
+            heartbeat_interval: (election_ms / 5).max(5),
+            enable_pre_vote: Some(true),
             snapshot_policy: openraft::SnapshotPolicy::Never,
-            max_payload_entries: 1024,
+            max_payload_entries: 256,
             ..Default::default()
         }
         .validate()
         .map_err(|e| StartError::Raft(e.to_string()))?;
+        let local = Arc::new(LocalId {
+            node_id: identity.node_id,
+            cluster_id: Mutex::new(None),
+        });
+        let peers = Peers::new(local.clone(), Some(config.internal_bind.0));
         let raft = Raft::new(
             identity.node_id,
             Arc::new(raft_config),
-            Network,
+            Network::new(peers.clone()),
             LogStore::new(shared.clone()),
             state_machine,
         )
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
-        let me = NodeAddr {
-            http: format!("{}:{}", config.http_advertised.0, config.http_advertised.1),
-            internal: format!("{}:{}", config.internal.0, config.internal.1),
-        };
-        if is_new {
+        if is_new && single {
+            let me = NodeAddr {
+                http: format!("{}:{}", config.http_advertised.0, config.http_advertised.1),
+                internal: format!(
+                    "{}:{}",
+                    config.internal_advertised.0, config.internal_advertised.1
+                ),
+                cluster_id: Uuid::new_v4(),
+            };
             let members = std::collections::BTreeMap::from([(identity.node_id, me)]);
             raft.initialize(members)
                 .await
                 .map_err(|e| StartError::Raft(format!("initialising the cluster: {e}")))?;
         }
-        Ok(Node {
+        let members = MemberTable::new(config.gossip.clone(), identity.instance_id);
+        let priority = AtomicI32::new(config.node_priority);
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        let node = Node {
             inner: Arc::new(NodeInner {
                 config,
                 identity,
@@ -340,15 +442,52 @@ impl Node {
                 index,
                 log: shared,
                 applied,
+                local,
+                peers,
+                members,
+                priority,
+                resigned_in_term: Mutex::new(None),
+                shutdown,
             }),
-        })
+        };
+        node.refresh_cluster_id();
+        if let Some(listener) = listener {
+            crate::controller::spawn(&node, listener);
+        }
+        Ok(node)
     }
 
-    /// Stops the consensus engine; the log and index close when the last handle drops.
+    /// Stops the consensus engine, gossip and the replication listener; the log and index
+    /// close when the last handle drops.
     pub async fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "consensus engine did not stop cleanly");
         }
+    }
+
+    /// Reads the cluster id from the membership in the log, for the transport's handshake.
+    pub(crate) fn refresh_cluster_id(&self) {
+        let metrics = self.inner.raft.metrics().borrow_watched().clone();
+        let id = membership_cluster_id(metrics.membership_config.membership());
+        self.inner.local.set_cluster_id(id);
+    }
+
+    pub fn cluster_id(&self) -> Option<Uuid> {
+        self.inner.local.cluster_id()
+    }
+
+    /// The leader's client endpoint, if this node knows who leads.
+    fn leader_endpoint(
+        metrics: &openraft::RaftMetrics<crate::types::TypeConfig>,
+    ) -> Option<(String, u16)> {
+        metrics.current_leader.and_then(|leader| {
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .and_then(|n| split_host_port(&n.http))
+        })
     }
 
     fn leader_check(&self) -> Result<(), Option<(String, u16)>> {
@@ -356,21 +495,37 @@ impl Node {
         if metrics.state == ServerState::Leader {
             return Ok(());
         }
-        Err(metrics.current_leader.and_then(|leader| {
-            metrics
-                .membership_config
-                .membership()
-                .get_node(&leader)
-                .and_then(|n| split_host_port(&n.http))
-        }))
+        Err(Self::leader_endpoint(&metrics))
     }
 
-    async fn write(&self, command: Command) -> Result<CommandResult, WriteError> {
+    /// Refuses a read that asked for the leader (`requires-leader: true`) on a node that is
+    /// not the leader; any node serves other reads.
+    pub fn check_read_routing(&self, requires_leader: bool) -> Result<(), ReadError> {
+        if !requires_leader {
+            return Ok(());
+        }
+        self.leader_check()
+            .map_err(|leader| ReadError::NotLeader { leader })
+    }
+
+    /// Writes a command: on the leader directly; elsewhere NotLeader when the client asked
+    /// for the leader, else forwarded to the leader over the internal port.
+    async fn write(
+        &self,
+        command: Command,
+        requires_leader: bool,
+    ) -> Result<CommandResult, WriteError> {
         if self.inner.log.log.is_poisoned() {
             return Err(WriteError::NotReady);
         }
-        self.leader_check()
-            .map_err(|leader| WriteError::NotLeader { leader })?;
+        match self.leader_check() {
+            Ok(()) => self.write_local(command).await,
+            Err(leader) if requires_leader => Err(WriteError::NotLeader { leader }),
+            Err(_) => self.forward(command).await,
+        }
+    }
+
+    async fn write_local(&self, command: Command) -> Result<CommandResult, WriteError> {
         let write = self.inner.raft.client_write(command);
         match tokio::time::timeout(self.inner.config.write_timeout, write).await {
             Err(_) => Err(WriteError::Timeout),
@@ -388,13 +543,64 @@ impl Node {
         }
     }
 
+    /// Sends a write to the leader and waits for its outcome.
+    async fn forward(&self, command: Command) -> Result<CommandResult, WriteError> {
+        let metrics = self.inner.raft.metrics().borrow_watched().clone();
+        let leader = metrics.current_leader.and_then(|id| {
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| (id, n.clone()))
+        });
+        let Some((leader_id, leader_addr)) = leader else {
+            return Err(WriteError::NotLeader { leader: None });
+        };
+        if leader_id == self.inner.identity.node_id {
+            return self.write_local(command).await;
+        }
+        let peer = self.inner.peers.get(leader_id, &leader_addr.internal);
+        // The leader gives up after its own write timeout; allow for the round trip.
+        let timeout = self.inner.config.write_timeout + Duration::from_secs(1);
+        match peer.call(&Request::Forward(command), timeout).await {
+            Ok(Reply::Forwarded(Ok(result))) => Ok(result),
+            Ok(Reply::Forwarded(Err(e))) => Err(match e {
+                ForwardError::NotLeader { leader } => WriteError::NotLeader { leader },
+                ForwardError::NotReady => WriteError::NotReady,
+                ForwardError::Timeout => WriteError::Timeout,
+                ForwardError::Internal(e) => WriteError::Internal(e),
+            }),
+            Ok(other) => Err(WriteError::Internal(format!(
+                "the leader answered a forwarded write with {other:?}"
+            ))),
+            // Never sent: the client may retry anywhere.
+            Err(CallError::Connect { .. } | CallError::Refused { .. }) => {
+                Err(WriteError::NotReady)
+            }
+            // Sent, outcome unknown.
+            Err(CallError::Io { .. } | CallError::Timeout { .. }) => Err(WriteError::Timeout),
+        }
+    }
+
+    /// Handles a write another node forwarded to this one.
+    pub(crate) async fn handle_forward(&self, command: Command) -> Result<CommandResult, ForwardError> {
+        self.write(command, true).await.map_err(|e| match e {
+            WriteError::NotLeader { leader } => ForwardError::NotLeader { leader },
+            WriteError::NotReady => ForwardError::NotReady,
+            WriteError::Timeout => ForwardError::Timeout,
+            other => ForwardError::Internal(other.to_string()),
+        })
+    }
+
     /// Appends events to a stream. The answer comes once a quorum has the events on disk and
-    /// the leader has applied them.
+    /// the leader has applied them. A node that is not the leader forwards the append to the
+    /// leader, unless `requires_leader` (then it answers NotLeader).
     pub async fn append(
         &self,
         stream: StreamName,
         expected: ExpectedRevision,
         events: Vec<ProposedEvent>,
+        requires_leader: bool,
     ) -> Result<AppendOutcome, WriteError> {
         let max_event = self.inner.config.max_append_event_size_bytes;
         if let Some(event) = events.iter().find(|e| e.size_bytes() > max_event as usize) {
@@ -419,7 +625,7 @@ impl Node {
             expected,
             events: records,
         };
-        match self.write(command).await? {
+        match self.write(command, requires_leader).await? {
             CommandResult::Appended {
                 last_revision,
                 last_position,
@@ -448,6 +654,7 @@ impl Node {
         stream: StreamName,
         expected: ExpectedRevision,
         kind: DeleteKind,
+        requires_leader: bool,
     ) -> Result<DeleteOutcome, WriteError> {
         let command = Command::Delete {
             stream: stream.clone(),
@@ -455,7 +662,7 @@ impl Node {
             kind,
             created_ticks: now_ticks(),
         };
-        match self.write(command).await? {
+        match self.write(command, requires_leader).await? {
             CommandResult::Deleted { position } => Ok(DeleteOutcome::Deleted { position }),
             CommandResult::WrongExpectedVersion { current, expected } => {
                 Ok(DeleteOutcome::WrongExpectedVersion { current, expected })
@@ -626,37 +833,107 @@ impl Node {
 
     pub fn status(&self) -> NodeStatus {
         let metrics = self.inner.raft.metrics().borrow_watched().clone();
-        let applied_index = self.inner.applied.next_index.load(Ordering::Acquire);
-        let caught_up = metrics
+        let me = self.inner.identity.node_id;
+        let config = &self.inner.config;
+        let applied_next = self.inner.applied.next_index.load(Ordering::Acquire);
+        let membership = metrics.membership_config.membership();
+        let initialized = membership.nodes().next().is_some();
+        let applied_local = metrics
             .local_committed
-            .is_none_or(|c| applied_index > c.index);
+            .is_none_or(|c| applied_next > c.index);
+        let following = metrics.current_leader.is_some_and(|leader| leader != me);
+        let lag = metrics
+            .cluster_committed
+            .map_or(0, |c| (c.index + 1).saturating_sub(applied_next));
+        let caught_up = following && lag <= CAUGHT_UP_ENTRIES;
         let state = match metrics.state {
-            ServerState::Leader if caught_up => VNodeState::Leader,
+            ServerState::Leader if applied_local => VNodeState::Leader,
             ServerState::Leader => VNodeState::PreLeader,
             ServerState::Follower if caught_up => VNodeState::Follower,
             ServerState::Follower => VNodeState::CatchingUp,
-            ServerState::Learner => VNodeState::ReadOnlyReplica,
+            ServerState::Learner if config.read_only_replica => {
+                if caught_up {
+                    VNodeState::ReadOnlyReplica
+                } else if initialized {
+                    VNodeState::PreReadOnlyReplica
+                } else {
+                    VNodeState::ReadOnlyLeaderless
+                }
+            }
+            // A voter that is not in a cluster yet (forming, or admitted as a learner to
+            // replace a wiped node).
+            ServerState::Learner if initialized => VNodeState::CatchingUp,
+            ServerState::Learner => VNodeState::DiscoverLeader,
             ServerState::Candidate => VNodeState::Unknown,
             ServerState::Shutdown => VNodeState::Shutdown,
         };
-        let ready = matches!(state, VNodeState::Leader | VNodeState::Follower)
-            && !self.inner.log.log.is_poisoned();
-        let config = &self.inner.config;
+        let ready = matches!(
+            state,
+            VNodeState::Leader | VNodeState::Follower | VNodeState::ReadOnlyReplica
+        ) && !self.inner.log.log.is_poisoned();
         NodeStatus {
+            node_id: me,
             instance_id: self.inner.identity.instance_id,
+            cluster_id: membership_cluster_id(membership),
             state,
             is_alive: true,
+            time_stamp: now_ticks(),
             http_endpoint: config.http_advertised.clone(),
-            internal_tcp: config.internal.clone(),
+            gossip_endpoint: config.gossip_advertised.clone(),
+            internal_tcp: config.internal_advertised.clone(),
             last_commit_position: self.last_position().0,
             writer_checkpoint: self.inner.log.log.durable_end(),
             chaser_checkpoint: self.inner.applied.event_end.load(Ordering::Acquire),
+            last_log_index: metrics.last_log_index.unwrap_or(0),
             log_sync_count: self.inner.log.log.sync_count(),
             epoch_number: metrics.current_term,
-            node_priority: config.node_priority,
+            node_priority: self.inner.priority.load(Ordering::Relaxed),
             read_only_replica: config.read_only_replica,
+            resigned: self.inner.resigned_in_term.lock().expect("resign lock").is_some(),
             ready,
         }
+    }
+
+    /// Every member of the cluster this node knows, itself first: what `/gossip` and
+    /// `Gossip.Read` report.
+    pub fn members(&self) -> Vec<NodeStatus> {
+        let mut members = vec![self.status()];
+        members.extend(self.inner.members.members());
+        members
+    }
+
+    /// Takes a gossip message from another node and answers with this node's view.
+    pub fn receive_gossip(&self, message: &GossipMessage) -> Result<GossipMessage, GossipRefused> {
+        let ours = self.cluster_id();
+        if let Err(refused) = self.inner.members.check(message, ours) {
+            tracing::warn!("{refused}");
+            return Err(refused);
+        }
+        self.inner.members.merge(message, ours);
+        Ok(self.gossip_message())
+    }
+
+    pub(crate) fn gossip_message(&self) -> GossipMessage {
+        GossipMessage {
+            sender: self.status(),
+            members: self.inner.members.members(),
+            sent_at_unix_ms: crate::gossip::unix_ms_now(),
+        }
+    }
+
+    /// Hands leadership to the best other caught-up voter (highest priority, then most
+    /// caught up). On a node that is not the leader it does nothing, as in EventStoreDB.
+    pub async fn resign(&self) -> Result<(), AdminError> {
+        crate::controller::resign(self).await
+    }
+
+    /// Sets this node's priority. Leaders hand leadership to a caught-up voter of higher
+    /// priority; setting a priority also ends a resignation.
+    pub async fn set_node_priority(&self, priority: i32) -> Result<(), AdminError> {
+        self.inner.priority.store(priority, Ordering::Relaxed);
+        *self.inner.resigned_in_term.lock().expect("resign lock") = None;
+        tracing::info!(priority, "node priority set");
+        Ok(())
     }
 
     /// The maximum size in bytes of one append (`MaxAppendSize`).

@@ -2,7 +2,7 @@
 //! operator tools understand them (DESIGN.md, "Node states").
 
 /// Reaches the wire: the discriminants are EventStoreDB's and never change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[repr(i32)]
 pub enum VNodeState {
     Initializing = 0,

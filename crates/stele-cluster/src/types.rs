@@ -11,6 +11,9 @@ pub struct NodeAddr {
     pub http: String,
     /// `host:port` of the internal replication port.
     pub internal: String,
+    /// The cluster the node was admitted to (DESIGN.md decision 8): stored with every
+    /// membership entry, so the cluster id lives in the log.
+    pub cluster_id: uuid::Uuid,
 }
 
 impl std::fmt::Display for NodeAddr {

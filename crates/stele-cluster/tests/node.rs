@@ -21,7 +21,10 @@ fn config(dir: Option<&std::path::Path>) -> NodeConfig {
         max_append_event_size_bytes: 512 * 1024,
         cluster_size: 1,
         http_advertised: ("127.0.0.1".into(), 2113),
-        internal: ("127.0.0.1".into(), 1112),
+        gossip_advertised: ("127.0.0.1".into(), 2113),
+        internal_bind: ("127.0.0.1".parse().unwrap(), 1112),
+        internal_advertised: ("127.0.0.1".into(), 1112),
+        gossip: stele_cluster::GossipConfig::default(),
         node_priority: 0,
         read_only_replica: false,
         leader_election_timeout_ms: 100,
@@ -91,7 +94,7 @@ async fn appends_check_expected_revisions_and_reads_see_them() {
         .append(
             s.clone(),
             ExpectedRevision::NoStream,
-            vec![event(0), event(1)],
+            vec![event(0), event(1)], false,
         )
         .await
         .unwrap();
@@ -103,7 +106,7 @@ async fn appends_check_expected_revisions_and_reads_see_them() {
         panic!("unexpected {first:?}")
     };
     let conflict = node
-        .append(s.clone(), ExpectedRevision::NoStream, vec![event(2)])
+        .append(s.clone(), ExpectedRevision::NoStream, vec![event(2)], false)
         .await
         .unwrap();
     assert_eq!(
@@ -114,7 +117,7 @@ async fn appends_check_expected_revisions_and_reads_see_them() {
         }
     );
     let second = node
-        .append(s.clone(), ExpectedRevision::Exact(1), vec![event(2)])
+        .append(s.clone(), ExpectedRevision::Exact(1), vec![event(2)], false)
         .await
         .unwrap();
     let AppendOutcome::Success {
@@ -168,11 +171,11 @@ async fn idempotent_retry_writes_once() {
     let s = stream("idem");
     let events = vec![event(0), event(1)];
     let a = node
-        .append(s.clone(), ExpectedRevision::NoStream, events.clone())
+        .append(s.clone(), ExpectedRevision::NoStream, events.clone(), false)
         .await
         .unwrap();
     let b = node
-        .append(s.clone(), ExpectedRevision::NoStream, events)
+        .append(s.clone(), ExpectedRevision::NoStream, events, false)
         .await
         .unwrap();
     assert_eq!(a, b);
@@ -186,11 +189,11 @@ async fn idempotent_retry_writes_once() {
 async fn soft_delete_then_append_continues_and_tombstone_is_final() {
     let node = start(None).await;
     let s = stream("del");
-    node.append(s.clone(), ExpectedRevision::Any, vec![event(0), event(1)])
+    node.append(s.clone(), ExpectedRevision::Any, vec![event(0), event(1)], false)
         .await
         .unwrap();
     let deleted = node
-        .delete(s.clone(), ExpectedRevision::Exact(1), DeleteKind::Soft)
+        .delete(s.clone(), ExpectedRevision::Exact(1), DeleteKind::Soft, false)
         .await
         .unwrap();
     assert!(matches!(deleted, DeleteOutcome::Deleted { .. }));
@@ -198,18 +201,18 @@ async fn soft_delete_then_append_continues_and_tombstone_is_final() {
         read(&node, "del", StreamStart::Start, Direction::Forwards),
         StreamReadResult::NotFound
     ));
-    node.append(s.clone(), ExpectedRevision::NoStream, vec![event(2)])
+    node.append(s.clone(), ExpectedRevision::NoStream, vec![event(2)], false)
         .await
         .unwrap();
     assert_eq!(
         revisions(read(&node, "del", StreamStart::Start, Direction::Forwards)),
         vec![2]
     );
-    node.delete(s.clone(), ExpectedRevision::Any, DeleteKind::Hard)
+    node.delete(s.clone(), ExpectedRevision::Any, DeleteKind::Hard, false)
         .await
         .unwrap();
     assert!(matches!(
-        node.append(s.clone(), ExpectedRevision::Any, vec![event(3)])
+        node.append(s.clone(), ExpectedRevision::Any, vec![event(3)], false)
             .await,
         Err(WriteError::StreamDeleted(_))
     ));
@@ -231,7 +234,7 @@ async fn metadata_max_count_and_truncate_before_shape_reads() {
     node.append(
         s.clone(),
         ExpectedRevision::Any,
-        (0..5).map(event).collect(),
+        (0..5).map(event).collect(), false,
     )
     .await
     .unwrap();
@@ -242,7 +245,7 @@ async fn metadata_max_count_and_truncate_before_shape_reads() {
         custom_metadata: Bytes::new(),
         data: Bytes::from_static(br#"{"$maxCount":2}"#),
     };
-    node.append(s.metadata_stream(), ExpectedRevision::Any, vec![metadata])
+    node.append(s.metadata_stream(), ExpectedRevision::Any, vec![metadata], false)
         .await
         .unwrap();
     assert_eq!(
@@ -256,7 +259,7 @@ async fn metadata_max_count_and_truncate_before_shape_reads() {
         custom_metadata: Bytes::new(),
         data: Bytes::from_static(br#"{"$tb":1}"#),
     };
-    node.append(s.metadata_stream(), ExpectedRevision::Any, vec![metadata])
+    node.append(s.metadata_stream(), ExpectedRevision::Any, vec![metadata], false)
         .await
         .unwrap();
     assert_eq!(
@@ -276,7 +279,7 @@ async fn restart_keeps_every_acknowledged_event_at_its_position() {
                 .append(
                     stream(&format!("s-{}", i % 5)),
                     ExpectedRevision::Any,
-                    vec![event(i)],
+                    vec![event(i)], false,
                 )
                 .await
                 .unwrap();
@@ -307,7 +310,7 @@ async fn restart_keeps_every_acknowledged_event_at_its_position() {
     }
     // Writes continue after the restart.
     let next = node
-        .append(stream("s-0"), ExpectedRevision::Exact(9), vec![event(99)])
+        .append(stream("s-0"), ExpectedRevision::Exact(9), vec![event(99)], false)
         .await
         .unwrap();
     assert!(matches!(
@@ -328,7 +331,7 @@ async fn too_large_appends_are_refused() {
     let mut big = event(0);
     big.data = Bytes::from(vec![b'x'; 200]);
     assert_eq!(
-        node.append(stream("big"), ExpectedRevision::Any, vec![big])
+        node.append(stream("big"), ExpectedRevision::Any, vec![big], false)
             .await,
         Err(WriteError::MaximumAppendSizeExceeded { max_bytes: 100 })
     );
@@ -345,7 +348,7 @@ async fn events_over_the_maximum_event_size_are_refused() {
     let id = big.id;
     let size = big.size_bytes() as u32;
     assert_eq!(
-        node.append(stream("big"), ExpectedRevision::Any, vec![event(1), big])
+        node.append(stream("big"), ExpectedRevision::Any, vec![event(1), big], false)
             .await,
         Err(WriteError::MaximumAppendEventSizeExceeded {
             event_id: id,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use stele_cluster::{Node, NodeConfig};
+use stele_cluster::{GossipConfig, Node, NodeConfig};
 
 use crate::config::Options;
 
@@ -12,9 +12,40 @@ use crate::config::Options;
 /// single node under fsync load needs more headroom than that on a slow disk).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Turns options into the node's configuration.
-pub fn node_config(options: &Options) -> NodeConfig {
-    NodeConfig {
+/// Turns options into the node's configuration, or says which option cannot be honoured.
+pub fn node_config(options: &Options) -> anyhow::Result<NodeConfig> {
+    let majority = (options.cluster_size / 2 + 1) as i32;
+    for (name, value) in [
+        ("CommitCount", options.commit_count),
+        ("PrepareCount", options.prepare_count),
+    ] {
+        if value != -1 && value != majority {
+            anyhow::bail!(
+                "{name} {value} is not supported: Stele acknowledges a write once a majority of the voters ({majority} of ClusterSize {}) has it on disk; use -1",
+                options.cluster_size
+            );
+        }
+    }
+    if options.discover_via_dns && options.gossip_seed.is_empty() && options.cluster_size > 1 {
+        tracing::info!(dns = %options.cluster_dns, port = options.cluster_gossip_port, "discovering the cluster through DNS");
+    }
+    let gossip = GossipConfig {
+        seeds: options
+            .gossip_seed
+            .iter()
+            .map(|seed| (seed.host.clone(), seed.port))
+            .collect(),
+        // EventStoreDB uses DNS only when no seeds are given.
+        dns: (options.discover_via_dns && options.gossip_seed.is_empty())
+            .then(|| (options.cluster_dns.clone(), options.cluster_gossip_port)),
+        interval: Duration::from_millis(options.gossip_interval_ms.max(10)),
+        timeout: Duration::from_millis(options.gossip_timeout_ms.max(10)),
+        allowed_difference: Duration::from_millis(options.gossip_allowed_difference_ms),
+        dead_member_removal: Duration::from_secs(
+            options.dead_member_removal_period_sec.max(0) as u64
+        ),
+    };
+    Ok(NodeConfig {
         db_dir: options.db_dir().map(|d| d.to_path_buf()),
         index_dir: options.index.clone(),
         chunk_size_bytes: options.chunk_size,
@@ -23,12 +54,15 @@ pub fn node_config(options: &Options) -> NodeConfig {
         max_append_event_size_bytes: u32::try_from(options.max_append_event_size).unwrap_or(0),
         cluster_size: options.cluster_size,
         http_advertised: options.http_advertised(),
-        internal: (options.int_ip.to_string(), options.int_tcp_port),
+        gossip_advertised: options.gossip_advertised(),
+        internal_bind: (options.int_ip, options.int_tcp_port),
+        internal_advertised: options.internal_advertised(),
         node_priority: options.node_priority,
         read_only_replica: options.read_only_replica,
         leader_election_timeout_ms: options.leader_election_timeout_ms,
+        gossip,
         write_timeout: WRITE_TIMEOUT,
-    }
+    })
 }
 
 /// Starts a node and serves it until a shutdown signal.
@@ -39,7 +73,7 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding the HTTP port {bind}"))?;
-    let node = Node::start(node_config(&options))
+    let node = Node::start(node_config(&options)?)
         .await
         .context("starting the node")?;
     tracing::info!(

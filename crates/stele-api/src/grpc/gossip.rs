@@ -1,5 +1,5 @@
-//! `Gossip.Read` (PROTOCOL.md §8.1): the cluster as clients discover it. Today it lists this
-//! node only, from [`Node::status`]; the other members come with cluster gossip.
+//! `Gossip.Read` (PROTOCOL.md §8.1): the cluster as clients discover it: every member the
+//! node knows ([`Node::members`]), itself first.
 //!
 //! Clients dial `http_end_point` for everything afterwards, so it is the client-advertised
 //! address; the Rust client rejects the whole answer if a member lacks it or has an unknown
@@ -72,10 +72,13 @@ fn member(
 #[tonic::async_trait]
 impl Gossip for GossipService {
     async fn read(&self, _request: Request<Empty>) -> Result<Response<ClusterInfo>, Status> {
-        let status = self.node.status();
-        Ok(Response::new(ClusterInfo {
-            members: vec![member_info(&status, now_ticks())],
-        }))
+        let members = self
+            .node
+            .members()
+            .iter()
+            .map(|status| member_info(status, status.time_stamp))
+            .collect();
+        Ok(Response::new(ClusterInfo { members }))
     }
 }
 

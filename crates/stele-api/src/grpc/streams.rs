@@ -1,6 +1,7 @@
 //! The `event_store.client.streams.Streams` service: Read, Append, BatchAppend, Delete and
 //! Tombstone over the [`Node`] facade. Each method lives in its own module; this file only
-//! wires them to the generated trait.
+//! wires them to the generated trait, and reads the `requires-leader` header: a follower
+//! answers such calls with NotLeader, and forwards other writes to the leader.
 
 pub mod append;
 pub mod batch_append;
@@ -14,6 +15,9 @@ use stele_proto::streams::{
     TombstoneResp,
 };
 use tonic::{Request, Response, Status, Streaming};
+
+use super::request_headers::requires_leader;
+use super::status;
 
 /// The Streams service of one node.
 #[derive(Clone)]
@@ -32,6 +36,9 @@ impl Streams for StreamsService {
     type ReadStream = read::ReadStream;
 
     async fn read(&self, request: Request<ReadReq>) -> Result<Response<Self::ReadStream>, Status> {
+        self.node
+            .check_read_routing(requires_leader(request.metadata()))
+            .map_err(|e| status::read_error(&e))?;
         let plan = read::plan(request.into_inner())?;
         Ok(Response::new(read::spawn(self.node.clone(), plan)))
     }
@@ -40,13 +47,15 @@ impl Streams for StreamsService {
         &self,
         request: Request<Streaming<AppendReq>>,
     ) -> Result<Response<AppendResp>, Status> {
-        append::append(&self.node, request.into_inner())
+        let routing = requires_leader(request.metadata());
+        append::append(&self.node, request.into_inner(), routing)
             .await
             .map(Response::new)
     }
 
     async fn delete(&self, request: Request<DeleteReq>) -> Result<Response<DeleteResp>, Status> {
-        delete::delete(&self.node, request.into_inner())
+        let routing = requires_leader(request.metadata());
+        delete::delete(&self.node, request.into_inner(), routing)
             .await
             .map(Response::new)
     }
@@ -55,7 +64,8 @@ impl Streams for StreamsService {
         &self,
         request: Request<TombstoneReq>,
     ) -> Result<Response<TombstoneResp>, Status> {
-        delete::tombstone(&self.node, request.into_inner())
+        let routing = requires_leader(request.metadata());
+        delete::tombstone(&self.node, request.into_inner(), routing)
             .await
             .map(Response::new)
     }
@@ -66,8 +76,12 @@ impl Streams for StreamsService {
         &self,
         request: Request<Streaming<BatchAppendReq>>,
     ) -> Result<Response<Self::BatchAppendStream>, Status> {
+        let writer = batch_append::RoutedNode {
+            node: self.node.clone(),
+            requires_leader: requires_leader(request.metadata()),
+        };
         Ok(Response::new(batch_append::spawn(
-            self.node.clone(),
+            writer,
             request.into_inner(),
         )))
     }

@@ -1,15 +1,21 @@
 //! `GET /gossip`: the cluster as EventStoreDB's HTTP gossip shows it to clients and operators
 //! (`ClientClusterInfo` in EventStoreDB). The Rust client's `read_gossip()` reads it.
 //!
-//! The members come from [`members`], which lists this node only until cluster gossip exists;
-//! the cluster layer then supplies every member it knows, and the JSON shape stays as it is.
+//! The members come from the cluster layer's gossip ([`Node::members`]): this node first,
+//! then every member it knows, dead ones with `isAlive: false`.
+//!
+//! `POST /gossip` is how nodes exchange what they know (`stele_cluster::gossip`): the body is
+//! a [`GossipMessage`], the answer this node's; a refused message (clock too far off, another
+//! cluster) gets 409 with the reason.
 
 use std::time::SystemTime;
 
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use stele_cluster::{Node, NodeStatus};
+use stele_cluster::{GossipMessage, Node, NodeStatus};
 use uuid::Uuid;
 
 use super::timestamp::iso8601;
@@ -24,10 +30,30 @@ pub struct GossipMember {
 
 /// The members `/gossip` lists.
 pub(super) fn members(node: &Node) -> Vec<GossipMember> {
-    vec![GossipMember {
-        status: node.status(),
-        time_stamp: SystemTime::now(),
-    }]
+    node.members()
+        .into_iter()
+        .map(|status| GossipMember {
+            time_stamp: ticks_to_time(status.time_stamp),
+            status,
+        })
+        .collect()
+}
+
+fn ticks_to_time(ticks: i64) -> SystemTime {
+    let ticks = ticks.max(0) as u64;
+    let per_second = stele_core::TICKS_PER_SECOND as u64;
+    SystemTime::UNIX_EPOCH
+        + std::time::Duration::new(ticks / per_second, ((ticks % per_second) * 100) as u32)
+}
+
+pub(super) async fn post_gossip(
+    State(node): State<SharedNode>,
+    Json(message): Json<GossipMessage>,
+) -> Response {
+    match node.receive_gossip(&message) {
+        Ok(reply) => Json(reply).into_response(),
+        Err(refused) => (StatusCode::CONFLICT, refused.to_string()).into_response(),
+    }
 }
 
 pub(super) async fn get_gossip(State(node): State<SharedNode>) -> Json<ClusterInfo> {
@@ -91,9 +117,10 @@ pub struct MemberInfo {
 impl MemberInfo {
     pub fn new(member: &GossipMember) -> MemberInfo {
         let status = &member.status;
-        // `http_endpoint` is already what clients are told to dial (after the Advertise*
-        // options); Stele has no separate un-advertised one to show as "internal".
+        // `http_endpoint` is what clients are told to dial (after the Advertise*ToClient*
+        // options); the "internal" HTTP endpoint is the one other nodes gossip with.
         let (http_host, http_port) = status.http_endpoint.clone();
+        let (gossip_host, gossip_port) = status.gossip_endpoint.clone();
         let (internal_host, internal_port) = status.internal_tcp.clone();
         MemberInfo {
             instance_id: status.instance_id,
@@ -106,8 +133,8 @@ impl MemberInfo {
             external_tcp_ip: http_host.clone(),
             external_tcp_port: 0,
             external_secure_tcp_port: 0,
-            internal_http_end_point_ip: http_host.clone(),
-            internal_http_end_point_port: http_port,
+            internal_http_end_point_ip: gossip_host,
+            internal_http_end_point_port: gossip_port,
             http_end_point_ip: http_host,
             http_end_point_port: http_port,
             last_commit_position: status.last_commit_position,

@@ -1,14 +1,17 @@
 //! The HTTP API that shares the client port with gRPC (PROTOCOL.md §12): health, gossip,
-//! node information and statistics, as EventStoreDB answers them. JSON property names are
-//! camelCase, as EventStoreDB's JSON codec writes them.
+//! node information and statistics, as EventStoreDB answers them, and the operator commands
+//! resign and node priority (`admin.rs`). JSON property names are camelCase, as
+//! EventStoreDB's JSON codec writes them.
 //!
 //! What this module owns: the routes and their JSON shapes. What it does not own: the
 //! listener and the choice between gRPC and HTTP on one port ([`crate::serve`]),
 //! authentication (every route here is anonymous, which is EventStoreDB's default policy for
-//! all of them but `/stats`), the admin, AtomPub and persistent-subscription endpoints (not
-//! served yet), and the web UI: `/` redirects to `/web/index.html` as EventStoreDB 23 does,
-//! but no UI is served there yet (404).
+//! all of them but `/stats` and `/admin`; Stele serves insecure mode only), the other admin,
+//! AtomPub and persistent-subscription endpoints (not served yet), and the web UI: `/`
+//! redirects to `/web/index.html` as EventStoreDB 23 does, but no UI is served there yet
+//! (404).
 
+mod admin;
 mod gossip;
 mod health;
 mod info;
@@ -23,7 +26,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use stele_cluster::{Node, NodeStatus};
+use stele_cluster::{GossipMessage, GossipRefused, Node, NodeStatus};
 
 pub use gossip::{ClusterInfo, GossipMember, MemberInfo};
 pub use health::live_status;
@@ -41,6 +44,8 @@ pub(crate) trait NodeView: Send + Sync + 'static {
     fn status(&self) -> NodeStatus;
     /// The members `/gossip` lists.
     fn gossip_members(&self) -> Vec<GossipMember>;
+    /// Takes another node's gossip (`POST /gossip`).
+    fn receive_gossip(&self, message: &GossipMessage) -> Result<GossipMessage, GossipRefused>;
 }
 
 impl NodeView for Node {
@@ -51,20 +56,24 @@ impl NodeView for Node {
     fn gossip_members(&self) -> Vec<GossipMember> {
         gossip::members(self)
     }
+
+    fn receive_gossip(&self, message: &GossipMessage) -> Result<GossipMessage, GossipRefused> {
+        Node::receive_gossip(self, message)
+    }
 }
 
 type SharedNode = Arc<dyn NodeView>;
 
 /// The HTTP routes of a node.
 pub fn router(node: Node) -> Router {
-    routes(Arc::new(node))
+    routes(Arc::new(node.clone())).merge(admin::routes(Arc::new(node)))
 }
 
 pub(crate) fn routes(node: SharedNode) -> Router {
     // `get` answers HEAD too, without a body.
     Router::new()
         .route("/health/live", get(health::live))
-        .route("/gossip", get(gossip::get_gossip))
+        .route("/gossip", get(gossip::get_gossip).post(gossip::post_gossip))
         .route("/info", get(info::get_info))
         .route("/ping", get(info::ping))
         .route("/stats", get(stats::get_stats))
@@ -95,18 +104,24 @@ pub(crate) mod test_node {
 
     pub fn status() -> NodeStatus {
         NodeStatus {
+            node_id: 1,
             instance_id: Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+            cluster_id: None,
             state: VNodeState::Leader,
             is_alive: true,
+            time_stamp: 0,
             http_endpoint: ("127.0.0.1".into(), 2113),
+            gossip_endpoint: ("127.0.0.1".into(), 2113),
             internal_tcp: ("127.0.0.1".into(), 1112),
             last_commit_position: 4096,
             writer_checkpoint: 5000,
             chaser_checkpoint: 4500,
+            last_log_index: 0,
             log_sync_count: 0,
             epoch_number: 3,
             node_priority: 0,
             read_only_replica: false,
+            resigned: false,
             ready: true,
         }
     }
@@ -126,6 +141,17 @@ pub(crate) mod test_node {
                 status: self.status(),
                 time_stamp: time_stamp(),
             }]
+        }
+
+        fn receive_gossip(
+            &self,
+            _message: &stele_cluster::GossipMessage,
+        ) -> Result<stele_cluster::GossipMessage, stele_cluster::GossipRefused> {
+            Ok(stele_cluster::GossipMessage {
+                sender: self.status(),
+                members: Vec::new(),
+                sent_at_unix_ms: 0,
+            })
         }
     }
 }

@@ -204,6 +204,28 @@ impl Options {
         )
     }
 
+    /// What other nodes gossip with: `ExtHostAdvertiseAs` and `HttpPortAdvertiseAs` where
+    /// set, else `NodeIp` and `HttpPort`.
+    pub fn gossip_advertised(&self) -> (String, u16) {
+        (
+            self.ext_host_advertise_as
+                .clone()
+                .unwrap_or_else(|| self.node_ip.to_string()),
+            self.http_port_advertise_as.unwrap_or(self.http_port),
+        )
+    }
+
+    /// What other nodes dial for replication: `IntHostAdvertiseAs` and
+    /// `IntTcpPortAdvertiseAs` where set, else `IntIp` and `IntTcpPort`.
+    pub fn internal_advertised(&self) -> (String, u16) {
+        (
+            self.int_host_advertise_as
+                .clone()
+                .unwrap_or_else(|| self.int_ip.to_string()),
+            self.int_tcp_port_advertise_as.unwrap_or(self.int_tcp_port),
+        )
+    }
+
     /// The database directory, or `None` with `MemDb`.
     pub fn db_dir(&self) -> Option<&Path> {
         (!self.mem_db).then_some(self.db.as_path())

@@ -166,37 +166,39 @@ option_table! {
     /// Number of voting nodes in the cluster.
     cluster_size: u32 = "ClusterSize", default "1", Acted;
     /// Priority of this node when choosing a leader (higher is preferred).
-    node_priority: i32 = "NodePriority", default "0", NotYet;
+    node_priority: i32 = "NodePriority", default "0", Acted;
     /// Discover the other nodes through DNS (ClusterDns) instead of GossipSeed.
-    discover_via_dns: bool = "DiscoverViaDns", default "true", NotYet;
+    discover_via_dns: bool = "DiscoverViaDns", default "true", Acted;
     /// DNS name whose addresses are the cluster's nodes.
-    cluster_dns: String = "ClusterDns", default "fake.dns", NotYet;
+    cluster_dns: String = "ClusterDns", default "fake.dns", Acted;
     /// Gossip port of the nodes found through DNS.
-    cluster_gossip_port: u16 = "ClusterGossipPort", default "2113", NotYet;
+    cluster_gossip_port: u16 = "ClusterGossipPort", default "2113", Acted;
     /// Other nodes to gossip with first: host:port, comma-separated.
-    gossip_seed: Vec<HostPort> = "GossipSeed", default "", NotYet;
+    gossip_seed: Vec<HostPort> = "GossipSeed", default "", Acted;
     /// Milliseconds between gossip rounds.
-    gossip_interval_ms: u64 = "GossipIntervalMs", default "2000", NotYet;
+    gossip_interval_ms: u64 = "GossipIntervalMs", default "2000", Acted;
     /// Clock drift in milliseconds allowed between nodes before gossip is rejected.
-    gossip_allowed_difference_ms: u64 = "GossipAllowedDifferenceMs", default "60000", NotYet;
+    gossip_allowed_difference_ms: u64 = "GossipAllowedDifferenceMs", default "60000", Acted;
     /// Timeout in milliseconds of one gossip request.
-    gossip_timeout_ms: u64 = "GossipTimeoutMs", default "2500", NotYet;
+    gossip_timeout_ms: u64 = "GossipTimeoutMs", default "2500", Acted;
     /// Gossip even when the cluster has a single node (EventStoreDB 20 and earlier).
     gossip_on_single_node: bool = "GossipOnSingleNode", default "false", NotYet;
     /// This node is a read-only replica: it never votes nor accepts writes.
-    read_only_replica: bool = "ReadOnlyReplica", default "false", NotYet;
+    read_only_replica: bool = "ReadOnlyReplica", default "false", Acted;
     /// This node is an archiver (KurrentDB).
     archiver: bool = "Archiver", default "false", NotYet;
     /// Let more nodes than ClusterSize join as clones.
     unsafe_allow_surplus_nodes: bool = "UnsafeAllowSurplusNodes", default "false", NotYet;
     /// Seconds a dead node stays in gossip.
-    dead_member_removal_period_sec: i32 = "DeadMemberRemovalPeriodSec", default "1800", NotYet;
+    dead_member_removal_period_sec: i32 = "DeadMemberRemovalPeriodSec", default "1800", Acted;
     /// Timeout in milliseconds of election messages.
     leader_election_timeout_ms: u64 = "LeaderElectionTimeoutMs", default "1000", Acted;
-    /// Nodes that must acknowledge a commit (-1: a majority).
-    commit_count: i32 = "CommitCount", default "-1", NotYet;
-    /// Nodes that must acknowledge a prepare (-1: a majority).
-    prepare_count: i32 = "PrepareCount", default "-1", NotYet;
+    /// Nodes that must acknowledge a commit (-1: a majority). Stele always waits for a
+    /// majority of the voters (raft's quorum); another value is refused at start.
+    commit_count: i32 = "CommitCount", default "-1", Acted;
+    /// Nodes that must acknowledge a prepare (-1: a majority). As CommitCount: a majority
+    /// of the voters, always.
+    prepare_count: i32 = "PrepareCount", default "-1", Acted;
     /// Entries in the stream info cache.
     stream_info_cache_capacity: i32 = "StreamInfoCacheCapacity", default "100000", NotYet;
 
@@ -303,9 +305,9 @@ option_table! {
     /// Serve EventStoreDB's external TCP client protocol.
     enable_external_tcp: bool = "EnableExternalTcp", default "false", NotYet;
     /// Host this node advertises to other nodes.
-    ext_host_advertise_as: Option<String> = "ExtHostAdvertiseAs" | "NodeHostAdvertiseAs", default "", NotYet;
+    ext_host_advertise_as: Option<String> = "ExtHostAdvertiseAs" | "NodeHostAdvertiseAs", default "", Acted;
     /// Internal host this node advertises to other nodes.
-    int_host_advertise_as: Option<String> = "IntHostAdvertiseAs" | "ReplicationHostAdvertiseAs", default "", NotYet;
+    int_host_advertise_as: Option<String> = "IntHostAdvertiseAs" | "ReplicationHostAdvertiseAs", default "", Acted;
     /// Host advertised to clients in gossip.
     advertise_host_to_client_as: Option<String> = "AdvertiseHostToClientAs", default "", Acted;
     /// HTTP port advertised to clients in gossip (0: HttpPort).
@@ -313,9 +315,9 @@ option_table! {
     /// TCP port advertised to clients.
     advertise_tcp_port_to_client_as: Option<u16> = "AdvertiseTcpPortToClientAs", default "", NotYet;
     /// HTTP port advertised to other nodes.
-    http_port_advertise_as: Option<u16> = "HttpPortAdvertiseAs" | "NodePortAdvertiseAs", default "", NotYet;
+    http_port_advertise_as: Option<u16> = "HttpPortAdvertiseAs" | "NodePortAdvertiseAs", default "", Acted;
     /// Internal TCP port advertised to other nodes.
-    int_tcp_port_advertise_as: Option<u16> = "IntTcpPortAdvertiseAs" | "ReplicationTcpPortAdvertiseAs", default "", NotYet;
+    int_tcp_port_advertise_as: Option<u16> = "IntTcpPortAdvertiseAs" | "ReplicationTcpPortAdvertiseAs", default "", Acted;
     /// External TCP port advertised.
     ext_tcp_port_advertise_as: Option<u16> = "ExtTcpPortAdvertiseAs" | "NodeTcpPortAdvertiseAs", default "", NotYet;
     /// Heartbeat interval in milliseconds between nodes.

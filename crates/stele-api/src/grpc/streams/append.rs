@@ -20,7 +20,11 @@ use tonic::{Status, Streaming};
 use crate::grpc::events;
 use crate::grpc::status;
 
-pub async fn append(node: &Node, mut requests: Streaming<AppendReq>) -> Result<AppendResp, Status> {
+pub async fn append(
+    node: &Node,
+    mut requests: Streaming<AppendReq>,
+    requires_leader: bool,
+) -> Result<AppendResp, Status> {
     let max_bytes = node.max_append_size_bytes();
     let stream_error = |e| status::append_request_error(e, max_bytes);
     let options = match requests.message().await.map_err(stream_error)? {
@@ -58,7 +62,7 @@ pub async fn append(node: &Node, mut requests: Streaming<AppendReq>) -> Result<A
         proposed.push(event);
     }
 
-    let outcome = run_to_completion(node, stream.clone(), expected, proposed).await;
+    let outcome = run_to_completion(node, stream.clone(), expected, proposed, requires_leader).await;
     match outcome {
         Ok(outcome) => Ok(append_resp(outcome)),
         Err(error) => Err(status::write_error(stream.as_str(), &error)),
@@ -72,9 +76,10 @@ async fn run_to_completion(
     stream: StreamName,
     expected: ExpectedRevision,
     proposed: Vec<stele_core::ProposedEvent>,
+    requires_leader: bool,
 ) -> Result<AppendOutcome, stele_cluster::WriteError> {
     let node = node.clone();
-    tokio::spawn(async move { node.append(stream, expected, proposed).await })
+    tokio::spawn(async move { node.append(stream, expected, proposed, requires_leader).await })
         .await
         .unwrap_or_else(|join| {
             Err(stele_cluster::WriteError::Internal(format!(

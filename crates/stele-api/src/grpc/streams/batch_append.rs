@@ -102,9 +102,16 @@ pub trait BatchWriter: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<AppendOutcome, WriteError>>;
 }
 
-impl BatchWriter for Node {
+/// A node, and whether the call asked for the leader (`requires-leader`).
+#[derive(Clone)]
+pub struct RoutedNode {
+    pub node: Node,
+    pub requires_leader: bool,
+}
+
+impl BatchWriter for RoutedNode {
     fn max_append_size_bytes(&self) -> u32 {
-        Node::max_append_size_bytes(self)
+        self.node.max_append_size_bytes()
     }
 
     fn append(
@@ -113,8 +120,9 @@ impl BatchWriter for Node {
         expected: ExpectedRevision,
         events: Vec<ProposedEvent>,
     ) -> BoxFuture<'static, Result<AppendOutcome, WriteError>> {
-        let node = self.clone();
-        async move { node.append(stream, expected, events).await }.boxed()
+        let node = self.node.clone();
+        let requires_leader = self.requires_leader;
+        async move { node.append(stream, expected, events, requires_leader).await }.boxed()
     }
 }
 

@@ -29,7 +29,11 @@ macro_rules! expected_revision {
     }};
 }
 
-pub async fn delete(node: &Node, request: DeleteReq) -> Result<DeleteResp, Status> {
+pub async fn delete(
+    node: &Node,
+    request: DeleteReq,
+    requires_leader: bool,
+) -> Result<DeleteResp, Status> {
     let options = request
         .options
         .ok_or_else(|| status::required_argument("options", "Options"))?;
@@ -39,6 +43,7 @@ pub async fn delete(node: &Node, request: DeleteReq) -> Result<DeleteResp, Statu
         options.stream_identifier.as_ref(),
         expected,
         DeleteKind::Soft,
+        requires_leader,
     )
     .await?;
     Ok(DeleteResp {
@@ -52,7 +57,11 @@ pub async fn delete(node: &Node, request: DeleteReq) -> Result<DeleteResp, Statu
     })
 }
 
-pub async fn tombstone(node: &Node, request: TombstoneReq) -> Result<TombstoneResp, Status> {
+pub async fn tombstone(
+    node: &Node,
+    request: TombstoneReq,
+    requires_leader: bool,
+) -> Result<TombstoneResp, Status> {
     let options = request
         .options
         .ok_or_else(|| status::required_argument("options", "Options"))?;
@@ -62,6 +71,7 @@ pub async fn tombstone(node: &Node, request: TombstoneReq) -> Result<TombstoneRe
         options.stream_identifier.as_ref(),
         expected,
         DeleteKind::Hard,
+        requires_leader,
     )
     .await?;
     Ok(TombstoneResp {
@@ -83,11 +93,12 @@ async fn run(
     identifier: Option<&StreamIdentifier>,
     expected: ExpectedRevision,
     kind: DeleteKind,
+    requires_leader: bool,
 ) -> Result<Option<LogPosition>, Status> {
     let stream: StreamName = events::stream_name(identifier)?;
     let node = node.clone();
     let task_stream = stream.clone();
-    let outcome = tokio::spawn(async move { node.delete(task_stream, expected, kind).await })
+    let outcome = tokio::spawn(async move { node.delete(task_stream, expected, kind, requires_leader).await })
         .await
         .unwrap_or_else(|join| Err(WriteError::Internal(format!("delete task failed: {join}"))));
     delete_outcome(stream.as_str(), outcome)

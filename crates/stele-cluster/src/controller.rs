@@ -1,0 +1,426 @@
+//! The cluster's background work on each node: the replication listener, the gossip rounds,
+//! and the controller that forms the cluster once, admits read-only replicas and replaced
+//! nodes, and moves leadership to the node with the highest priority.
+//!
+//! Formation (DESIGN.md decision 8): a voter with an empty log that has found `ClusterSize`
+//! voters with empty logs through gossip, none of them in a cluster already, forms the
+//! cluster if it has the lowest node id among them: it initialises the consensus engine with
+//! exactly those voters and a new cluster id, stored in the membership entry of the log. A
+//! node never forms a cluster alone when `ClusterSize` is above 1, so a node that cannot find
+//! its peers stays leaderless instead of accepting writes on its own.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::ServerState;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+use crate::gossip::GossipMessage;
+use crate::node::{AdminError, Node, NodeStatus};
+use crate::transport::{self, Handler, Reply, Request};
+use crate::types::{NodeAddr, TypeConfig};
+
+type Metrics = openraft::RaftMetrics<TypeConfig>;
+
+/// Minimum time between two leadership transfers a leader starts for priority.
+const PRIORITY_TRANSFER_PAUSE: Duration = Duration::from_secs(3);
+
+/// Starts the listener, gossip and the controller; they stop with the node.
+pub(crate) fn spawn(node: &Node, listener: TcpListener) {
+    let shutdown = node.inner.shutdown.subscribe();
+    tokio::spawn(transport::serve(
+        listener,
+        node.inner.local.clone(),
+        handler(node.clone()),
+        shutdown,
+    ));
+    tokio::spawn(gossip_loop(node.clone()));
+    tokio::spawn(control_loop(node.clone()));
+}
+
+fn handler(node: Node) -> Handler {
+    Arc::new(move |request| {
+        let node = node.clone();
+        Box::pin(async move {
+            let raft = &node.inner.raft;
+            let failed = |e: &dyn std::fmt::Display| Reply::Failed(e.to_string());
+            match request {
+                Request::AppendEntries(rpc) => match raft.append_entries(rpc).await {
+                    Ok(response) => Reply::AppendEntries(response),
+                    Err(e) => failed(&e),
+                },
+                Request::Vote(rpc) => match raft.vote(rpc).await {
+                    Ok(response) => Reply::Vote(response),
+                    Err(e) => failed(&e),
+                },
+                Request::PreVote(rpc) => match raft.pre_vote(rpc).await {
+                    Ok(response) => Reply::Vote(response),
+                    Err(e) => failed(&e),
+                },
+                Request::TransferLeader(rpc) => match raft.handle_transfer_leader(rpc).await {
+                    Ok(response) => Reply::TransferLeader(response),
+                    Err(e) => failed(&e),
+                },
+                Request::Forward(command) => Reply::Forwarded(node.handle_forward(command).await),
+            }
+        })
+    })
+}
+
+async fn gossip_loop(node: Node) {
+    let config = node.inner.members.config().clone();
+    let client = match reqwest::Client::builder()
+        .timeout(config.timeout)
+        .connect_timeout(config.timeout)
+        .build()
+    {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the gossip client; gossip is off");
+            return;
+        }
+    };
+    let mut shutdown = node.inner.shutdown.subscribe();
+    let me = node.inner.config.gossip_advertised.clone();
+    loop {
+        let targets = node.inner.members.targets().await;
+        let message = node.gossip_message();
+        let rounds = targets
+            .into_iter()
+            .filter(|t| *t != me)
+            .map(|(host, port)| {
+                let client = client.clone();
+                let message = message.clone();
+                let node = node.clone();
+                async move {
+                    let url = format!("http://{host}:{port}/gossip");
+                    match client.post(&url).json(&message).send().await {
+                        Ok(response) if response.status().is_success() => {
+                            match response.json::<GossipMessage>().await {
+                                Ok(reply) => {
+                                    let ours = node.cluster_id();
+                                    match node.inner.members.check(&reply, ours) {
+                                        Ok(()) => node.inner.members.merge(&reply, ours),
+                                        Err(refused) => tracing::warn!("{refused}"),
+                                    }
+                                }
+                                Err(e) => tracing::debug!(%url, error = %e, "bad gossip reply"),
+                            }
+                        }
+                        Ok(response) => {
+                            let status = response.status();
+                            let text = response.text().await.unwrap_or_default();
+                            tracing::warn!(%url, %status, "gossip refused: {text}");
+                        }
+                        Err(e) => tracing::debug!(%url, error = %e, "gossip failed"),
+                    }
+                }
+            });
+        futures::future::join_all(rounds).await;
+        tokio::select! {
+            _ = tokio::time::sleep(config.interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+struct ControlState {
+    pending_learners: Arc<Mutex<HashSet<u64>>>,
+    last_transfer: Option<Instant>,
+    last_progress_log: Option<Instant>,
+    warned_surplus: HashSet<u64>,
+}
+
+async fn control_loop(node: Node) {
+    let interval = (node.inner.members.config().interval / 2)
+        .clamp(Duration::from_millis(50), Duration::from_millis(500));
+    let mut shutdown = node.inner.shutdown.subscribe();
+    let mut state = ControlState {
+        pending_learners: Arc::new(Mutex::new(HashSet::new())),
+        last_transfer: None,
+        last_progress_log: None,
+        warned_surplus: HashSet::new(),
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        node.refresh_cluster_id();
+        let metrics = node.inner.raft.metrics().borrow_watched().clone();
+        let initialized = metrics.membership_config.membership().nodes().next().is_some();
+        if !initialized {
+            if !node.inner.config.read_only_replica && node.inner.log.log.end() == 0 {
+                try_form(&node, &mut state).await;
+            }
+            continue;
+        }
+        if metrics.state == ServerState::Leader {
+            clear_old_resignation(&node, &metrics);
+            lead(&node, &metrics, &mut state).await;
+        }
+    }
+}
+
+fn addr_of(member: &NodeStatus, cluster_id: Uuid) -> NodeAddr {
+    NodeAddr {
+        http: format!("{}:{}", member.http_endpoint.0, member.http_endpoint.1),
+        internal: format!("{}:{}", member.internal_tcp.0, member.internal_tcp.1),
+        cluster_id,
+    }
+}
+
+async fn try_form(node: &Node, state: &mut ControlState) {
+    let size = node.inner.config.cluster_size as usize;
+    let others = node.inner.members.members();
+    let me = node.status();
+    if let Some(formed) = others.iter().find(|m| m.is_alive && m.cluster_id.is_some()) {
+        log_progress(state, || {
+            tracing::info!(
+                cluster = ?formed.cluster_id,
+                "found an existing cluster; waiting to be admitted by its leader"
+            )
+        });
+        return;
+    }
+    let mut candidates: Vec<&NodeStatus> = others
+        .iter()
+        .filter(|m| {
+            m.is_alive
+                && !m.read_only_replica
+                && m.cluster_id.is_none()
+                && m.state == crate::VNodeState::DiscoverLeader
+        })
+        .collect();
+    candidates.push(&me);
+    candidates.sort_by_key(|m| m.node_id);
+    candidates.dedup_by_key(|m| m.node_id);
+    if candidates.len() < size {
+        log_progress(state, || {
+            tracing::info!(
+                found = candidates.len(),
+                cluster_size = size,
+                "discovering: waiting for the other voters before forming the cluster"
+            )
+        });
+        return;
+    }
+    let chosen = &candidates[..size];
+    if chosen[0].node_id != me.node_id {
+        return;
+    }
+    let cluster_id = Uuid::new_v4();
+    let members: BTreeMap<u64, NodeAddr> = chosen
+        .iter()
+        .map(|m| (m.node_id, addr_of(m, cluster_id)))
+        .collect();
+    tracing::info!(%cluster_id, members = ?members, "forming the cluster");
+    match node.inner.raft.initialize(members).await {
+        Ok(()) => node.refresh_cluster_id(),
+        Err(e) => tracing::warn!(error = %e, "forming the cluster failed"),
+    }
+}
+
+fn log_progress(state: &mut ControlState, log: impl FnOnce()) {
+    let due = state
+        .last_progress_log
+        .is_none_or(|t| t.elapsed() > Duration::from_secs(5));
+    if due {
+        state.last_progress_log = Some(Instant::now());
+        log();
+    }
+}
+
+/// A resignation ends once this node leads in a later term.
+fn clear_old_resignation(node: &Node, metrics: &Metrics) {
+    let mut resigned = node.inner.resigned_in_term.lock().expect("resign lock");
+    if resigned.is_some_and(|term| metrics.current_term > term) {
+        *resigned = None;
+    }
+}
+
+fn matched_index(metrics: &Metrics, id: u64) -> Option<u64> {
+    metrics
+        .replication
+        .as_ref()
+        .and_then(|r| r.get(&id))
+        .and_then(|m| m.as_ref().map(|log_id| log_id.index))
+}
+
+async fn lead(node: &Node, metrics: &Metrics, state: &mut ControlState) {
+    let Some(cluster_id) = node.cluster_id() else {
+        return;
+    };
+    let membership = metrics.membership_config.membership().clone();
+    let in_cluster: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let members = node.inner.members.members();
+    let me = node.inner.identity.node_id;
+    let last_log = metrics.last_log_index.unwrap_or(0);
+
+    for member in &members {
+        if !member.is_alive
+            || in_cluster.contains(&member.node_id)
+            || member.cluster_id.is_some_and(|c| c != cluster_id)
+        {
+            continue;
+        }
+        if member.read_only_replica {
+            add_learner(node, state, member, cluster_id);
+            continue;
+        }
+        // A voter that came back with a wiped data directory has a new id at an old
+        // voter's address: admit it as a learner, then swap it in once caught up.
+        let replaces = voters.iter().copied().find(|v| {
+            membership
+                .get_node(v)
+                .is_some_and(|n| n.internal == addr_of(member, cluster_id).internal)
+        });
+        match replaces {
+            Some(old) => {
+                tracing::info!(
+                    new = member.node_id,
+                    old,
+                    "a node with a new identity is at a voter's address; admitting it as a learner"
+                );
+                add_learner(node, state, member, cluster_id);
+            }
+            None => {
+                if state.warned_surplus.insert(member.node_id) {
+                    tracing::warn!(
+                        node = member.node_id,
+                        endpoint = ?member.http_endpoint,
+                        "a voter outside the cluster was found; the cluster already has ClusterSize voters, so it is not admitted"
+                    );
+                }
+            }
+        }
+    }
+
+    // Swap caught-up replacement learners in for the voters they replace.
+    for learner in membership.learner_ids() {
+        let Some(addr) = membership.get_node(&learner) else {
+            continue;
+        };
+        let is_replica = members
+            .iter()
+            .any(|m| m.node_id == learner && m.read_only_replica);
+        if is_replica {
+            continue;
+        }
+        let Some(old) = voters.iter().copied().find(|v| {
+            membership
+                .get_node(v)
+                .is_some_and(|n| n.internal == addr.internal)
+        }) else {
+            continue;
+        };
+        if matched_index(metrics, learner).is_some_and(|m| m >= last_log) {
+            let mut new_voters = voters.clone();
+            new_voters.remove(&old);
+            new_voters.insert(learner);
+            tracing::info!(old, new = learner, "replacing a voter with its successor");
+            if let Err(e) = node
+                .inner
+                .raft
+                .change_membership(new_voters, false)
+                .await
+            {
+                tracing::warn!(error = %e, "replacing a voter failed");
+            }
+            return;
+        }
+    }
+
+    // Priority: hand leadership to a caught-up voter with a higher priority.
+    if state
+        .last_transfer
+        .is_some_and(|t| t.elapsed() < PRIORITY_TRANSFER_PAUSE)
+    {
+        return;
+    }
+    let my_priority = node.inner.priority.load(std::sync::atomic::Ordering::Relaxed);
+    let best = members
+        .iter()
+        .filter(|m| {
+            m.is_alive
+                && !m.resigned
+                && m.node_id != me
+                && voters.contains(&m.node_id)
+                && m.node_priority > my_priority
+                && matched_index(metrics, m.node_id).is_some_and(|i| i >= last_log)
+        })
+        .max_by_key(|m| (m.node_priority, m.node_id));
+    if let Some(best) = best {
+        tracing::info!(
+            to = best.node_id,
+            priority = best.node_priority,
+            my_priority,
+            "handing leadership to a voter with a higher priority"
+        );
+        state.last_transfer = Some(Instant::now());
+        if let Err(e) = node.inner.raft.trigger().transfer_leader(best.node_id).await {
+            tracing::warn!(error = %e, "leadership transfer failed");
+        }
+    }
+}
+
+fn add_learner(node: &Node, state: &mut ControlState, member: &NodeStatus, cluster_id: Uuid) {
+    if !state
+        .pending_learners
+        .lock()
+        .expect("pending lock")
+        .insert(member.node_id)
+    {
+        return;
+    }
+    let pending = state.pending_learners.clone();
+    let raft = node.inner.raft.clone();
+    let id = member.node_id;
+    let addr = addr_of(member, cluster_id);
+    tracing::info!(node = id, %addr, replica = member.read_only_replica, "adding a learner");
+    tokio::spawn(async move {
+        if let Err(e) = raft.add_learner(id, addr, false).await {
+            tracing::warn!(node = id, error = %e, "adding a learner failed");
+        }
+        pending.lock().expect("pending lock").remove(&id);
+    });
+}
+
+pub(crate) async fn resign(node: &Node) -> Result<(), AdminError> {
+    let metrics = node.inner.raft.metrics().borrow_watched().clone();
+    if metrics.state != ServerState::Leader {
+        tracing::info!("resign requested on a node that is not the leader: nothing to do");
+        return Ok(());
+    }
+    let me = node.inner.identity.node_id;
+    let members = node.inner.members.members();
+    let alive = |id: u64| members.iter().any(|m| m.node_id == id && m.is_alive);
+    let priority = |id: u64| {
+        members
+            .iter()
+            .find(|m| m.node_id == id)
+            .map_or(0, |m| m.node_priority)
+    };
+    let best = metrics
+        .membership_config
+        .membership()
+        .voter_ids()
+        .filter(|&id| id != me && alive(id))
+        .max_by_key(|&id| (priority(id), matched_index(&metrics, id).unwrap_or(0)));
+    let Some(to) = best else {
+        tracing::warn!("resign requested, but no other live voter can take over");
+        return Ok(());
+    };
+    *node.inner.resigned_in_term.lock().expect("resign lock") = Some(metrics.current_term);
+    tracing::info!(to, "resigning leadership");
+    node.inner
+        .raft
+        .trigger()
+        .transfer_leader(to)
+        .await
+        .map_err(|e| AdminError::Internal(e.to_string()))
+}

@@ -1,0 +1,325 @@
+//! Gossip: how nodes find each other and what they report (DESIGN.md decision 8: gossip only
+//! discovers; who votes lives in the log).
+//!
+//! Every `GossipIntervalMs` a node posts a [`GossipMessage`] (its own status and every member
+//! it knows) to `POST /gossip` of each seed (`GossipSeed`, or the addresses `ClusterDns`
+//! resolves to) and of each member it knows, and merges the answer. A member heard from
+//! directly is alive; one not heard from for a few rounds is dead (and reported with
+//! `isAlive: false`). A message whose clock differs from ours by more than
+//! `GossipAllowedDifferenceMs` is refused, with a log line naming the sender, both ways.
+//! Members of another cluster are ignored, with a log line.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::node::NodeStatus;
+
+/// Where to look for the other nodes, and how often.
+#[derive(Debug, Clone)]
+pub struct GossipConfig {
+    /// `host:port` HTTP endpoints of nodes to gossip with first.
+    pub seeds: Vec<(String, u16)>,
+    /// A DNS name whose addresses are the nodes (`ClusterDns` with `DiscoverViaDns`), and the
+    /// HTTP port to gossip with on each (`ClusterGossipPort`).
+    pub dns: Option<(String, u16)>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub allowed_difference: Duration,
+    /// A dead member is forgotten after this long (`DeadMemberRemovalPeriodSec`).
+    pub dead_member_removal: Duration,
+}
+
+impl Default for GossipConfig {
+    fn default() -> Self {
+        GossipConfig {
+            seeds: Vec::new(),
+            dns: None,
+            interval: Duration::from_millis(2000),
+            timeout: Duration::from_millis(2500),
+            allowed_difference: Duration::from_millis(60_000),
+            dead_member_removal: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// What nodes exchange on `POST /gossip`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GossipMessage {
+    pub sender: NodeStatus,
+    pub members: Vec<NodeStatus>,
+    /// The sender's clock, milliseconds since the Unix epoch.
+    pub sent_at_unix_ms: u64,
+}
+
+/// Why a gossip message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GossipRefused {
+    #[error("gossip from {from} refused: its clock differs from ours by {difference_ms} ms, more than GossipAllowedDifferenceMs ({allowed_ms} ms)")]
+    ClockDifference {
+        from: String,
+        difference_ms: u64,
+        allowed_ms: u64,
+    },
+    #[error("gossip from {from} refused: it belongs to cluster {theirs}, this node to cluster {ours}")]
+    OtherCluster {
+        from: String,
+        theirs: Uuid,
+        ours: Uuid,
+    },
+}
+
+pub fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+struct Known {
+    status: NodeStatus,
+    /// When this node last heard from the member itself (not through another node).
+    heard_directly: Option<Instant>,
+    /// When the entry last changed by any route.
+    updated: Instant,
+}
+
+/// The members this node knows of, other than itself.
+pub struct MemberTable {
+    config: GossipConfig,
+    me: Uuid,
+    known: Mutex<HashMap<Uuid, Known>>,
+}
+
+impl MemberTable {
+    pub fn new(config: GossipConfig, me: Uuid) -> MemberTable {
+        MemberTable {
+            config,
+            me,
+            known: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &GossipConfig {
+        &self.config
+    }
+
+    /// How long a member may stay silent before it is reported dead.
+    fn dead_after(&self) -> Duration {
+        (self.config.interval * 3).max(self.config.interval + self.config.timeout * 2)
+    }
+
+    /// Checks a message's clock and cluster; `ours` is this node's cluster, if formed.
+    pub fn check(&self, message: &GossipMessage, ours: Option<Uuid>) -> Result<(), GossipRefused> {
+        let from = format!(
+            "{}:{}",
+            message.sender.gossip_endpoint.0, message.sender.gossip_endpoint.1
+        );
+        let now = unix_ms_now();
+        let difference_ms = now.abs_diff(message.sent_at_unix_ms);
+        let allowed_ms = self.config.allowed_difference.as_millis() as u64;
+        if difference_ms > allowed_ms {
+            return Err(GossipRefused::ClockDifference {
+                from,
+                difference_ms,
+                allowed_ms,
+            });
+        }
+        if let (Some(theirs), Some(ours)) = (message.sender.cluster_id, ours) {
+            if theirs != ours {
+                return Err(GossipRefused::OtherCluster { from, theirs, ours });
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges a message: its sender is heard directly, the members it lists are not.
+    pub fn merge(&self, message: &GossipMessage, ours: Option<Uuid>) {
+        let now = Instant::now();
+        let mut known = self.known.lock().expect("member table lock");
+        let sender = &message.sender;
+        if sender.instance_id != self.me {
+            known.insert(
+                sender.instance_id,
+                Known {
+                    status: sender.clone(),
+                    heard_directly: Some(now),
+                    updated: now,
+                },
+            );
+        }
+        for member in &message.members {
+            if member.instance_id == self.me || member.instance_id == sender.instance_id {
+                continue;
+            }
+            if let (Some(theirs), Some(ours)) = (member.cluster_id, ours) {
+                if theirs != ours {
+                    continue;
+                }
+            }
+            match known.get_mut(&member.instance_id) {
+                // Direct news beats relayed news; among relayed news the newer wins.
+                Some(entry) => {
+                    let direct_recently = entry
+                        .heard_directly
+                        .is_some_and(|t| now.duration_since(t) < self.dead_after());
+                    if !direct_recently && member.time_stamp > entry.status.time_stamp {
+                        entry.status = member.clone();
+                        entry.updated = now;
+                    }
+                }
+                None => {
+                    if member.is_alive {
+                        known.insert(
+                            member.instance_id,
+                            Known {
+                                status: member.clone(),
+                                heard_directly: None,
+                                updated: now,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every other member with its liveness as this node sees it; forgets long-dead ones.
+    pub fn members(&self) -> Vec<NodeStatus> {
+        let now = Instant::now();
+        let dead_after = self.dead_after();
+        let mut known = self.known.lock().expect("member table lock");
+        known.retain(|_, entry| {
+            now.duration_since(entry.heard_directly.unwrap_or(entry.updated))
+                < self.config.dead_member_removal
+        });
+        let mut members: Vec<NodeStatus> = known
+            .values()
+            .map(|entry| {
+                let mut status = entry.status.clone();
+                status.is_alive = match entry.heard_directly {
+                    Some(t) => now.duration_since(t) < dead_after,
+                    None => now.duration_since(entry.updated) < dead_after && status.is_alive,
+                };
+                status
+            })
+            .collect();
+        members.sort_by_key(|m| (m.http_endpoint.clone(), m.instance_id));
+        members
+    }
+
+    /// The HTTP endpoints to gossip with this round (seeds and known members), without
+    /// duplicates.
+    pub async fn targets(&self) -> Vec<(String, u16)> {
+        let mut targets: Vec<(String, u16)> = self.config.seeds.clone();
+        if let Some((name, port)) = &self.config.dns {
+            match tokio::net::lookup_host((name.as_str(), *port)).await {
+                Ok(addrs) => targets.extend(addrs.map(|a| (a.ip().to_string(), a.port()))),
+                Err(e) => tracing::warn!(dns = %name, error = %e, "ClusterDns does not resolve"),
+            }
+        }
+        for member in self.members() {
+            targets.push(member.gossip_endpoint.clone());
+        }
+        let mut seen = std::collections::HashSet::new();
+        targets.retain(|t| seen.insert(t.clone()));
+        targets
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::VNodeState;
+
+    fn status(port: u16, cluster: Option<Uuid>) -> NodeStatus {
+        NodeStatus {
+            node_id: port as u64,
+            instance_id: Uuid::new_v4(),
+            cluster_id: cluster,
+            state: VNodeState::Follower,
+            is_alive: true,
+            time_stamp: 1,
+            http_endpoint: ("127.0.0.1".into(), port),
+            gossip_endpoint: ("127.0.0.1".into(), port),
+            internal_tcp: ("127.0.0.1".into(), port + 1000),
+            last_commit_position: 0,
+            writer_checkpoint: 0,
+            chaser_checkpoint: 0,
+            last_log_index: 0,
+            log_sync_count: 0,
+            epoch_number: 1,
+            node_priority: 0,
+            read_only_replica: false,
+            resigned: false,
+            ready: true,
+        }
+    }
+
+    fn config() -> GossipConfig {
+        GossipConfig {
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(100),
+            ..GossipConfig::default()
+        }
+    }
+
+    #[test]
+    fn clock_difference_beyond_the_allowance_is_refused() {
+        let table = MemberTable::new(config(), Uuid::new_v4());
+        let mut message = GossipMessage {
+            sender: status(2113, None),
+            members: vec![],
+            sent_at_unix_ms: unix_ms_now(),
+        };
+        assert!(table.check(&message, None).is_ok());
+        message.sent_at_unix_ms -= 61_000;
+        let err = table.check(&message, None).unwrap_err();
+        assert!(err.to_string().contains("GossipAllowedDifferenceMs"), "{err}");
+    }
+
+    #[test]
+    fn other_clusters_are_refused_and_not_merged() {
+        let ours = Uuid::new_v4();
+        let table = MemberTable::new(config(), Uuid::new_v4());
+        let stranger = status(2113, Some(Uuid::new_v4()));
+        let friend = status(2114, Some(ours));
+        let message = GossipMessage {
+            sender: friend.clone(),
+            members: vec![stranger.clone()],
+            sent_at_unix_ms: unix_ms_now(),
+        };
+        assert!(table.check(&message, Some(ours)).is_ok());
+        table.merge(&message, Some(ours));
+        let members = table.members();
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0].instance_id, friend.instance_id);
+        let from_stranger = GossipMessage {
+            sender: stranger,
+            members: vec![],
+            sent_at_unix_ms: unix_ms_now(),
+        };
+        assert!(matches!(
+            table.check(&from_stranger, Some(ours)),
+            Err(GossipRefused::OtherCluster { .. })
+        ));
+    }
+
+    #[test]
+    fn silent_members_turn_dead() {
+        let table = MemberTable::new(config(), Uuid::new_v4());
+        let message = GossipMessage {
+            sender: status(2113, None),
+            members: vec![],
+            sent_at_unix_ms: unix_ms_now(),
+        };
+        table.merge(&message, None);
+        assert!(table.members()[0].is_alive);
+        std::thread::sleep(table.dead_after() + Duration::from_millis(20));
+        assert!(!table.members()[0].is_alive);
+    }
+}
