@@ -115,7 +115,10 @@ async fn gossip_loop(node: Node) {
                             let text = response.text().await.unwrap_or_default();
                             tracing::warn!(%url, %status, "gossip refused: {text}");
                         }
-                        Err(e) => tracing::debug!(%url, error = %e, "gossip failed"),
+                        Err(e) => {
+                            tracing::debug!(%url, error = %e, "gossip failed");
+                            node.inner.members.mark_unreachable(&(host, port));
+                        }
                     }
                 }
             });

@@ -86,6 +86,8 @@ struct Known {
     heard_directly: Option<Instant>,
     /// When the entry last changed by any route.
     updated: Instant,
+    /// The last gossip sent to the member failed, and nothing was heard from it since.
+    unreachable: bool,
 }
 
 /// The members this node knows of, other than itself.
@@ -149,6 +151,7 @@ impl MemberTable {
                     status: sender.clone(),
                     heard_directly: Some(now),
                     updated: now,
+                    unreachable: false,
                 },
             );
         }
@@ -180,6 +183,7 @@ impl MemberTable {
                                 status: member.clone(),
                                 heard_directly: None,
                                 updated: now,
+                                unreachable: false,
                             },
                         );
                     }
@@ -201,7 +205,8 @@ impl MemberTable {
             .values()
             .map(|entry| {
                 let mut status = entry.status.clone();
-                status.is_alive = match entry.heard_directly {
+                status.is_alive = !entry.unreachable
+                    && match entry.heard_directly {
                     Some(t) => now.duration_since(t) < dead_after,
                     None => now.duration_since(entry.updated) < dead_after && status.is_alive,
                 };
@@ -210,6 +215,16 @@ impl MemberTable {
             .collect();
         members.sort_by_key(|m| (m.http_endpoint.clone(), m.instance_id));
         members
+    }
+
+    /// Notes that gossip to `endpoint` failed: the member there is dead until heard from.
+    pub fn mark_unreachable(&self, endpoint: &(String, u16)) {
+        let mut known = self.known.lock().expect("member table lock");
+        for entry in known.values_mut() {
+            if entry.status.gossip_endpoint == *endpoint {
+                entry.unreachable = true;
+            }
+        }
     }
 
     /// The HTTP endpoints to gossip with this round (seeds and known members), without

@@ -896,10 +896,27 @@ impl Node {
 
     /// Every member of the cluster this node knows, itself first: what `/gossip` and
     /// `Gossip.Read` report.
+    ///
+    /// A member's state is what it last said of itself, except that a member still claiming
+    /// to lead in an older term than the leader this node follows is reported `Unknown`:
+    /// clients need exactly one leader in gossip.
     pub fn members(&self) -> Vec<NodeStatus> {
-        let mut members = vec![self.status()];
-        members.extend(self.inner.members.members());
-        members
+        let me = self.status();
+        let metrics = self.inner.raft.metrics().borrow_watched().clone();
+        let mut members = self.inner.members.members();
+        if let Some(leader) = metrics.current_leader {
+            for member in &mut members {
+                let claims_lead =
+                    matches!(member.state, VNodeState::Leader | VNodeState::PreLeader);
+                if claims_lead && member.node_id != leader && member.epoch_number <= me.epoch_number
+                {
+                    member.state = VNodeState::Unknown;
+                }
+            }
+        }
+        let mut all = vec![me];
+        all.extend(members);
+        all
     }
 
     /// Takes a gossip message from another node and answers with this node's view.
