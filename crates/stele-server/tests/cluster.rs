@@ -322,9 +322,11 @@ async fn writer(cluster_connection: String, writers: Arc<Writers>, stream: Strin
                     CurrentRevision::NoStream => Expected::NoStream,
                 };
             }
-            // The client gives up for good after too many failed discoveries.
-            (_, Some(Error::ConnectionClosed | Error::GrpcConnectionError(_))) => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            // kurrentdb 1.2 keeps using a node that failed a call (it looks for another
+            // only when told "not leader", and gives up for good after too many failed
+            // discoveries), so a fresh client rediscovers the leader from the seeds.
+            (Outcome::Unknown(_), _) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 client = connect(&cluster_connection).expect("a client");
             }
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
