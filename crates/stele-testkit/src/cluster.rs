@@ -55,6 +55,7 @@ pub struct ClusterOptions {
     gossip_interval_ms: u64,
     gossip_timeout_ms: u64,
     leader_election_timeout_ms: u64,
+    /// Written to the YAML files only (`IntTcpHeartbeatInterval`, `IntTcpHeartbeatTimeout`).
     int_tcp_heartbeat_interval_ms: u64,
     int_tcp_heartbeat_timeout_ms: u64,
     start_timeout: Duration,
@@ -133,8 +134,8 @@ impl ClusterOptions {
         self
     }
 
-    /// A command-line argument for every node (ignored in YAML mode unless it is an
-    /// option the YAML file does not set; it is passed after `--config <file>`).
+    /// A command-line argument for every node, after the generated ones (in YAML mode,
+    /// after `--config <file>`; the command line overrides the file).
     pub fn arg(mut self, arg: impl Into<String>) -> ClusterOptions {
         self.args.push(arg.into());
         self
