@@ -1,6 +1,6 @@
 //! The EventStoreDB-compatible gRPC services (PROTOCOL.md §2–§10) over the
 //! [`stele_cluster::Node`] facade: Streams (read, append, batch append, delete, tombstone),
-//! ServerFeatures and Gossip.
+//! ServerFeatures, Gossip and Operations (resign, node priority).
 //!
 //! What this module owns: turning requests into node calls and node answers into the exact
 //! wire shapes, texts and trailers the official clients expect. Errors reach the wire only
@@ -14,7 +14,8 @@
 //! are enforced; a plain axum/hyper server does not enforce them.
 //!
 //! Not served yet: catch-up subscriptions (UNIMPLEMENTED), persistent subscriptions,
-//! projections, users, operations, monitoring, the v2 protocol.
+//! projections, users, the other operations (scavenge, shutdown: UNIMPLEMENTED), monitoring,
+//! the v2 protocol.
 
 // tonic's handlers return `Result<_, tonic::Status>`, and the helpers here build those
 // statuses; boxing them would only move the allocation.
@@ -23,6 +24,7 @@
 pub mod event_filter;
 pub mod events;
 pub mod gossip;
+pub mod operations;
 pub mod request_headers;
 pub mod server_features;
 pub mod status;
@@ -31,11 +33,13 @@ pub mod wire_uuid;
 
 use stele_cluster::Node;
 use stele_proto::gossip::gossip_server::GossipServer;
+use stele_proto::operations::operations_server::OperationsServer;
 use stele_proto::server_features::server_features_server::ServerFeaturesServer;
 use stele_proto::streams::streams_server::StreamsServer;
 use tonic::service::{Routes, RoutesBuilder};
 
 pub use gossip::GossipService;
+pub use operations::OperationsService;
 pub use server_features::ServerFeaturesService;
 pub use streams::StreamsService;
 
@@ -72,7 +76,12 @@ pub fn add_services(builder: &mut RoutesBuilder, node: Node) {
                 .max_encoding_message_size(MAX_MESSAGE_SIZE_BYTES),
         )
         .add_service(
-            GossipServer::new(GossipService::new(node))
+            GossipServer::new(GossipService::new(node.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE_BYTES),
+        )
+        .add_service(
+            OperationsServer::new(OperationsService::new(node))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE_BYTES),
         );

@@ -5,6 +5,8 @@
 //! gives up on the connection for any error other than UNIMPLEMENTED or NOT_FOUND. The list
 //! names exactly what is served, because clients switch features on from it (BatchAppend for
 //! the Rust and Node clients; persistent-subscription management once those services exist).
+//! Of Operations, only the methods that do something are listed (`resignnode`,
+//! `setnodepriority`); the others answer UNIMPLEMENTED.
 
 use stele_proto::server_features::server_features_server::ServerFeatures;
 use stele_proto::server_features::{SupportedMethod, SupportedMethods};
@@ -17,6 +19,7 @@ pub const SERVER_VERSION: &str = "24.10.0";
 const STREAMS: &str = "event_store.client.streams.streams";
 const SERVER_FEATURES: &str = "event_store.client.server_features.serverfeatures";
 const GOSSIP: &str = "event_store.client.gossip.gossip";
+const OPERATIONS: &str = "event_store.client.operations.operations";
 
 /// `(service, method, features)` for every method served.
 const METHODS: &[(&str, &str, &[&str])] = &[
@@ -27,6 +30,8 @@ const METHODS: &[(&str, &str, &[&str])] = &[
     (STREAMS, "batchappend", &["deadline_duration"]),
     (SERVER_FEATURES, "getsupportedmethods", &[]),
     (GOSSIP, "read", &[]),
+    (OPERATIONS, "resignnode", &[]),
+    (OPERATIONS, "setnodepriority", &[]),
 ];
 
 #[derive(Debug, Clone, Default)]
@@ -76,9 +81,18 @@ mod tests {
             assert_eq!(m.service_name, m.service_name.to_lowercase());
         }
         // Nothing from services that are not served yet.
-        assert!(!methods.methods.iter().any(
-            |m| m.service_name.contains("persistent") || m.service_name.contains("operations")
-        ));
+        assert!(!methods
+            .methods
+            .iter()
+            .any(|m| m.service_name.contains("persistent")));
+        // Of Operations, only what is implemented (scavenging, shutdown are UNIMPLEMENTED).
+        let operations: Vec<&str> = methods
+            .methods
+            .iter()
+            .filter(|m| m.service_name == "event_store.client.operations.operations")
+            .map(|m| m.method_name.as_str())
+            .collect();
+        assert_eq!(operations, ["resignnode", "setnodepriority"]);
     }
 
     /// The generated server and client agree over a real HTTP/2 connection, through the

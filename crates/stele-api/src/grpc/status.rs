@@ -10,7 +10,7 @@
 //! node itself, because the Rust client answers those by dropping the connection.
 
 use prost::Name;
-use stele_cluster::{ReadError, WriteError};
+use stele_cluster::{AdminError, ReadError, WriteError};
 use stele_core::{ExpectedRevision, StreamRevision};
 use stele_proto::{google_rpc, shared};
 use tonic::metadata::{MetadataMap, MetadataValue};
@@ -421,6 +421,18 @@ pub fn batch_append_error(error: &WriteError) -> Result<google_rpc::Status, Stat
             tracing::error!(detail, "batch append failed; answered in band as Unknown");
             Ok(in_band_unknown())
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Operator commands (Operations.ResignNode, Operations.SetNodePriority)
+
+/// An operator command the node could not carry out: not ready is UNAVAILABLE
+/// `Server Is Not Ready`; a fault of the node is UNKNOWN with the detail in the log.
+pub fn admin_error(error: &AdminError) -> Status {
+    match error {
+        AdminError::NotReady => not_ready(),
+        AdminError::Internal(detail) => internal(detail),
     }
 }
 

@@ -1,0 +1,98 @@
+//! `event_store.client.operations.Operations` (PROTOCOL.md §2): the operator commands that
+//! the Rust and Node clients expose (`resign_node`, `set_node_priority`, ...).
+//!
+//! What this module owns: ResignNode and SetNodePriority, which are leadership transfers on
+//! the node (DESIGN.md decision 9): a leader hands over to the best other caught-up voter,
+//! or to a caught-up voter of higher priority. On a node that is not the leader, ResignNode
+//! does nothing and answers OK, as EventStoreDB does.
+//!
+//! What it deliberately does not own: scavenging (StartScavenge, StopScavenge), index merges
+//! (MergeIndexes) and persistent subscriptions (RestartPersistentSubscriptions), which Stele
+//! has not built, and Shutdown, which needs the process's shutdown trigger that this service
+//! is not given. Those answer UNIMPLEMENTED with a message saying why; the Rust client turns
+//! that into `UnsupportedFeature`. ServerFeatures lists only the two methods served.
+//! Authentication: none; Stele serves insecure mode only, where EventStoreDB lets anyone in.
+
+use stele_cluster::Node;
+use stele_proto::operations::operations_server::Operations;
+use stele_proto::operations::{
+    ScavengeResp, SetNodePriorityReq, StartScavengeReq, StopScavengeReq,
+};
+use stele_proto::shared::Empty;
+use tonic::{Request, Response, Status};
+
+use super::status;
+
+#[derive(Clone)]
+pub struct OperationsService {
+    node: Node,
+}
+
+impl OperationsService {
+    pub fn new(node: Node) -> Self {
+        OperationsService { node }
+    }
+}
+
+/// Why scavenging is refused.
+const NO_SCAVENGE: &str = "scavenging is not supported by this server yet";
+
+#[tonic::async_trait]
+impl Operations for OperationsService {
+    async fn start_scavenge(
+        &self,
+        _request: Request<StartScavengeReq>,
+    ) -> Result<Response<ScavengeResp>, Status> {
+        Err(Status::unimplemented(NO_SCAVENGE))
+    }
+
+    async fn stop_scavenge(
+        &self,
+        _request: Request<StopScavengeReq>,
+    ) -> Result<Response<ScavengeResp>, Status> {
+        Err(Status::unimplemented(NO_SCAVENGE))
+    }
+
+    async fn shutdown(&self, _request: Request<Empty>) -> Result<Response<Empty>, Status> {
+        Err(Status::unimplemented(
+            "shutting down over gRPC is not supported by this server yet; send the process SIGTERM",
+        ))
+    }
+
+    async fn merge_indexes(&self, _request: Request<Empty>) -> Result<Response<Empty>, Status> {
+        Err(Status::unimplemented(
+            "merging indexes is not supported: this server's index has nothing to merge",
+        ))
+    }
+
+    async fn resign_node(&self, _request: Request<Empty>) -> Result<Response<Empty>, Status> {
+        tracing::info!("an operator asked this node to resign leadership");
+        self.node
+            .resign()
+            .await
+            .map_err(|error| status::admin_error(&error))?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn set_node_priority(
+        &self,
+        request: Request<SetNodePriorityReq>,
+    ) -> Result<Response<Empty>, Status> {
+        let priority = request.into_inner().priority;
+        tracing::info!(priority, "an operator set this node's priority");
+        self.node
+            .set_node_priority(priority)
+            .await
+            .map_err(|error| status::admin_error(&error))?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn restart_persistent_subscriptions(
+        &self,
+        _request: Request<Empty>,
+    ) -> Result<Response<Empty>, Status> {
+        Err(Status::unimplemented(
+            "persistent subscriptions are not supported by this server yet",
+        ))
+    }
+}
