@@ -4,5 +4,6 @@
 
 pub mod bench;
 pub mod config;
+pub mod dev_cluster;
 pub mod logging;
 pub mod run;

@@ -1,5 +1,5 @@
-//! `stele`: runs a node (`stele [run] [options]`). Operator subcommands (`stele bench ...`)
-//! are dispatched here too.
+//! `stele`: runs a node (`stele [run] [options]`). Operator subcommands (`stele bench ...`,
+//! `stele dev-cluster ...`) are dispatched here too.
 
 use std::process::ExitCode;
 
@@ -19,6 +19,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
         Some("bench") => stele_server::bench::main(&args[1..]),
+        Some("dev-cluster") => stele_server::dev_cluster::main(&args[1..]),
         _ => run(&args),
     }
 }
