@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::gossip::GossipMessage;
 use crate::node::{AdminError, Node, NodeStatus};
-use crate::transport::{self, Handler, Reply, Request};
+use crate::transport::{self, Handler, Reply, Request, StreamHandler};
 use crate::types::{NodeAddr, TypeConfig};
 
 type Metrics = openraft::RaftMetrics<TypeConfig>;
@@ -35,6 +35,7 @@ pub(crate) fn spawn(node: &Node, listener: TcpListener) {
         listener,
         node.inner.local.clone(),
         handler(node.clone()),
+        stream_handler(node.clone()),
         shutdown,
     ));
     tokio::spawn(gossip_loop(node.clone()));
@@ -65,8 +66,19 @@ fn handler(node: Node) -> Handler {
                     Err(e) => failed(&e),
                 },
                 Request::Forward(command) => Reply::Forwarded(node.handle_forward(command).await),
+                // The transport serves this itself (`stream_handler`).
+                Request::StreamAppend => Reply::Failed("unexpected StreamAppend".into()),
             }
         })
+    })
+}
+
+/// Streaming replication on a follower: openraft pipelines the requests and answers in order.
+fn stream_handler(node: Node) -> StreamHandler {
+    use futures::StreamExt;
+    Arc::new(move |requests| {
+        let replies = node.inner.raft.stream_append(requests);
+        Box::pin(replies.map(|reply| reply.map_err(|fatal| fatal.to_string())))
     })
 }
 
@@ -154,7 +166,12 @@ async fn control_loop(node: Node) {
         }
         node.refresh_cluster_id();
         let metrics = node.inner.raft.metrics().borrow_watched().clone();
-        let initialized = metrics.membership_config.membership().nodes().next().is_some();
+        let initialized = metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .next()
+            .is_some();
         if !initialized {
             if !node.inner.config.read_only_replica && node.inner.log.log.end() == 0 {
                 try_form(&node, &mut state).await;
@@ -326,12 +343,7 @@ async fn lead(node: &Node, metrics: &Metrics, state: &mut ControlState) {
             new_voters.remove(&old);
             new_voters.insert(learner);
             tracing::info!(old, new = learner, "replacing a voter with its successor");
-            if let Err(e) = node
-                .inner
-                .raft
-                .change_membership(new_voters, false)
-                .await
-            {
+            if let Err(e) = node.inner.raft.change_membership(new_voters, false).await {
                 tracing::warn!(error = %e, "replacing a voter failed");
             }
             return;
@@ -345,7 +357,10 @@ async fn lead(node: &Node, metrics: &Metrics, state: &mut ControlState) {
     {
         return;
     }
-    let my_priority = node.inner.priority.load(std::sync::atomic::Ordering::Relaxed);
+    let my_priority = node
+        .inner
+        .priority
+        .load(std::sync::atomic::Ordering::Relaxed);
     let best = members
         .iter()
         .filter(|m| {
@@ -365,7 +380,13 @@ async fn lead(node: &Node, metrics: &Metrics, state: &mut ControlState) {
             "handing leadership to a voter with a higher priority"
         );
         state.last_transfer = Some(Instant::now());
-        if let Err(e) = node.inner.raft.trigger().transfer_leader(best.node_id).await {
+        if let Err(e) = node
+            .inner
+            .raft
+            .trigger()
+            .transfer_leader(best.node_id)
+            .await
+        {
             tracing::warn!(error = %e, "leadership transfer failed");
         }
     }

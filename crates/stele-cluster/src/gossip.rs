@@ -65,7 +65,9 @@ pub enum GossipRefused {
         difference_ms: u64,
         allowed_ms: u64,
     },
-    #[error("gossip from {from} refused: it belongs to cluster {theirs}, this node to cluster {ours}")]
+    #[error(
+        "gossip from {from} refused: it belongs to cluster {theirs}, this node to cluster {ours}"
+    )]
     OtherCluster {
         from: String,
         theirs: Uuid,
@@ -207,9 +209,9 @@ impl MemberTable {
                 let mut status = entry.status.clone();
                 status.is_alive = !entry.unreachable
                     && match entry.heard_directly {
-                    Some(t) => now.duration_since(t) < dead_after,
-                    None => now.duration_since(entry.updated) < dead_after && status.is_alive,
-                };
+                        Some(t) => now.duration_since(t) < dead_after,
+                        None => now.duration_since(entry.updated) < dead_after && status.is_alive,
+                    };
                 status
             })
             .collect();
@@ -294,7 +296,10 @@ mod tests {
         assert!(table.check(&message, None).is_ok());
         message.sent_at_unix_ms -= 61_000;
         let err = table.check(&message, None).unwrap_err();
-        assert!(err.to_string().contains("GossipAllowedDifferenceMs"), "{err}");
+        assert!(
+            err.to_string().contains("GossipAllowedDifferenceMs"),
+            "{err}"
+        );
     }
 
     #[test]

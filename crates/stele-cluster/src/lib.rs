@@ -10,18 +10,18 @@ pub mod gossip;
 mod identity;
 mod log_store;
 mod network;
-pub mod transport;
 pub mod node;
 mod record;
 pub mod state;
 mod state_machine;
+pub mod transport;
 mod types;
 mod vote_store;
 
 pub use gossip::{GossipConfig, GossipMessage, GossipRefused};
 pub use node::{
-    now_ticks, AdminError, AllReadRequest, AllStart, AppendOutcome, DeleteOutcome, Direction, Node, NodeConfig,
-    NodeStatus, ReadError, StartError, StreamReadRequest, StreamReadResult, StreamStart,
-    WriteError,
+    now_ticks, AdminError, AllReadRequest, AllStart, AppendOutcome, DeleteOutcome, Direction, Node,
+    NodeConfig, NodeStatus, ReadError, StartError, StreamReadRequest, StreamReadResult,
+    StreamStart, WriteError,
 };
 pub use state::VNodeState;

@@ -6,14 +6,42 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use futures::{Stream, StreamExt};
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{
     NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
 use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse};
-use openraft::raft::{TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    StreamAppendResult, TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 
-use crate::transport::{CallError, LocalIdentity, Peer, Reply, Request};
+/// Append entries requests in flight on one replication stream at most.
+const PIPELINE_DEPTH: usize = 64;
+
+type StreamItem = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+struct StreamState {
+    read: tokio::net::tcp::OwnedReadHalf,
+    pending: tokio::sync::mpsc::Receiver<()>,
+    _writer: AbortOnDrop,
+    done: bool,
+}
+
+use crate::transport::{
+    read_frame, write_frame, CallError, LocalIdentity, Peer, Reply, Request, StreamReply,
+};
 use crate::types::{NodeAddr, TypeConfig, Vote};
 
 /// Every peer this node talks to, by node id; shared by the raft network and write
@@ -128,7 +156,11 @@ impl RaftNetworkV2<TypeConfig> for NetworkClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         match self
-            .call(RPCTypes::AppendEntries, Request::AppendEntries(rpc), &option)
+            .call(
+                RPCTypes::AppendEntries,
+                Request::AppendEntries(rpc),
+                &option,
+            )
             .await?
         {
             Reply::AppendEntries(response) => Ok(response),
@@ -136,12 +168,99 @@ impl RaftNetworkV2<TypeConfig> for NetworkClient {
         }
     }
 
+    /// Pipelined replication: requests go out on a dedicated connection as openraft produces
+    /// them, without waiting for the previous answer (at most [`PIPELINE_DEPTH`] in flight);
+    /// the follower hands them to its own `stream_append` and answers in order.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, StreamItem>, RPCError<TypeConfig>>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    {
+        let peer = self.peer.clone();
+        let (me, target) = (self.me, self.target);
+        let response_timeout = (option.hard_ttl() * 10).max(Duration::from_secs(1));
+        Box::pin(async move {
+            let mut conn = peer
+                .connect()
+                .await
+                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+            write_frame(&mut conn, &Request::StreamAppend)
+                .await
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            let (read, mut write) = conn.into_split();
+            let (pending_tx, pending_rx) = tokio::sync::mpsc::channel::<()>(PIPELINE_DEPTH);
+            let writer = tokio::spawn(async move {
+                let mut input = input;
+                while let Some(request) = input.next().await {
+                    // Tell the reader to expect one more answer, then send.
+                    if pending_tx.send(()).await.is_err() {
+                        break;
+                    }
+                    if let Err(e) = write_frame(&mut write, &request).await {
+                        tracing::debug!(error = %e, "replication stream write failed");
+                        break;
+                    }
+                }
+                let _ = write.shutdown().await;
+            });
+            let state = StreamState {
+                read,
+                pending: pending_rx,
+                _writer: AbortOnDrop(writer),
+                done: false,
+            };
+            let replies = futures::stream::unfold(state, move |mut state| async move {
+                if state.done {
+                    return None;
+                }
+                state.pending.recv().await?;
+                let frame = tokio::time::timeout(
+                    response_timeout,
+                    read_frame::<StreamReply>(&mut state.read),
+                )
+                .await;
+                let item: StreamItem = match frame {
+                    Ok(Ok(Ok(result))) => {
+                        state.done = result.is_err();
+                        Ok(result)
+                    }
+                    Ok(Ok(Err(fatal))) => {
+                        state.done = true;
+                        Err(RPCError::Network(NetworkError::from_string(fatal)))
+                    }
+                    Ok(Err(e)) => {
+                        state.done = true;
+                        Err(RPCError::Network(NetworkError::new(&e)))
+                    }
+                    Err(_) => {
+                        state.done = true;
+                        Err(RPCError::Timeout(Timeout {
+                            action: RPCTypes::AppendEntries,
+                            id: me,
+                            target,
+                            timeout: response_timeout,
+                        }))
+                    }
+                };
+                Some((item, state))
+            });
+            let replies: BoxStream<'s, StreamItem> = Box::pin(replies);
+            Ok(replies)
+        })
+    }
+
     async fn vote(
         &mut self,
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self.call(RPCTypes::Vote, Request::Vote(rpc), &option).await? {
+        match self
+            .call(RPCTypes::Vote, Request::Vote(rpc), &option)
+            .await?
+        {
             Reply::Vote(response) => Ok(response),
             other => Err(unexpected(other)),
         }
@@ -167,7 +286,11 @@ impl RaftNetworkV2<TypeConfig> for NetworkClient {
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
         match self
-            .call(RPCTypes::TransferLeader, Request::TransferLeader(req), &option)
+            .call(
+                RPCTypes::TransferLeader,
+                Request::TransferLeader(req),
+                &option,
+            )
             .await?
         {
             Reply::TransferLeader(response) => Ok(response),

@@ -18,13 +18,13 @@ use stele_log::{Disk, FsDisk, Log, LogConfig, MemDisk};
 use uuid::Uuid;
 
 use crate::entry_map::EntryMap;
+use crate::gossip::{GossipConfig, GossipMessage, GossipRefused, MemberTable};
 use crate::identity::Identity;
 use crate::log_store::{LogShared, LogStore};
-use crate::gossip::{GossipConfig, GossipMessage, GossipRefused, MemberTable};
 use crate::network::{Network, Peers};
-use crate::transport::{CallError, ForwardError, LocalIdentity, Reply, Request};
 use crate::record::{decode_record, RecordBody};
 use crate::state_machine::{Applied, StateMachine};
+use crate::transport::{CallError, ForwardError, LocalIdentity, Reply, Request};
 use crate::types::{NodeAddr, Raft};
 use crate::vote_store::VoteStore;
 use crate::VNodeState;
@@ -393,10 +393,15 @@ impl Node {
         let election_ms = config.leader_election_timeout_ms.max(10);
         let raft_config = openraft::Config {
             cluster_name: "stele".into(),
-            election_timeout_min: election_ms,
-            election_timeout_max: election_ms * 3 / 2,
-            heartbeat_interval: (election_ms / 5).max(5),
+            // A follower campaigns after half the election timeout without news from the
+            // leader (three quarters at most, randomised); the leader's lease is the
+            // maximum. Heartbeats go out ten times per timeout.
+            election_timeout_min: (election_ms / 2).max(10),
+            election_timeout_max: (election_ms * 3 / 4).max(15),
+            heartbeat_interval: (election_ms / 10).max(2),
             enable_pre_vote: Some(true),
+            // Replicate entries while the leader's own fsync runs, not after it.
+            broadcast_submitted_on_append: Some(true),
             snapshot_policy: openraft::SnapshotPolicy::Never,
             max_payload_entries: 256,
             ..Default::default()
@@ -574,16 +579,17 @@ impl Node {
                 "the leader answered a forwarded write with {other:?}"
             ))),
             // Never sent: the client may retry anywhere.
-            Err(CallError::Connect { .. } | CallError::Refused { .. }) => {
-                Err(WriteError::NotReady)
-            }
+            Err(CallError::Connect { .. } | CallError::Refused { .. }) => Err(WriteError::NotReady),
             // Sent, outcome unknown.
             Err(CallError::Io { .. } | CallError::Timeout { .. }) => Err(WriteError::Timeout),
         }
     }
 
     /// Handles a write another node forwarded to this one.
-    pub(crate) async fn handle_forward(&self, command: Command) -> Result<CommandResult, ForwardError> {
+    pub(crate) async fn handle_forward(
+        &self,
+        command: Command,
+    ) -> Result<CommandResult, ForwardError> {
         self.write(command, true).await.map_err(|e| match e {
             WriteError::NotLeader { leader } => ForwardError::NotLeader { leader },
             WriteError::NotReady => ForwardError::NotReady,
@@ -889,7 +895,12 @@ impl Node {
             epoch_number: metrics.current_term,
             node_priority: self.inner.priority.load(Ordering::Relaxed),
             read_only_replica: config.read_only_replica,
-            resigned: self.inner.resigned_in_term.lock().expect("resign lock").is_some(),
+            resigned: self
+                .inner
+                .resigned_in_term
+                .lock()
+                .expect("resign lock")
+                .is_some(),
             ready,
         }
     }

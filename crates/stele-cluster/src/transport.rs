@@ -19,11 +19,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
-use openraft::raft::{TransferLeaderRequest, TransferLeaderResponse};
+use openraft::raft::{StreamAppendResult, TransferLeaderRequest, TransferLeaderResponse};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use stele_core::{Command, CommandResult};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use uuid::Uuid;
 
@@ -71,7 +71,14 @@ pub enum Request {
     TransferLeader(TransferLeaderRequest<TypeConfig>),
     /// A client write a follower received without `requires-leader`.
     Forward(Command),
+    /// Switches the connection to streaming replication: every later frame from the leader
+    /// is an `AppendEntriesRequest`, every frame back a [`StreamReply`], in order, until the
+    /// leader closes its side.
+    StreamAppend,
 }
+
+/// One answer on a streaming-replication connection.
+pub type StreamReply = Result<StreamAppendResult<TypeConfig>, String>;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Reply {
@@ -83,7 +90,10 @@ pub enum Reply {
     Failed(String),
 }
 
-async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> io::Result<()> {
+pub async fn write_frame<T: Serialize>(
+    stream: &mut (impl AsyncWrite + Unpin),
+    message: &T,
+) -> io::Result<()> {
     let mut bytes = vec![0u8; 4];
     postcard::to_io(message, &mut bytes).map_err(io::Error::other)?;
     let len = u32::try_from(bytes.len() - 4)
@@ -102,7 +112,9 @@ async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> io::R
     stream.write_all(&bytes).await
 }
 
-async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<T> {
+pub async fn read_frame<T: DeserializeOwned>(
+    stream: &mut (impl AsyncRead + Unpin),
+) -> io::Result<T> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await?;
     let len = u32::from_le_bytes(len);
@@ -178,7 +190,8 @@ impl Peer {
         &self.addr
     }
 
-    async fn connect(&self) -> Result<TcpStream, CallError> {
+    /// Opens a new connection to the peer, handshake done.
+    pub async fn connect(&self) -> Result<TcpStream, CallError> {
         let connect_err = |source| CallError::Connect {
             addr: self.addr.clone(),
             source,
@@ -198,9 +211,7 @@ impl Peer {
         // which node a connection comes from.
         if let Some(ip) = self.bind_ip {
             if !ip.is_unspecified() && ip.is_ipv4() == target.is_ipv4() {
-                socket
-                    .bind(SocketAddr::new(ip, 0))
-                    .map_err(connect_err)?;
+                socket.bind(SocketAddr::new(ip, 0)).map_err(connect_err)?;
             }
         }
         let mut stream = socket.connect(target).await.map_err(connect_err)?;
@@ -217,7 +228,10 @@ impl Peer {
             source,
         };
         write_frame(&mut stream, &hello).await.map_err(io_err)?;
-        match read_frame::<HelloReply>(&mut stream).await.map_err(io_err)? {
+        match read_frame::<HelloReply>(&mut stream)
+            .await
+            .map_err(io_err)?
+        {
             HelloReply::Accepted => Ok(stream),
             HelloReply::Refused(reason) => Err(CallError::Refused {
                 addr: self.addr.clone(),
@@ -264,11 +278,23 @@ impl Peer {
 pub type Handler =
     Arc<dyn Fn(Request) -> Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync + 'static>;
 
+/// Serves a streaming-replication connection: takes the requests read from the connection,
+/// gives back the replies to write, in order.
+pub type StreamHandler = Arc<
+    dyn Fn(
+            Pin<Box<dyn futures::Stream<Item = AppendEntriesRequest<TypeConfig>> + Send>>,
+        ) -> Pin<Box<dyn futures::Stream<Item = StreamReply> + Send>>
+        + Send
+        + Sync
+        + 'static,
+>;
+
 /// Accepts peer connections until `shutdown` fires.
 pub async fn serve(
     listener: TcpListener,
     local: Arc<dyn LocalIdentity>,
     handler: Handler,
+    streams: StreamHandler,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -286,9 +312,10 @@ pub async fn serve(
         };
         let local = local.clone();
         let handler = handler.clone();
+        let streams = streams.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, local, handler, shutdown).await {
+            if let Err(e) = serve_connection(stream, local, handler, streams, shutdown).await {
                 if e.kind() != io::ErrorKind::UnexpectedEof {
                     tracing::debug!(%from, error = %e, "peer connection closed");
                 }
@@ -301,6 +328,7 @@ async fn serve_connection(
     mut stream: TcpStream,
     local: Arc<dyn LocalIdentity>,
     handler: Handler,
+    streams: StreamHandler,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
@@ -316,8 +344,46 @@ async fn serve_connection(
             request = read_frame(&mut stream) => request?,
             _ = shutdown.changed() => return Ok(()),
         };
+        if let Request::StreamAppend = request {
+            return serve_stream(stream, streams, shutdown).await;
+        }
         let reply = handler(request).await;
         write_frame(&mut stream, &reply).await?;
+    }
+}
+
+async fn serve_stream(
+    stream: TcpStream,
+    streams: StreamHandler,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> io::Result<()> {
+    use futures::StreamExt;
+    let (read, mut write) = stream.into_split();
+    let requests = futures::stream::unfold(read, |mut read| async move {
+        match read_frame::<AppendEntriesRequest<TypeConfig>>(&mut read).await {
+            Ok(request) => Some((request, read)),
+            Err(e) => {
+                if e.kind() != io::ErrorKind::UnexpectedEof {
+                    tracing::debug!(error = %e, "replication stream ended");
+                }
+                None
+            }
+        }
+    });
+    let mut replies = streams(Box::pin(requests));
+    loop {
+        let reply = tokio::select! {
+            reply = replies.next() => reply,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let Some(reply) = reply else {
+            return Ok(());
+        };
+        let stop = !matches!(reply, Ok(Ok(_)));
+        write_frame(&mut write, &reply).await?;
+        if stop {
+            return Ok(());
+        }
     }
 }
 
@@ -403,7 +469,14 @@ mod tests {
             })
         });
         let (_tx, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(serve(listener, Arc::new(Me(1, Some(cluster))), handler, rx));
+        let streams: StreamHandler = Arc::new(|_requests| Box::pin(futures::stream::empty()));
+        tokio::spawn(serve(
+            listener,
+            Arc::new(Me(1, Some(cluster))),
+            handler,
+            streams,
+            rx,
+        ));
         let command = Command::Delete {
             stream: stele_core::StreamName::new("s").unwrap(),
             expected: stele_core::ExpectedRevision::Any,

@@ -94,7 +94,8 @@ async fn appends_check_expected_revisions_and_reads_see_them() {
         .append(
             s.clone(),
             ExpectedRevision::NoStream,
-            vec![event(0), event(1)], false,
+            vec![event(0), event(1)],
+            false,
         )
         .await
         .unwrap();
@@ -189,11 +190,21 @@ async fn idempotent_retry_writes_once() {
 async fn soft_delete_then_append_continues_and_tombstone_is_final() {
     let node = start(None).await;
     let s = stream("del");
-    node.append(s.clone(), ExpectedRevision::Any, vec![event(0), event(1)], false)
-        .await
-        .unwrap();
+    node.append(
+        s.clone(),
+        ExpectedRevision::Any,
+        vec![event(0), event(1)],
+        false,
+    )
+    .await
+    .unwrap();
     let deleted = node
-        .delete(s.clone(), ExpectedRevision::Exact(1), DeleteKind::Soft, false)
+        .delete(
+            s.clone(),
+            ExpectedRevision::Exact(1),
+            DeleteKind::Soft,
+            false,
+        )
         .await
         .unwrap();
     assert!(matches!(deleted, DeleteOutcome::Deleted { .. }));
@@ -234,7 +245,8 @@ async fn metadata_max_count_and_truncate_before_shape_reads() {
     node.append(
         s.clone(),
         ExpectedRevision::Any,
-        (0..5).map(event).collect(), false,
+        (0..5).map(event).collect(),
+        false,
     )
     .await
     .unwrap();
@@ -245,9 +257,14 @@ async fn metadata_max_count_and_truncate_before_shape_reads() {
         custom_metadata: Bytes::new(),
         data: Bytes::from_static(br#"{"$maxCount":2}"#),
     };
-    node.append(s.metadata_stream(), ExpectedRevision::Any, vec![metadata], false)
-        .await
-        .unwrap();
+    node.append(
+        s.metadata_stream(),
+        ExpectedRevision::Any,
+        vec![metadata],
+        false,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         revisions(read(&node, "meta", StreamStart::Start, Direction::Forwards)),
         vec![3, 4]
@@ -259,9 +276,14 @@ async fn metadata_max_count_and_truncate_before_shape_reads() {
         custom_metadata: Bytes::new(),
         data: Bytes::from_static(br#"{"$tb":1}"#),
     };
-    node.append(s.metadata_stream(), ExpectedRevision::Any, vec![metadata], false)
-        .await
-        .unwrap();
+    node.append(
+        s.metadata_stream(),
+        ExpectedRevision::Any,
+        vec![metadata],
+        false,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         revisions(read(&node, "meta", StreamStart::Start, Direction::Forwards)),
         vec![1, 2, 3, 4]
@@ -279,7 +301,8 @@ async fn restart_keeps_every_acknowledged_event_at_its_position() {
                 .append(
                     stream(&format!("s-{}", i % 5)),
                     ExpectedRevision::Any,
-                    vec![event(i)], false,
+                    vec![event(i)],
+                    false,
                 )
                 .await
                 .unwrap();
@@ -310,7 +333,12 @@ async fn restart_keeps_every_acknowledged_event_at_its_position() {
     }
     // Writes continue after the restart.
     let next = node
-        .append(stream("s-0"), ExpectedRevision::Exact(9), vec![event(99)], false)
+        .append(
+            stream("s-0"),
+            ExpectedRevision::Exact(9),
+            vec![event(99)],
+            false,
+        )
         .await
         .unwrap();
     assert!(matches!(
@@ -348,8 +376,13 @@ async fn events_over_the_maximum_event_size_are_refused() {
     let id = big.id;
     let size = big.size_bytes() as u32;
     assert_eq!(
-        node.append(stream("big"), ExpectedRevision::Any, vec![event(1), big], false)
-            .await,
+        node.append(
+            stream("big"),
+            ExpectedRevision::Any,
+            vec![event(1), big],
+            false
+        )
+        .await,
         Err(WriteError::MaximumAppendEventSizeExceeded {
             event_id: id,
             size_bytes: size,

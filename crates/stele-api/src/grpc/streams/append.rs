@@ -62,7 +62,8 @@ pub async fn append(
         proposed.push(event);
     }
 
-    let outcome = run_to_completion(node, stream.clone(), expected, proposed, requires_leader).await;
+    let outcome =
+        run_to_completion(node, stream.clone(), expected, proposed, requires_leader).await;
     match outcome {
         Ok(outcome) => Ok(append_resp(outcome)),
         Err(error) => Err(status::write_error(stream.as_str(), &error)),
@@ -79,13 +80,16 @@ async fn run_to_completion(
     requires_leader: bool,
 ) -> Result<AppendOutcome, stele_cluster::WriteError> {
     let node = node.clone();
-    tokio::spawn(async move { node.append(stream, expected, proposed, requires_leader).await })
-        .await
-        .unwrap_or_else(|join| {
-            Err(stele_cluster::WriteError::Internal(format!(
-                "append task failed: {join}"
-            )))
-        })
+    tokio::spawn(async move {
+        node.append(stream, expected, proposed, requires_leader)
+            .await
+    })
+    .await
+    .unwrap_or_else(|join| {
+        Err(stele_cluster::WriteError::Internal(format!(
+            "append task failed: {join}"
+        )))
+    })
 }
 
 fn expected_revision(option: Option<ExpectedStreamRevision>) -> Result<ExpectedRevision, Status> {

@@ -98,9 +98,12 @@ async fn run(
     let stream: StreamName = events::stream_name(identifier)?;
     let node = node.clone();
     let task_stream = stream.clone();
-    let outcome = tokio::spawn(async move { node.delete(task_stream, expected, kind, requires_leader).await })
-        .await
-        .unwrap_or_else(|join| Err(WriteError::Internal(format!("delete task failed: {join}"))));
+    let outcome = tokio::spawn(async move {
+        node.delete(task_stream, expected, kind, requires_leader)
+            .await
+    })
+    .await
+    .unwrap_or_else(|join| Err(WriteError::Internal(format!("delete task failed: {join}"))));
     delete_outcome(stream.as_str(), outcome)
 }
 
