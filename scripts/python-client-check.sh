@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs clients/python/check_esdbclient.py (the official Python client, esdbclient) against a
-# fresh in-memory node built from this tree. Installs the client into a virtualenv under
+# fresh in-memory node built from this tree, then clients/python/check_esdbclient_cluster.py
+# against a three-node `stele dev-cluster`. Installs the client into a virtualenv under
 # target/ on first use. Every step is bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,5 +35,28 @@ PY
 
 if ! timeout 120 "$venv/bin/python" clients/python/check_esdbclient.py "$port"; then
   echo "== node log"; tail -50 "$log"
+  exit 1
+fi
+
+# The same client against a three-node cluster (stele dev-cluster on 127.0.0.1-3).
+base_http=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+base_int=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cluster_dir=$(mktemp -d)
+cluster_log=$(mktemp)
+target/debug/stele dev-cluster --nodes 3 --dir "$cluster_dir" --base-http-port "$base_http" --base-int-port "$base_int" >"$cluster_log" 2>&1 &
+cluster=$!
+trap 'kill "$node" 2>/dev/null || true; kill "$cluster" 2>/dev/null || true; wait "$cluster" 2>/dev/null || true; rm -rf "$log" "$cluster_log" "$cluster_dir"' EXIT
+connection=""
+for _ in $(seq 1 600); do
+  connection=$(grep -o 'Connection string: esdb://[^ ]*' "$cluster_log" | sed 's/Connection string: //' || true)
+  [ -n "$connection" ] && break
+  if ! kill -0 "$cluster" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+if [ -z "$connection" ]; then
+  echo "== the cluster did not become ready"; tail -50 "$cluster_log"; exit 1
+fi
+if ! timeout 120 "$venv/bin/python" clients/python/check_esdbclient_cluster.py "$connection"; then
+  echo "== cluster log"; tail -80 "$cluster_log"
   exit 1
 fi
