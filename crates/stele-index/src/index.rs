@@ -1,26 +1,32 @@
 //! The index handle: opening (file or memory), read entry points, the start of write
-//! transactions, and the policy that decides which commits are durable.
+//! transactions, the memtable over redb and the policy that decides when it is flushed.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use redb::backends::InMemoryBackend;
 use redb::{Database, ReadableDatabase};
 use stele_core::{StreamMetadata, StreamName, StreamState};
 
+use crate::memtable::{Generation, Layers, MemTable};
 use crate::schema::{
-    self, ALL, EVENTS, EVENT_IDS, FORMAT_VERSION, META, META_FORMAT_VERSION, META_NEXT_STREAM_ID,
-    STREAMS, STREAM_NAMES,
+    self, ALL, EVENTS, EVENT_IDS, FORMAT_VERSION, META, META_CHECKPOINT, META_FORMAT_VERSION,
+    META_NEXT_STREAM_ID, STREAMS, STREAM_NAMES,
 };
+use crate::snapshot::View;
 use crate::{Checkpoint, IndexError, IndexSnapshot, IndexWriter};
 
 /// Limits and cadences of an index, each with a default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexOptions {
-    /// After this many non-durable commits, the next commit is durable (fsynced).
+    /// The memtable is flushed to redb once it holds this many entries (events, and stream
+    /// records written, each counting one): the bound on the index's memory besides redb's
+    /// cache (DESIGN.md decision 12), and on what a crash makes the node replay.
+    pub memtable_limit: usize,
+    /// After this many commits since the last flush, the next commit flushes.
     pub durable_every_commits: u64,
-    /// A commit this long after the last durable one is durable.
+    /// A commit this long after the last flush flushes.
     pub durable_every: Duration,
     /// Memory redb may use to cache pages.
     pub cache_size_bytes: usize,
@@ -29,10 +35,13 @@ pub struct IndexOptions {
 impl Default for IndexOptions {
     fn default() -> Self {
         IndexOptions {
-            // A durable redb commit fsyncs and rewrites many pages: measured with
-            // `stele bench --writers 1`, one every 1000 commits took about 7% of the node's
-            // CPU. The index is rebuildable from the log, so a longer interval costs only
-            // replay time after a crash (a few seconds of log), never data.
+            // About 32,768 one-event appends (an event and a stream record each): tens of
+            // MiB of memory at most, one redb transaction of about 0.1 to 0.3 s (measured
+            // with `examples/apply.rs`), and a second or two of log to replay after a crash.
+            memtable_limit: 65_536,
+            // Each flush is a durable redb commit, which fsyncs and rewrites many pages. The
+            // index is rebuildable from the log, so a longer interval costs only replay time
+            // after a crash, never data.
             durable_every_commits: 20_000,
             durable_every: Duration::from_secs(10),
             cache_size_bytes: 256 * 1024 * 1024,
@@ -40,11 +49,19 @@ impl Default for IndexOptions {
     }
 }
 
-/// When the last durable commit was, to decide whether the next one must be.
+/// When the last flush was, to decide whether the next commit must flush.
 #[derive(Debug)]
 pub(crate) struct DurabilityClock {
     commits_since_durable: u64,
     last_durable: Instant,
+}
+
+/// Who may write: one [`IndexWriter`] at a time.
+#[derive(Debug)]
+struct WriterSlot {
+    busy: bool,
+    /// The id the next new stream gets (the memtable's, ahead of redb's until a flush).
+    next_stream_id: u64,
 }
 
 /// The stream index of one node: stream → revision → log position, `$all` position →
@@ -52,7 +69,12 @@ pub(crate) struct DurabilityClock {
 /// of what has been applied. Reads may run from any thread while one writer writes.
 pub struct Index {
     db: Database,
-    options: IndexOptions,
+    pub(crate) options: IndexOptions,
+    /// The memtable generations; the lock is held briefly to take a view or swap a
+    /// generation at a flush.
+    layers: RwLock<Layers>,
+    writer: Mutex<WriterSlot>,
+    writer_free: Condvar,
     clock: Mutex<DurabilityClock>,
 }
 
@@ -61,6 +83,14 @@ impl std::fmt::Debug for Index {
         f.debug_struct("Index")
             .field("options", &self.options)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Index {
+    /// A clean close writes the memtable to redb, so a restart replays nothing.
+    fn drop(&mut self) {
+        // Nothing to report it to: a failed flush costs a replay at the next start.
+        let _ = self.flush_memtable();
     }
 }
 
@@ -104,6 +134,7 @@ impl Index {
         open_error: impl Fn(redb::Error) -> IndexError,
     ) -> Result<Index, IndexError> {
         let tx = db.begin_write().map_err(|e| open_error(e.into()))?;
+        let next_stream_id;
         {
             let mut meta = tx.open_table(META).map_err(|e| open_error(e.into()))?;
             let streams = tx.open_table(STREAMS).map_err(|e| open_error(e.into()))?;
@@ -141,11 +172,21 @@ impl Index {
                         .map_err(|e| open_error(e.into()))?;
                 }
             }
+            next_stream_id = schema::meta_u64(&meta, META_NEXT_STREAM_ID)?.unwrap_or(0);
         }
         tx.commit().map_err(|e| open_error(e.into()))?;
         Ok(Index {
             db,
             options,
+            layers: RwLock::new(Layers {
+                active: Generation::new(MemTable::default()),
+                frozen: None,
+            }),
+            writer: Mutex::new(WriterSlot {
+                busy: false,
+                next_stream_id,
+            }),
+            writer_free: Condvar::new(),
             clock: Mutex::new(DurabilityClock {
                 commits_since_durable: 0,
                 last_durable: Instant::now(),
@@ -153,16 +194,35 @@ impl Index {
         })
     }
 
-    /// A consistent read view; the single-read methods below each take their own.
-    pub fn snapshot(&self) -> Result<IndexSnapshot, IndexError> {
+    /// The memtable and redb as of now: everything committed (`latest`), or up to the last
+    /// commit as this is called (a snapshot, which later commits do not change).
+    fn view(&self, latest: bool) -> Result<View, IndexError> {
+        let layers = self.layers.read().expect("memtable layers lock poisoned");
+        let seq = if latest {
+            u64::MAX
+        } else {
+            layers.active.read().seq
+        };
+        // Under the layer lock: a flush cannot swap generations between the two.
         let tx = self
             .db
             .begin_read()
             .map_err(IndexError::store("beginning a read transaction"))?;
-        Ok(IndexSnapshot::new(tx))
+        Ok(View {
+            layers: layers.clone(),
+            seq,
+            tx,
+        })
     }
 
-    /// What the index has applied, `None` for an index that has applied nothing.
+    /// A consistent read view; the single-read methods below each take their own.
+    pub fn snapshot(&self) -> Result<IndexSnapshot, IndexError> {
+        Ok(IndexSnapshot::new(self.view(false)?))
+    }
+
+    /// What the index has applied (committed, flushed or not), `None` for an index that has
+    /// applied nothing. After a crash, a reopened index answers the checkpoint of its last
+    /// flush: the state machine replays the log after it.
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>, IndexError> {
         self.snapshot()?.checkpoint()
     }
@@ -215,35 +275,186 @@ impl Index {
     /// Starts the write transaction. There is one at a time: a second `begin` waits until
     /// the first is committed or dropped (dropped = rolled back).
     pub fn begin(&self) -> Result<IndexWriter<'_>, IndexError> {
-        let tx = self
-            .db
-            .begin_write()
-            .map_err(IndexError::store("beginning a write transaction"))?;
-        Ok(IndexWriter::new(self, tx))
+        let next_stream_id = {
+            let mut slot = self.writer.lock().expect("writer slot lock poisoned");
+            while slot.busy {
+                slot = self
+                    .writer_free
+                    .wait(slot)
+                    .expect("writer slot lock poisoned");
+            }
+            slot.busy = true;
+            slot.next_stream_id
+        };
+        match self.view(true) {
+            Ok(view) => Ok(IndexWriter::new(self, view, next_stream_id)),
+            Err(e) => {
+                self.release_writer();
+                Err(e)
+            }
+        }
     }
 
-    /// Makes every commit so far durable (an empty durable commit). For a timer, or before a
-    /// planned stop; dropping the index does the same.
+    /// Frees the writer slot (a writer ending, committed or not).
+    pub(crate) fn release_writer(&self) {
+        self.writer.lock().expect("writer slot lock poisoned").busy = false;
+        self.writer_free.notify_one();
+    }
+
+    /// Notes the next stream id after a commit; the caller holds the writer slot.
+    pub(crate) fn set_next_stream_id(&self, next: u64) {
+        self.writer
+            .lock()
+            .expect("writer slot lock poisoned")
+            .next_stream_id = next;
+    }
+
+    /// Writes every commit so far to redb, durably. For a timer, or before a planned stop;
+    /// dropping the index does the same.
     pub fn flush(&self) -> Result<(), IndexError> {
         self.begin()?.commit_durable()
     }
 
-    /// Whether the commit about to happen must be durable under [`IndexOptions`].
-    pub(crate) fn next_commit_is_durable(&self) -> bool {
-        let clock = self.clock.lock().expect("durability clock lock poisoned");
-        clock.commits_since_durable + 1 >= self.options.durable_every_commits
+    /// Counts a commit and says whether it must flush the memtable: when `forced`, or when
+    /// [`IndexOptions`] says it is due.
+    pub(crate) fn committed_is_flush_due(&self, forced: bool) -> bool {
+        let mut clock = self.clock.lock().expect("durability clock lock poisoned");
+        clock.commits_since_durable += 1;
+        forced
+            || clock.commits_since_durable >= self.options.durable_every_commits
             || clock.last_durable.elapsed() >= self.options.durable_every
     }
 
-    /// Records a successful commit.
-    pub(crate) fn committed(&self, durable: bool) {
-        let mut clock = self.clock.lock().expect("durability clock lock poisoned");
-        if durable {
-            clock.commits_since_durable = 0;
-            clock.last_durable = Instant::now();
-        } else {
-            clock.commits_since_durable += 1;
+    /// Writes the active memtable generation to redb in one durable transaction, with the
+    /// checkpoint of its last commit, then forgets it. The caller holds the writer slot (or
+    /// owns the index), so nothing commits meanwhile; readers go on, seeing the generation
+    /// being written (as "frozen") until redb has it.
+    pub(crate) fn flush_memtable(&self) -> Result<(), IndexError> {
+        let generation = {
+            let mut layers = self.layers.write().expect("memtable layers lock poisoned");
+            let active = layers.active.read();
+            if active.is_empty() {
+                drop(active);
+                self.flushed();
+                return Ok(());
+            }
+            let fresh = Generation::new(MemTable::starting_after(active.seq));
+            drop(active);
+            let frozen = std::mem::replace(&mut layers.active, fresh);
+            layers.frozen = Some(frozen.clone());
+            frozen
+        };
+        let result = self.write_to_redb(&generation.read());
+        let mut layers = self.layers.write().expect("memtable layers lock poisoned");
+        layers.frozen = None;
+        if result.is_err() {
+            // Nothing has committed to the fresh generation (the writer slot is held), so
+            // the unwritten one takes its place again and a later flush retries it.
+            layers.active = generation;
         }
+        drop(layers);
+        result?;
+        self.flushed();
+        Ok(())
+    }
+
+    fn flushed(&self) {
+        let mut clock = self.clock.lock().expect("durability clock lock poisoned");
+        clock.commits_since_durable = 0;
+        clock.last_durable = Instant::now();
+    }
+
+    /// One redb transaction with the latest value of every key in `table`, keys in order
+    /// (random keys, the event ids, sorted first: the B-tree is then walked once, not
+    /// jumped around).
+    fn write_to_redb(&self, table: &MemTable) -> Result<(), IndexError> {
+        let mut tx = self
+            .db
+            .begin_write()
+            .map_err(IndexError::store("beginning a flush"))?;
+        // Flushes are rare, so they also save the allocator state: reopening after a crash
+        // then needs no full repair walk of the file.
+        tx.set_quick_repair(true);
+        {
+            let mut names = tx
+                .open_table(STREAM_NAMES)
+                .map_err(IndexError::store("opening stream_names"))?;
+            let mut new: Vec<_> = table.names.iter().collect();
+            new.sort_unstable_by_key(|(id, _)| **id);
+            for (id, name) in new {
+                names
+                    .insert(*id, name.as_str().as_bytes())
+                    .map_err(IndexError::store("writing a stream name"))?;
+            }
+        }
+        {
+            let mut streams = tx
+                .open_table(STREAMS)
+                .map_err(IndexError::store("opening streams"))?;
+            let mut records: Vec<_> = table.records.iter().collect();
+            records.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (name, versions) in records {
+                streams
+                    .insert(
+                        name.as_str().as_bytes(),
+                        schema::encode(versions.latest()).as_slice(),
+                    )
+                    .map_err(IndexError::store("writing a stream"))?;
+            }
+        }
+        {
+            let mut events = tx
+                .open_table(EVENTS)
+                .map_err(IndexError::store("opening events"))?;
+            for (&key, versions) in &table.events {
+                events
+                    .insert(key, *versions.latest())
+                    .map_err(IndexError::store("writing an event"))?;
+            }
+        }
+        {
+            let mut all = tx
+                .open_table(ALL)
+                .map_err(IndexError::store("opening all"))?;
+            for (&position, versions) in &table.all {
+                all.insert(position, *versions.latest())
+                    .map_err(IndexError::store("writing an event to $all"))?;
+            }
+        }
+        {
+            let mut ids = tx
+                .open_table(EVENT_IDS)
+                .map_err(IndexError::store("opening event_ids"))?;
+            let mut sorted: Vec<(u128, (u64, u64))> = table
+                .ids
+                .iter()
+                .map(|(&id, versions)| (id, *versions.latest()))
+                .collect();
+            sorted.sort_unstable_by_key(|&(id, _)| id);
+            for (id, value) in sorted {
+                ids.insert(id, value)
+                    .map_err(IndexError::store("writing an event id"))?;
+            }
+        }
+        {
+            let mut meta = tx
+                .open_table(META)
+                .map_err(IndexError::store("opening meta"))?;
+            if let Some(checkpoint) = &table.checkpoint {
+                meta.insert(
+                    META_CHECKPOINT,
+                    schema::encode(checkpoint.latest()).as_slice(),
+                )
+                .map_err(IndexError::store("writing the checkpoint"))?;
+            }
+            if let Some(next) = table.next_stream_id {
+                meta.insert(META_NEXT_STREAM_ID, schema::encode_u64(next).as_slice())
+                    .map_err(IndexError::store("assigning stream ids"))?;
+            }
+        }
+        tx.commit()
+            .map_err(IndexError::store("committing a flush"))?;
+        Ok(())
     }
 }
 

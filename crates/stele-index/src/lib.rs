@@ -73,6 +73,7 @@
 mod checkpoint;
 mod error;
 mod index;
+mod memtable;
 mod schema;
 mod snapshot;
 mod writer;

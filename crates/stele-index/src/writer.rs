@@ -1,33 +1,31 @@
-//! The write transaction of the index: what the state machine applies, in one redb write
-//! transaction whose reads see its own writes, committed together with the checkpoint.
+//! The write transaction of the index: what the state machine applies. Puts are buffered in
+//! the writer (its reads see them), handed to the memtable at commit, and reach redb when the
+//! memtable is flushed (see the crate docs).
 
 use std::collections::HashMap;
 
-use redb::{Durability, WriteTransaction};
 use stele_core::{StreamMetadata, StreamName, StreamState};
 
-use crate::schema::{
-    self, StreamRecord, ALL, EVENTS, EVENT_IDS, META, META_CHECKPOINT, META_NEXT_STREAM_ID,
-    STREAMS, STREAM_NAMES,
-};
+use crate::memtable::Batch;
+use crate::schema::StreamRecord;
+use crate::snapshot::View;
 use crate::{Checkpoint, Index, IndexError};
 
-/// One write transaction. Dropping it without committing rolls it back.
+/// One write transaction. Dropping it without committing rolls it back. There is one at a
+/// time: [`Index::begin`] waits while another is open.
 ///
 /// Writes are applied in order and a later write of the same key wins; the index checks no
 /// invariant of the log (revisions following each other, positions growing): that is the
 /// state machine's job, and it decides before it writes.
 pub struct IndexWriter<'a> {
     index: &'a Index,
-    tx: WriteTransaction,
+    /// The committed index as this writer started: no one else commits or flushes meanwhile.
+    view: Option<View>,
+    /// What this transaction wrote, for its own reads and for the commit.
+    batch: Batch,
     /// Stream ids seen in this transaction, so that putting many events to one stream looks
     /// its id up once.
     stream_ids: HashMap<StreamName, u64>,
-    /// Events put but not yet written to their tables, as (stream id, revision, position,
-    /// event id). They are written at commit, opening each table once instead of three
-    /// times per event (measured: about a quarter of the insert cost). Bounded by what the
-    /// caller puts in one transaction.
-    pending_events: Vec<(u64, u64, u64, u128)>,
     /// The pending events by id, so that the idempotency lookup sees them.
     pending_ids: HashMap<u128, (u64, u64)>,
 }
@@ -38,52 +36,70 @@ impl std::fmt::Debug for IndexWriter<'_> {
     }
 }
 
+impl Drop for IndexWriter<'_> {
+    fn drop(&mut self) {
+        self.view = None;
+        self.index.release_writer();
+    }
+}
+
 impl<'a> IndexWriter<'a> {
-    pub(crate) fn new(index: &'a Index, tx: WriteTransaction) -> IndexWriter<'a> {
+    /// A writer over `view`; the caller holds the writer slot, which the writer releases.
+    pub(crate) fn new(index: &'a Index, view: View, next_stream_id: u64) -> IndexWriter<'a> {
         IndexWriter {
             index,
-            tx,
+            view: Some(view),
+            batch: Batch {
+                next_stream_id,
+                ..Batch::default()
+            },
             stream_ids: HashMap::new(),
-            pending_events: Vec::new(),
             pending_ids: HashMap::new(),
         }
     }
 
+    fn view(&self) -> &View {
+        self.view
+            .as_ref()
+            .expect("a writer has its view until it ends")
+    }
+
     fn record(&self, stream: &StreamName) -> Result<Option<StreamRecord>, IndexError> {
-        let streams = self
-            .tx
-            .open_table(STREAMS)
-            .map_err(IndexError::store("opening streams"))?;
-        schema::stream_record(&streams, stream)
+        if let Some(record) = self.batch.records.get(stream) {
+            return Ok(Some(record.clone()));
+        }
+        self.view().record(stream)
     }
 
     /// The stream's state including this transaction's writes; the default for an unknown
     /// stream.
     pub fn stream_state(&self, stream: &StreamName) -> Result<StreamState, IndexError> {
+        if let Some(record) = self.batch.records.get(stream) {
+            return Ok(record.state.clone());
+        }
         Ok(self.record(stream)?.map(|r| r.state).unwrap_or_default())
     }
 
     /// The stream's metadata including this transaction's writes; the default for an unknown
     /// stream.
     pub fn stream_metadata(&self, stream: &StreamName) -> Result<StreamMetadata, IndexError> {
+        if let Some(record) = self.batch.records.get(stream) {
+            return Ok(record.metadata.clone());
+        }
         Ok(self.record(stream)?.map(|r| r.metadata).unwrap_or_default())
     }
 
     /// The stream and revision an event id was written at, including this transaction's
     /// writes: the idempotency lookup.
     pub fn event_revision(&self, id: &uuid::Uuid) -> Result<Option<(StreamName, u64)>, IndexError> {
-        let names = self
-            .tx
-            .open_table(STREAM_NAMES)
-            .map_err(IndexError::store("opening stream_names"))?;
         if let Some(&(stream_id, revision)) = self.pending_ids.get(&id.as_u128()) {
-            return Ok(Some((schema::stream_name(&names, stream_id)?, revision)));
+            let name = match self.batch.new_streams.iter().find(|(i, _)| *i == stream_id) {
+                Some((_, name)) => name.clone(),
+                None => self.view().stream_name(stream_id)?,
+            };
+            return Ok(Some((name, revision)));
         }
-        let ids = self
-            .tx
-            .open_table(EVENT_IDS)
-            .map_err(IndexError::store("opening event_ids"))?;
-        schema::event_revision(&ids, &names, id)
+        self.view().event_revision(id)
     }
 
     /// The stream's id, assigning the next one (and an empty record) to a stream never seen.
@@ -94,34 +110,16 @@ impl<'a> IndexWriter<'a> {
         let id = match self.record(stream)? {
             Some(record) => record.id,
             None => {
-                let mut meta = self
-                    .tx
-                    .open_table(META)
-                    .map_err(IndexError::store("opening meta"))?;
-                let id = schema::meta_u64(&meta, META_NEXT_STREAM_ID)?.unwrap_or(0);
-                meta.insert(META_NEXT_STREAM_ID, schema::encode_u64(id + 1).as_slice())
-                    .map_err(IndexError::store("assigning a stream id"))?;
-                let mut names = self
-                    .tx
-                    .open_table(STREAM_NAMES)
-                    .map_err(IndexError::store("opening stream_names"))?;
-                names
-                    .insert(id, stream.as_str().as_bytes())
-                    .map_err(IndexError::store("writing a stream name"))?;
-                let record = StreamRecord {
-                    id,
-                    ..StreamRecord::default()
-                };
-                let mut streams = self
-                    .tx
-                    .open_table(STREAMS)
-                    .map_err(IndexError::store("opening streams"))?;
-                streams
-                    .insert(
-                        stream.as_str().as_bytes(),
-                        schema::encode(&record).as_slice(),
-                    )
-                    .map_err(IndexError::store("writing a stream"))?;
+                let id = self.batch.next_stream_id;
+                self.batch.next_stream_id += 1;
+                self.batch.new_streams.push((id, stream.clone()));
+                self.batch.records.insert(
+                    stream.clone(),
+                    StreamRecord {
+                        id,
+                        ..StreamRecord::default()
+                    },
+                );
                 id
             }
         };
@@ -139,41 +137,10 @@ impl<'a> IndexWriter<'a> {
         id: &uuid::Uuid,
     ) -> Result<(), IndexError> {
         let stream_id = self.stream_id(stream)?;
-        self.pending_events
+        self.batch
+            .events
             .push((stream_id, revision, position, id.as_u128()));
         self.pending_ids.insert(id.as_u128(), (stream_id, revision));
-        Ok(())
-    }
-
-    /// Writes the pending events into their tables.
-    fn write_pending_events(&mut self) -> Result<(), IndexError> {
-        if self.pending_events.is_empty() {
-            return Ok(());
-        }
-        let mut events = self
-            .tx
-            .open_table(EVENTS)
-            .map_err(IndexError::store("opening events"))?;
-        let mut all = self
-            .tx
-            .open_table(ALL)
-            .map_err(IndexError::store("opening all"))?;
-        let mut ids = self
-            .tx
-            .open_table(EVENT_IDS)
-            .map_err(IndexError::store("opening event_ids"))?;
-        for &(stream_id, revision, position, id) in &self.pending_events {
-            events
-                .insert((stream_id, revision), position)
-                .map_err(IndexError::store("writing an event"))?;
-            all.insert(position, revision)
-                .map_err(IndexError::store("writing an event to $all"))?;
-            ids.insert(id, (stream_id, revision))
-                .map_err(IndexError::store("writing an event id"))?;
-        }
-        drop((events, all, ids));
-        self.pending_events.clear();
-        self.pending_ids.clear();
         Ok(())
     }
 
@@ -188,16 +155,7 @@ impl<'a> IndexWriter<'a> {
             ..StreamRecord::default()
         });
         update(&mut record);
-        let mut streams = self
-            .tx
-            .open_table(STREAMS)
-            .map_err(IndexError::store("opening streams"))?;
-        streams
-            .insert(
-                stream.as_str().as_bytes(),
-                schema::encode(&record).as_slice(),
-            )
-            .map_err(IndexError::store("writing a stream"))?;
+        self.batch.records.insert(stream.clone(), record);
         Ok(())
     }
 
@@ -206,6 +164,10 @@ impl<'a> IndexWriter<'a> {
         stream: &StreamName,
         state: &StreamState,
     ) -> Result<(), IndexError> {
+        if let Some(record) = self.batch.records.get_mut(stream) {
+            record.state = state.clone();
+            return Ok(());
+        }
         self.update_record(stream, |record| record.state = state.clone())
     }
 
@@ -214,47 +176,54 @@ impl<'a> IndexWriter<'a> {
         stream: &StreamName,
         metadata: &StreamMetadata,
     ) -> Result<(), IndexError> {
+        if let Some(record) = self.batch.records.get_mut(stream) {
+            record.metadata = metadata.clone();
+            return Ok(());
+        }
         self.update_record(stream, |record| record.metadata = metadata.clone())
     }
 
-    /// Records what this transaction brings the index up to. It commits with the data.
+    /// Records what this transaction brings the index up to. It commits with the data, and
+    /// reaches redb with it.
     pub fn set_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), IndexError> {
-        let mut meta = self
-            .tx
-            .open_table(META)
-            .map_err(IndexError::store("opening meta"))?;
-        meta.insert(META_CHECKPOINT, schema::encode(checkpoint).as_slice())
-            .map_err(IndexError::store("writing the checkpoint"))?;
+        self.batch.checkpoint = Some(checkpoint.clone());
         Ok(())
     }
 
-    /// Commits without fsync, unless [`crate::IndexOptions`] says this commit is due to be
-    /// durable. A non-durable commit is visible to readers at once and survives a clean
-    /// shutdown, but a crash rolls it back to the last durable commit.
+    /// Commits to the memtable: visible to readers at once, in redb (durably) when the
+    /// memtable is next flushed, which this commit does itself when [`crate::IndexOptions`]
+    /// says a flush is due. A crash loses what was not flushed, back to the checkpoint of the
+    /// last flush.
     pub fn commit(self) -> Result<(), IndexError> {
-        let durable = self.index.next_commit_is_durable();
-        self.finish(durable)
+        self.finish(false)
     }
 
-    /// Commits and fsyncs: this commit and every one before it survive a crash.
+    /// Commits and flushes the memtable to redb durably: this commit and every one before it
+    /// survive a crash.
     pub fn commit_durable(self) -> Result<(), IndexError> {
         self.finish(true)
     }
 
-    fn finish(mut self, durable: bool) -> Result<(), IndexError> {
-        self.write_pending_events()?;
-        if durable {
-            // Durable commits are rare, so they also save the allocator state: reopening
-            // after a crash then needs no full repair walk of the file.
-            self.tx.set_quick_repair(true);
-        } else {
-            self.tx
-                .set_durability(Durability::None)
-                .map_err(IndexError::store("lowering durability"))?;
+    fn finish(mut self, flush: bool) -> Result<(), IndexError> {
+        // The view's read transaction would only hold pages back from the flush.
+        let view = self
+            .view
+            .take()
+            .expect("a writer has its view until it ends");
+        let batch = std::mem::take(&mut self.batch);
+        self.index.set_next_stream_id(batch.next_stream_id);
+        let full = {
+            let mut table = view.layers.active.write();
+            table.apply(batch);
+            table.entries >= self.index.options.memtable_limit
+        };
+        drop(view);
+        let flush = self.index.committed_is_flush_due(flush || full);
+        if flush {
+            self.index.flush_memtable()?;
         }
-        self.tx.commit().map_err(IndexError::store("committing"))?;
-        self.index.committed(durable);
         Ok(())
+        // Dropping `self` releases the writer slot.
     }
 }
 
