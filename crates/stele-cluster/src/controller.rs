@@ -135,11 +135,32 @@ async fn gossip_loop(node: Node) {
                 }
             });
         futures::future::join_all(rounds).await;
-        tokio::select! {
-            _ = tokio::time::sleep(config.interval) => {}
-            _ = shutdown.changed() => return,
+        // Gossip again after the interval, or at once when this node's role or leader
+        // changes, so that every member's view (and the clients reading it) follows an
+        // election within a round trip rather than a gossip interval.
+        let deadline = tokio::time::Instant::now() + config.interval;
+        let seen = role(&node);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(ROLE_POLL) => {
+                    if role(&node) != seen {
+                        break;
+                    }
+                }
+            }
         }
     }
+}
+
+/// How often the gossip loop looks for a change of role or leader between rounds.
+const ROLE_POLL: Duration = Duration::from_millis(50);
+
+/// What other members need to hear about at once.
+fn role(node: &Node) -> (Option<u64>, crate::VNodeState) {
+    let leader = node.inner.raft.metrics().borrow_watched().current_leader;
+    (leader, node.status().state)
 }
 
 struct ControlState {
