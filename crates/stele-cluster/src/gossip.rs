@@ -329,6 +329,40 @@ mod tests {
         ));
     }
 
+    #[tokio::test]
+    async fn dns_names_become_gossip_targets_with_the_cluster_gossip_port() {
+        let config = GossipConfig {
+            seeds: vec![("10.0.0.9".into(), 2113)],
+            dns: Some(("localhost".into(), 2999)),
+            ..config()
+        };
+        let table = MemberTable::new(config, Uuid::new_v4());
+        let targets = table.targets().await;
+        assert!(targets.contains(&("10.0.0.9".into(), 2113)), "{targets:?}");
+        assert!(
+            targets
+                .iter()
+                .any(|(host, port)| *port == 2999 && (host == "127.0.0.1" || host == "::1")),
+            "{targets:?}"
+        );
+    }
+
+    #[test]
+    fn unreachable_members_are_dead_until_heard_from() {
+        let table = MemberTable::new(config(), Uuid::new_v4());
+        let sender = status(2113, None);
+        let message = GossipMessage {
+            sender: sender.clone(),
+            members: vec![],
+            sent_at_unix_ms: unix_ms_now(),
+        };
+        table.merge(&message, None);
+        table.mark_unreachable(&sender.gossip_endpoint);
+        assert!(!table.members()[0].is_alive);
+        table.merge(&message, None);
+        assert!(table.members()[0].is_alive);
+    }
+
     #[test]
     fn silent_members_turn_dead() {
         let table = MemberTable::new(config(), Uuid::new_v4());
