@@ -149,8 +149,10 @@ pub fn help_text() -> String {
          config file > default.\n\
          \n\
          Other commands:\n  \
-           stele --help       this text\n  \
-           stele --version    the version\n\
+           stele bench --help         append load against a node, with latency figures\n  \
+           stele dev-cluster --help   a local cluster of voters and read-only replicas\n  \
+           stele --help               this text\n  \
+           stele --version            the version\n\
          \n\
          Options:\n",
     );
