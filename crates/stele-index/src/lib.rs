@@ -49,25 +49,60 @@
 //! key is 16 bytes whatever the name's length. Measured no slower than keying by name with
 //! 25-byte names (within noise), and smaller for longer names.
 //!
+//! # The memtable: commits in memory, flushed to redb in one transaction
+//!
+//! A redb commit has a fixed cost (page copy-on-write, checksums, allocator bookkeeping) that
+//! dominated a busy follower, which applies small batches (10 to 50 one-event appends) one
+//! redb transaction each. So [`IndexWriter::commit`] does not touch redb: the writer buffers
+//! its puts (its own reads see them) and at commit hands them to the **memtable**, an
+//! in-memory layer of `BTreeMap`s and `HashMap`s with the same keys as the tables (stream
+//! record by name, `(stream id, revision) → position`, `$all` position → revision, event id →
+//! `(stream id, revision)`, names of new streams, the checkpoint). The memtable is written to
+//! redb in **one** durable transaction — with the checkpoint of the last commit it holds, and
+//! the next stream id — and replaced by an empty one (a **flush**) when:
+//!
+//! - it holds [`IndexOptions::memtable_limit`] entries (events and stream-record writes;
+//!   default 65,536), the bound on its memory (DESIGN.md decision 12);
+//! - [`IndexOptions::durable_every_commits`] commits or [`IndexOptions::durable_every`] have
+//!   passed since the last flush (checked at each commit; defaults 20,000 and 10 s);
+//! - [`IndexWriter::commit_durable`] or [`Index::flush`] is called, or the [`Index`] is
+//!   dropped (a clean close).
+//!
+//! The flush runs in the committing thread, so that commit takes as long as the redb
+//! transaction (`examples/apply.rs` prints the slowest batch). Flushes are the only redb
+//! writes, and each is durable: redb's file always ends at a flush.
+//!
+//! **Reads** merge the layers, newest first: the writer's own puts (writer reads only), the
+//! memtable, the generation being flushed (while a flush runs, readers see it until redb
+//! does), then redb. A point read takes the first layer that has the key; a range read
+//! (`stream_range`, `all_range` both ways, `last_position`) merges the sorted layers lazily,
+//! the newer layer winning on equal keys, so counts hold across the boundary. Every value in
+//! the memtable carries the number of the commit that wrote it and a key keeps its versions
+//! until the flush, so an [`IndexSnapshot`] (which notes the last commit when it was taken,
+//! and holds the generations and a redb read transaction taken together under one lock) sees
+//! exactly one committed state, whatever commits or flushes after it.
+//!
+//! **Checkpoint.** [`Index::checkpoint`] answers the last committed checkpoint, in memory or
+//! in redb. The state machine reads it only when it opens, when the memtable is empty, so it
+//! is redb's: the checkpoint of the last flush, in the same transaction as the data it
+//! describes. During a run the state machine keeps its applied position in memory.
+//!
 //! # What survives a crash
 //!
-//! [`IndexWriter::commit`] does not fsync (redb `Durability::None`): the commit is visible to
-//! readers at once and survives a clean close (dropping the [`Index`] makes a durable
-//! commit), but a crash — of the process, not only of the machine; `tests/crash.rs` kills a
-//! writer and sees this — rolls the index back to the last durable commit. A commit is durable
-//! when [`IndexWriter::commit_durable`] or [`Index::flush`] is used, or when
-//! [`IndexOptions`] says it is due (every 1,000 commits, or the first commit a second or more
-//! after the last durable one). After a crash the index is therefore always a prefix of what
-//! was committed, ending at a durable commit, with the checkpoint written in that same
-//! transaction: never data without its checkpoint or a checkpoint without its data. The state
-//! machine replays the log after that checkpoint.
+//! A crash (of the process, not only of the machine; `tests/crash.rs` kills a writer and
+//! sees this) loses the memtable: the index reopens at its last flush, with exactly that
+//! flush's data and checkpoint — never data without its checkpoint or a checkpoint without its
+//! data — and the state machine replays the log after that checkpoint (the index is derived,
+//! decision 7). So a crash costs replaying at most [`IndexOptions::memtable_limit`] entries,
+//! `durable_every_commits` commits or `durable_every` of log. A clean close (dropping the
+//! [`Index`]) flushes, and a restart replays nothing.
 //!
 //! Two consequences for the caller: the time trigger fires only on a commit, so an index that
-//! goes idle after a burst keeps its last commits volatile until the next commit or
+//! goes idle after a burst keeps its last commits in memory until the next commit or
 //! [`Index::flush`] (call it from a timer if replay time matters); and the index must never be
 //! durable ahead of the log, so apply only entries the local log has fsynced.
 //!
-//! Durable commits also save redb's allocator state ("quick repair"), so reopening after a
+//! Flushes also save redb's allocator state ("quick repair"), so reopening after a
 //! crash does not walk the whole file.
 
 mod checkpoint;

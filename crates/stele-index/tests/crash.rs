@@ -1,6 +1,7 @@
 //! A process that dies without closing the index leaves, on reopening, a consistent prefix of
-//! its commits: the data of exactly the commits its checkpoint names, never a mix, and at
-//! least everything up to the last durable commit.
+//! its commits: the data of exactly the commits its checkpoint names, never a mix, and exactly
+//! everything up to the last flush of the memtable (a durable commit, or a commit that filled
+//! the memtable); the commits after it were only in memory and are gone.
 //!
 //! The test runs itself as a child process that writes and then exits without running any
 //! destructor (so redb gets no clean close), then reopens the file in the parent.
@@ -14,6 +15,9 @@ use stele_index::{Checkpoint, Index, IndexOptions};
 use uuid::Uuid;
 
 const CHILD_ENV: &str = "STELE_INDEX_CRASH_CHILD_PATH";
+const LIMIT_ENV: &str = "STELE_INDEX_CRASH_CHILD_MEMTABLE_LIMIT";
+/// Entries a batch puts in the memtable: its events and one stream record.
+const ENTRIES_PER_BATCH: usize = EVENTS_PER_BATCH as usize + 1;
 const DURABLE_BATCHES: u64 = 3;
 const ALL_BATCHES: u64 = 8;
 const EVENTS_PER_BATCH: u64 = 10;
@@ -33,10 +37,11 @@ fn checkpoint(batch: u64) -> Checkpoint {
 }
 
 /// Batch `b` holds revisions `b*10 .. b*10+10` at positions `revision * 100`.
-fn write_and_die(path: &Path) -> ! {
+fn write_and_die(path: &Path, memtable_limit: usize) -> ! {
     let index = Index::open_with(
         path,
         IndexOptions {
+            memtable_limit,
             durable_every_commits: u64::MAX,
             durable_every: Duration::from_secs(3600),
             ..IndexOptions::default()
@@ -70,21 +75,19 @@ fn write_and_die(path: &Path) -> ! {
     std::process::exit(0);
 }
 
-#[test]
-fn a_crashed_index_reopens_at_a_consistent_prefix_with_its_checkpoint() {
+/// Runs this test binary's `test` as a child that writes with `memtable_limit` and dies, then
+/// reopens what it left and checks it ends exactly at batch `flushed`.
+fn crash_and_reopen(test: &str, memtable_limit: usize, flushed: u64) {
     if let Some(path) = std::env::var_os(CHILD_ENV) {
-        write_and_die(Path::new(&path));
+        let limit = std::env::var(LIMIT_ENV).unwrap().parse().unwrap();
+        write_and_die(Path::new(&path), limit);
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index.redb");
     let status = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_crashed_index_reopens_at_a_consistent_prefix_with_its_checkpoint",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, &path)
+        .env(LIMIT_ENV, memtable_limit.to_string())
         .status()
         .unwrap();
     assert!(status.success(), "child failed: {status}");
@@ -92,11 +95,7 @@ fn a_crashed_index_reopens_at_a_consistent_prefix_with_its_checkpoint() {
     let index = Index::open(&path).unwrap();
     let checkpoint = index.checkpoint().unwrap().expect("a durable checkpoint");
     let batch = checkpoint.applied_log_index;
-    assert!(
-        batch >= DURABLE_BATCHES - 1,
-        "the durable commits were lost: checkpoint {checkpoint:?}"
-    );
-    assert!(batch < ALL_BATCHES, "{checkpoint:?}");
+    assert_eq!(batch, flushed, "not the last flush: {checkpoint:?}");
     assert_eq!(checkpoint, self::checkpoint(batch));
     let revisions = (batch + 1) * EVENTS_PER_BATCH;
     let expected: Vec<(u64, u64)> = (0..revisions).map(|r| (r, r * 100)).collect();
@@ -109,10 +108,7 @@ fn a_crashed_index_reopens_at_a_consistent_prefix_with_its_checkpoint() {
         Some(revisions - 1)
     );
     assert_eq!(index.last_position().unwrap(), Some((revisions - 1) * 100));
-    eprintln!(
-        "reopened at checkpoint {batch} (durable up to {})",
-        DURABLE_BATCHES - 1
-    );
+    eprintln!("reopened at checkpoint {batch}");
 
     // The reopened index takes writes again.
     let mut w = index.begin().unwrap();
@@ -120,4 +116,25 @@ fn a_crashed_index_reopens_at_a_consistent_prefix_with_its_checkpoint() {
         .unwrap();
     w.commit().unwrap();
     assert_eq!(index.last_position().unwrap(), Some(revisions * 100));
+}
+
+#[test]
+fn a_crashed_index_reopens_at_its_last_durable_commit() {
+    // The memtable never fills: the last flush is the last durable commit.
+    crash_and_reopen(
+        "a_crashed_index_reopens_at_its_last_durable_commit",
+        usize::MAX,
+        DURABLE_BATCHES - 1,
+    );
+}
+
+#[test]
+fn a_crashed_index_reopens_at_the_last_flush_of_a_full_memtable() {
+    // The memtable fills at every third batch after the durable ones: batch 5 flushed it,
+    // batches 6 and 7 were only in memory.
+    crash_and_reopen(
+        "a_crashed_index_reopens_at_the_last_flush_of_a_full_memtable",
+        3 * ENTRIES_PER_BATCH,
+        DURABLE_BATCHES + 2,
+    );
 }
