@@ -256,6 +256,8 @@ pub(crate) struct NodeInner {
     /// since.
     pub(crate) resigned_in_term: Mutex<Option<u64>>,
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+    /// Set when an operator asks the process to stop (`/admin/shutdown`, `Operations.Shutdown`).
+    stop_requested: tokio::sync::watch::Sender<bool>,
 }
 
 /// This node's id and cluster, as the transport's handshake needs them.
@@ -439,6 +441,7 @@ impl Node {
         let members = MemberTable::new(config.gossip.clone(), identity.instance_id);
         let priority = AtomicI32::new(config.node_priority);
         let (shutdown, _) = tokio::sync::watch::channel(false);
+        let (stop_requested, _) = tokio::sync::watch::channel(false);
         let node = Node {
             inner: Arc::new(NodeInner {
                 config,
@@ -453,6 +456,7 @@ impl Node {
                 priority,
                 resigned_in_term: Mutex::new(None),
                 shutdown,
+                stop_requested,
             }),
         };
         node.refresh_cluster_id();
@@ -469,6 +473,18 @@ impl Node {
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "consensus engine did not stop cleanly");
         }
+    }
+
+    /// Asks the process to stop, as SIGTERM does (`/admin/shutdown`, `Operations.Shutdown`).
+    pub fn request_stop(&self) {
+        tracing::info!("an operator asked this node to shut down");
+        self.inner.stop_requested.send_replace(true);
+    }
+
+    /// Completes once [`Node::request_stop`] has been called.
+    pub async fn stop_requested(&self) {
+        let mut requested = self.inner.stop_requested.subscribe();
+        let _ = requested.wait_for(|&stop| stop).await;
     }
 
     /// Reads the cluster id from the membership in the log, for the transport's handshake.

@@ -83,7 +83,14 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
     );
     let http = stele_api::http::router(node.clone());
     let grpc = stele_api::grpc::routes(node.clone());
-    stele_api::serve::serve(listener, http, grpc, shutdown_signal())
+    let stop = node.clone();
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = stop.stop_requested() => {}
+        }
+    };
+    stele_api::serve::serve(listener, http, grpc, stop)
         .await
         .context("serving")?;
     tracing::info!("shutting down");

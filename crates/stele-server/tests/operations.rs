@@ -1,6 +1,7 @@
 //! Operator commands on a single node: `Operations.ResignNode` and `SetNodePriority` through
 //! the official Rust client, the same over HTTP (`/admin/node/resign`,
-//! `/admin/node/priority/{n}`), the methods not built answering UNIMPLEMENTED, and the new
+//! `/admin/node/priority/{n}`), Shutdown stopping the process (gRPC and `/admin/shutdown`),
+//! the methods not built answering UNIMPLEMENTED, and the new
 //! priority showing in `/gossip` (PROTOCOL.md §2, §9, §12).
 
 mod common;
@@ -130,7 +131,6 @@ async fn operations_not_built_answer_unimplemented() {
     // Over raw gRPC the status says why.
     let channel = wire::channel(&node).await;
     for path in [
-        "/event_store.client.operations.Operations/Shutdown",
         "/event_store.client.operations.Operations/RestartPersistentSubscriptions",
         "/event_store.client.operations.Operations/StopScavenge",
     ] {
@@ -143,13 +143,36 @@ async fn operations_not_built_answer_unimplemented() {
             "{path}: {status:?}"
         );
     }
-    // Shutdown did not shut the node down.
+    // The node still serves.
     let (code, _) = post(&node, "/admin/node/resign").await;
     assert_eq!(code, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn server_features_list_the_two_operations_served() {
+async fn shutdown_stops_the_process_over_grpc_and_http() {
+    for over_http in [false, true] {
+        let (mut node, _client) = start_in_memory().await;
+        if over_http {
+            assert_eq!(post(&node, "/admin/shutdown").await, (200, "OK".to_owned()));
+        } else {
+            operations_client(&node)
+                .shutdown(&OperationalOptions::default())
+                .await
+                .expect("Operations.Shutdown");
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while node.is_running() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the node did not stop after a shutdown request (over HTTP: {over_http})"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_features_list_the_operations_served() {
     let (node, _client) = start_in_memory().await;
     let mut features = ServerFeaturesClient::new(wire::channel(&node).await);
     let methods = features
@@ -164,7 +187,7 @@ async fn server_features_list_the_two_operations_served() {
         .map(|m| m.method_name.clone())
         .collect();
     operations.sort();
-    assert_eq!(operations, ["resignnode", "setnodepriority"]);
+    assert_eq!(operations, ["resignnode", "setnodepriority", "shutdown"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,12 +4,12 @@
 //! What this module owns: ResignNode and SetNodePriority, which are leadership transfers on
 //! the node (DESIGN.md decision 9): a leader hands over to the best other caught-up voter,
 //! or to a caught-up voter of higher priority. On a node that is not the leader, ResignNode
-//! does nothing and answers OK, as EventStoreDB does.
+//! does nothing and answers OK, as EventStoreDB does. Shutdown stops the process as SIGTERM
+//! does (`Node::request_stop`).
 //!
 //! What it deliberately does not own: scavenging (StartScavenge, StopScavenge), index merges
 //! (MergeIndexes) and persistent subscriptions (RestartPersistentSubscriptions), which Stele
-//! has not built, and Shutdown, which needs the process's shutdown trigger that this service
-//! is not given. Those answer UNIMPLEMENTED with a message saying why; the Rust client turns
+//! has not built. Those answer UNIMPLEMENTED with a message saying why; the Rust client turns
 //! that into `UnsupportedFeature`. ServerFeatures lists only the two methods served.
 //! Authentication: none; Stele serves insecure mode only, where EventStoreDB lets anyone in.
 
@@ -54,9 +54,8 @@ impl Operations for OperationsService {
     }
 
     async fn shutdown(&self, _request: Request<Empty>) -> Result<Response<Empty>, Status> {
-        Err(Status::unimplemented(
-            "shutting down over gRPC is not supported by this server yet; send the process SIGTERM",
-        ))
+        self.node.request_stop();
+        Ok(Response::new(Empty {}))
     }
 
     async fn merge_indexes(&self, _request: Request<Empty>) -> Result<Response<Empty>, Status> {

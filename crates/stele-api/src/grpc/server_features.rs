@@ -6,7 +6,7 @@
 //! names exactly what is served, because clients switch features on from it (BatchAppend for
 //! the Rust and Node clients; persistent-subscription management once those services exist).
 //! Of Operations, only the methods that do something are listed (`resignnode`,
-//! `setnodepriority`); the others answer UNIMPLEMENTED.
+//! `setnodepriority`, `shutdown`); the others answer UNIMPLEMENTED.
 
 use stele_proto::server_features::server_features_server::ServerFeatures;
 use stele_proto::server_features::{SupportedMethod, SupportedMethods};
@@ -32,6 +32,7 @@ const METHODS: &[(&str, &str, &[&str])] = &[
     (GOSSIP, "read", &[]),
     (OPERATIONS, "resignnode", &[]),
     (OPERATIONS, "setnodepriority", &[]),
+    (OPERATIONS, "shutdown", &[]),
 ];
 
 #[derive(Debug, Clone, Default)]
@@ -85,14 +86,14 @@ mod tests {
             .methods
             .iter()
             .any(|m| m.service_name.contains("persistent")));
-        // Of Operations, only what is implemented (scavenging, shutdown are UNIMPLEMENTED).
+        // Of Operations, only what is implemented (scavenging is UNIMPLEMENTED).
         let operations: Vec<&str> = methods
             .methods
             .iter()
             .filter(|m| m.service_name == "event_store.client.operations.operations")
             .map(|m| m.method_name.as_str())
             .collect();
-        assert_eq!(operations, ["resignnode", "setnodepriority"]);
+        assert_eq!(operations, ["resignnode", "setnodepriority", "shutdown"]);
     }
 
     /// The generated server and client agree over a real HTTP/2 connection, through the

@@ -1,12 +1,13 @@
 //! The operator endpoints of EventStoreDB's HTTP API that Stele acts on (PROTOCOL.md §12):
-//! `POST /admin/node/resign` and `POST /admin/node/priority/{n}`, the HTTP twins of
-//! `Operations.ResignNode` and `Operations.SetNodePriority`. Both answer 200 `OK`; a priority
+//! `POST /admin/node/resign`, `POST /admin/node/priority/{n}` and `POST /admin/shutdown`, the
+//! HTTP twins of `Operations.ResignNode`, `SetNodePriority` and `Shutdown`. All answer 200
+//! `OK`; a priority
 //! that is not an integer is 400 `nodePriority must be an integer.`, EventStoreDB's text.
 //!
 //! What this module owns: those two routes and how an [`AdminError`] becomes an HTTP
 //! answer. What it does not own: authentication (Stele serves insecure mode only, where
 //! EventStoreDB lets anyone in, so there is no 401), and the other `/admin` endpoints
-//! (shutdown, scavenge, merge indexes, reload config), which are not served and so are 404.
+//! (scavenge, merge indexes, reload config), which are not served and so are 404.
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ const NOT_AN_INTEGER_TEXT: &str = "nodePriority must be an integer.";
 pub(crate) trait NodeAdmin: Send + Sync + 'static {
     fn resign(&self) -> BoxFuture<'_, Result<(), AdminError>>;
     fn set_node_priority(&self, priority: i32) -> BoxFuture<'_, Result<(), AdminError>>;
+    fn request_stop(&self);
 }
 
 impl NodeAdmin for Node {
@@ -37,6 +39,10 @@ impl NodeAdmin for Node {
     fn set_node_priority(&self, priority: i32) -> BoxFuture<'_, Result<(), AdminError>> {
         Box::pin(Node::set_node_priority(self, priority))
     }
+
+    fn request_stop(&self) {
+        Node::request_stop(self)
+    }
 }
 
 type SharedAdmin = Arc<dyn NodeAdmin>;
@@ -44,9 +50,16 @@ type SharedAdmin = Arc<dyn NodeAdmin>;
 /// The admin routes of a node.
 pub(crate) fn routes(node: SharedAdmin) -> Router {
     Router::new()
+        .route("/admin/shutdown", post(shutdown))
         .route("/admin/node/resign", post(resign))
         .route("/admin/node/priority/{priority}", post(set_node_priority))
         .with_state(node)
+}
+
+/// Stops the process once this answer is sent, as SIGTERM does.
+async fn shutdown(State(node): State<SharedAdmin>) -> (StatusCode, &'static str) {
+    node.request_stop();
+    (StatusCode::OK, OK_TEXT)
 }
 
 async fn resign(State(node): State<SharedAdmin>) -> (StatusCode, &'static str) {
@@ -130,6 +143,10 @@ mod tests {
                 .unwrap()
                 .push(format!("priority {priority}"));
             Box::pin(std::future::ready(self.outcome()))
+        }
+
+        fn request_stop(&self) {
+            self.calls.lock().unwrap().push("stop".into());
         }
     }
 
