@@ -2,7 +2,8 @@
 //! transactions, the memtable over redb and the policy that decides when it is flushed.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use redb::backends::InMemoryBackend;
@@ -56,6 +57,14 @@ pub(crate) struct DurabilityClock {
     last_durable: Instant,
 }
 
+/// What a background flush shares with the index.
+struct Shared {
+    db: Database,
+    /// The memtable generations; the lock is held briefly to take a view or swap a
+    /// generation at a flush.
+    layers: RwLock<Layers>,
+}
+
 /// Who may write: one [`IndexWriter`] at a time.
 #[derive(Debug)]
 struct WriterSlot {
@@ -68,11 +77,10 @@ struct WriterSlot {
 /// revision, event id → (stream, revision), per-stream state and metadata, and the checkpoint
 /// of what has been applied. Reads may run from any thread while one writer writes.
 pub struct Index {
-    db: Database,
+    shared: Arc<Shared>,
     pub(crate) options: IndexOptions,
-    /// The memtable generations; the lock is held briefly to take a view or swap a
-    /// generation at a flush.
-    layers: RwLock<Layers>,
+    /// The background flush in flight, if any.
+    flushing: Mutex<Option<JoinHandle<Result<(), IndexError>>>>,
     writer: Mutex<WriterSlot>,
     writer_free: Condvar,
     clock: Mutex<DurabilityClock>,
@@ -90,7 +98,7 @@ impl Drop for Index {
     /// A clean close writes the memtable to redb, so a restart replays nothing.
     fn drop(&mut self) {
         // Nothing to report it to: a failed flush costs a replay at the next start.
-        let _ = self.flush_memtable();
+        let _ = self.flush_memtable(false);
     }
 }
 
@@ -176,12 +184,15 @@ impl Index {
         }
         tx.commit().map_err(|e| open_error(e.into()))?;
         Ok(Index {
-            db,
-            options,
-            layers: RwLock::new(Layers {
-                active: Generation::new(MemTable::default()),
-                frozen: None,
+            shared: Arc::new(Shared {
+                db,
+                layers: RwLock::new(Layers {
+                    active: Generation::new(MemTable::default()),
+                    frozen: None,
+                }),
             }),
+            options,
+            flushing: Mutex::new(None),
             writer: Mutex::new(WriterSlot {
                 busy: false,
                 next_stream_id,
@@ -197,7 +208,11 @@ impl Index {
     /// The memtable and redb as of now: everything committed (`latest`), or up to the last
     /// commit as this is called (a snapshot, which later commits do not change).
     fn view(&self, latest: bool) -> Result<View, IndexError> {
-        let layers = self.layers.read().expect("memtable layers lock poisoned");
+        let layers = self
+            .shared
+            .layers
+            .read()
+            .expect("memtable layers lock poisoned");
         let seq = if latest {
             u64::MAX
         } else {
@@ -205,6 +220,7 @@ impl Index {
         };
         // Under the layer lock: a flush cannot swap generations between the two.
         let tx = self
+            .shared
             .db
             .begin_read()
             .map_err(IndexError::store("beginning a read transaction"))?;
@@ -326,15 +342,26 @@ impl Index {
     }
 
     /// Writes the active memtable generation to redb in one durable transaction, with the
-    /// checkpoint of its last commit, then forgets it. The caller holds the writer slot (or
-    /// owns the index), so nothing commits meanwhile; readers go on, seeing the generation
-    /// being written (as "frozen") until redb has it.
-    pub(crate) fn flush_memtable(&self) -> Result<(), IndexError> {
+    /// checkpoint of its last commit, then forgets it: in a background thread when
+    /// `background`, else before returning. The caller holds the writer slot (or owns the
+    /// index), so nothing commits meanwhile.
+    ///
+    /// One flush at a time: a flush first waits for the one in flight (back-pressure when
+    /// commits fill the memtable faster than redb takes it; memory stays under two
+    /// memtables), and first writes a generation a failed flush left behind. Readers see the
+    /// generation being written (as "frozen") until redb has it.
+    pub(crate) fn flush_memtable(&self, background: bool) -> Result<(), IndexError> {
+        self.wait_for_flush()?;
+        let left = self.layers().frozen.clone();
+        if let Some(generation) = left {
+            self.shared.flush(&generation)?;
+        }
         let generation = {
-            let mut layers = self.layers.write().expect("memtable layers lock poisoned");
+            let mut layers = self.layers();
             let active = layers.active.read();
             if active.is_empty() {
                 drop(active);
+                drop(layers);
                 self.flushed();
                 return Ok(());
             }
@@ -344,24 +371,79 @@ impl Index {
             layers.frozen = Some(frozen.clone());
             frozen
         };
-        let result = self.write_to_redb(&generation.read());
-        let mut layers = self.layers.write().expect("memtable layers lock poisoned");
-        layers.frozen = None;
-        if result.is_err() {
-            // Nothing has committed to the fresh generation (the writer slot is held), so
-            // the unwritten one takes its place again and a later flush retries it.
-            layers.active = generation;
-        }
-        drop(layers);
-        result?;
         self.flushed();
+        if background {
+            let shared = self.shared.clone();
+            let thread = std::thread::Builder::new()
+                .name("stele-index-flush".into())
+                .spawn({
+                    let generation = generation.clone();
+                    move || shared.flush(&generation)
+                });
+            if let Ok(handle) = thread {
+                *self.flushing.lock().expect("flush handle lock poisoned") = Some(handle);
+                return Ok(());
+            }
+            // No thread to be had: flush here.
+        }
+        self.shared.flush(&generation)
+    }
+
+    /// Waits for the background flush in flight, if any: its error if it failed.
+    fn wait_for_flush(&self) -> Result<(), IndexError> {
+        let handle = self
+            .flushing
+            .lock()
+            .expect("flush handle lock poisoned")
+            .take();
+        match handle {
+            Some(handle) => handle.join().expect("the index flush thread panicked"),
+            None => Ok(()),
+        }
+    }
+
+    /// Collects a background flush that has ended, so that its error reaches a commit.
+    pub(crate) fn reap_flush(&self) -> Result<(), IndexError> {
+        let ended = self
+            .flushing
+            .lock()
+            .expect("flush handle lock poisoned")
+            .as_ref()
+            .is_some_and(|h| h.is_finished());
+        if ended {
+            self.wait_for_flush()?;
+        }
         Ok(())
+    }
+
+    fn layers(&self) -> std::sync::RwLockWriteGuard<'_, Layers> {
+        self.shared
+            .layers
+            .write()
+            .expect("memtable layers lock poisoned")
     }
 
     fn flushed(&self) {
         let mut clock = self.clock.lock().expect("durability clock lock poisoned");
         clock.commits_since_durable = 0;
         clock.last_durable = Instant::now();
+    }
+}
+
+impl Shared {
+    /// Writes `generation` (the frozen one) to redb, then stops reads from consulting it.
+    /// On failure it stays frozen: reads stay right, and the next flush writes it first.
+    fn flush(&self, generation: &Arc<Generation>) -> Result<(), IndexError> {
+        self.write_to_redb(&generation.read())?;
+        let mut layers = self.layers.write().expect("memtable layers lock poisoned");
+        if layers
+            .frozen
+            .as_ref()
+            .is_some_and(|f| Arc::ptr_eq(f, generation))
+        {
+            layers.frozen = None;
+        }
+        Ok(())
     }
 
     /// One redb transaction with the latest value of every key in `table`, keys in order
@@ -767,5 +849,56 @@ mod tests {
         .unwrap();
         index.begin().unwrap().commit().unwrap();
         assert_eq!(index.commits_since_durable(), 0);
+    }
+
+    #[test]
+    fn readers_see_whole_commits_while_the_memtable_is_flushed_under_them() {
+        let index = Index::in_memory_with(IndexOptions {
+            memtable_limit: 7,
+            ..IndexOptions::default()
+        })
+        .unwrap();
+        let s = name("orders");
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        let snapshot = index.snapshot().unwrap();
+                        let state = snapshot.stream_state(&s).unwrap();
+                        let events = snapshot.stream_range(&s, 0, true, usize::MAX).unwrap();
+                        let expected: Vec<(u64, u64)> =
+                            (0..state.last_revision.map_or(0, |r| r + 1))
+                                .map(|r| (r, r * 10))
+                                .collect();
+                        assert_eq!(events, expected);
+                        let backwards = snapshot.stream_range(&s, u64::MAX, false, 3).unwrap();
+                        let mut tail = expected.clone();
+                        tail.reverse();
+                        tail.truncate(3);
+                        assert_eq!(backwards, tail);
+                        assert_eq!(
+                            snapshot.last_position().unwrap(),
+                            state.last_revision.map(|r| r * 10)
+                        );
+                        assert_eq!(
+                            snapshot.checkpoint().unwrap().map(|c| c.applied_log_index),
+                            state.last_revision.map(|r| r / 3)
+                        );
+                    }
+                });
+            }
+            for batch in 0..300u64 {
+                let mut w = index.begin().unwrap();
+                put_events(&mut w, &s, batch * 3, 3, batch * 30);
+                w.set_checkpoint(&checkpoint(batch)).unwrap();
+                w.commit().unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        assert_eq!(
+            index.stream_range(&s, 0, true, usize::MAX).unwrap().len(),
+            900
+        );
     }
 }

@@ -191,9 +191,9 @@ impl<'a> IndexWriter<'a> {
     }
 
     /// Commits to the memtable: visible to readers at once, in redb (durably) when the
-    /// memtable is next flushed, which this commit does itself when [`crate::IndexOptions`]
-    /// says a flush is due. A crash loses what was not flushed, back to the checkpoint of the
-    /// last flush.
+    /// memtable is next flushed, which this commit starts in the background when
+    /// [`crate::IndexOptions`] says a flush is due (waiting only for a flush still in flight).
+    /// A crash loses what was not flushed, back to the checkpoint of the last flush.
     pub fn commit(self) -> Result<(), IndexError> {
         self.finish(false)
     }
@@ -204,7 +204,9 @@ impl<'a> IndexWriter<'a> {
         self.finish(true)
     }
 
-    fn finish(mut self, flush: bool) -> Result<(), IndexError> {
+    fn finish(mut self, durable: bool) -> Result<(), IndexError> {
+        // A background flush that failed fails this commit (before it is applied).
+        self.index.reap_flush()?;
         // The view's read transaction would only hold pages back from the flush.
         let view = self
             .view
@@ -218,9 +220,9 @@ impl<'a> IndexWriter<'a> {
             table.entries >= self.index.options.memtable_limit
         };
         drop(view);
-        let flush = self.index.committed_is_flush_due(flush || full);
-        if flush {
-            self.index.flush_memtable()?;
+        if self.index.committed_is_flush_due(durable || full) {
+            // A durable commit waits for its flush; a due one only starts it.
+            self.index.flush_memtable(!durable)?;
         }
         Ok(())
         // Dropping `self` releases the writer slot.
