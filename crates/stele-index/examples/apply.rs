@@ -8,10 +8,11 @@
 //! ```
 //!
 //! Phases, all on a file index with the default [`IndexOptions`] (so commits are buffered and
-//! flushed as in a node): `apply` (events/s, flushes included; the slowest batch is the one
-//! whose commit flushed the memtable; a final `Index::flush` is timed separately), then reads while the recent events are still unflushed and after a
-//! flush: point lookups of stream state, and scans of the last 20 revisions of a stream
-//! (backwards, as a client reading the end does). `APPLY_EVENTS` changes the event count.
+//! flushed as in a node): `apply` (events/s, flushes included; the slowest batch is one whose
+//! commit flushed the memtable or waited for a flush; a final `Index::flush` is timed
+//! separately), then reads while the recent events are still unflushed and after a flush:
+//! point lookups of stream state, and scans of the last 20 revisions of a stream (backwards,
+//! as a client reading the end does). `APPLY_EVENTS` changes the event count.
 //!
 //! [`IndexWriter`]: stele_index::IndexWriter
 //! [`IndexOptions`]: stele_index::IndexOptions

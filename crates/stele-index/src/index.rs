@@ -36,9 +36,10 @@ pub struct IndexOptions {
 impl Default for IndexOptions {
     fn default() -> Self {
         IndexOptions {
-            // About 32,768 one-event appends (an event and a stream record each): tens of
-            // MiB of memory at most, one redb transaction of about 0.1 to 0.3 s (measured
-            // with `examples/apply.rs`), and a second or two of log to replay after a crash.
+            // About 32,768 one-event appends (an event and a stream record each): some tens
+            // of MiB of memory (two memtables while one is flushed), one redb transaction of
+            // about 0.2 to 0.3 s in the background (measured with `examples/apply.rs`), and a
+            // second or so of log to replay after a crash under load.
             memtable_limit: 65_536,
             // Each flush is a durable redb commit, which fsyncs and rewrites many pages. The
             // index is rebuildable from the log, so a longer interval costs only replay time
