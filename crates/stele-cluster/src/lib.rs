@@ -8,6 +8,7 @@ mod controller;
 mod entry_map;
 pub mod gossip;
 mod identity;
+pub mod live;
 mod log_store;
 mod network;
 pub mod node;
@@ -19,6 +20,7 @@ mod types;
 mod vote_store;
 
 pub use gossip::{GossipConfig, GossipMessage, GossipRefused};
+pub use live::{AllPage, Live, LiveBatch, LiveReceiver, LIVE_FEED_BATCHES};
 pub use node::{
     now_ticks, AdminError, AllReadRequest, AllStart, AppendOutcome, DeleteOutcome, Direction, Node,
     NodeConfig, NodeStatus, ReadError, StartError, StreamReadRequest, StreamReadResult,

@@ -2,6 +2,9 @@
 //! fate is decided (stele-core's pure decisions, over the index's state), identically on
 //! every node. Snapshots are off (DESIGN.md decision 2): the log is the data and the index is
 //! rebuilt from it.
+//!
+//! After each batch is committed, the events it made visible are published on the live feed
+//! (`live.rs`) for catch-up subscriptions; publishing never waits for subscribers.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,10 +15,11 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, StoredMembership};
 use stele_core::{
     decide_append, decide_delete, AppendDecision, Command, CommandResult, DeleteDecision,
-    DeleteKind, LogPosition, StreamMetadata, StreamRevision,
+    DeleteKind, LogPosition, RecordedEvent, StreamMetadata, StreamName, StreamRevision,
 };
 use stele_index::{Checkpoint, Index, IndexWriter};
 
+use crate::live::{LiveBatch, LiveFeed};
 use crate::log_store::LogShared;
 use crate::types::{LogId, TypeConfig};
 
@@ -29,8 +33,17 @@ pub struct Applied {
     pub next_index: AtomicU64,
     /// Position of the last event applied + 1 (0: none); what `$all`'s end is.
     pub event_end: AtomicU64,
-    /// Bumped after each applied batch; subscriptions wait on it.
+    /// Bumped after each applied batch.
     pub notify: tokio::sync::Notify,
+    /// The events of each applied batch, for live subscribers.
+    pub live: LiveFeed,
+}
+
+/// What one batch makes visible, gathered while it is applied for the live feed.
+struct Published {
+    /// `None` when nobody is subscribed: the events are not copied.
+    events: Option<Vec<RecordedEvent>>,
+    tombstoned: Vec<StreamName>,
 }
 
 pub struct StateMachine {
@@ -101,6 +114,7 @@ impl StateMachine {
         log_id: LogId,
         command: &Command,
         event_end: &mut u64,
+        published: &mut Published,
     ) -> SmResult<CommandResult> {
         let positions = self.positions(log_id.index)?;
         match command {
@@ -138,6 +152,13 @@ impl StateMachine {
                             let revision = first_revision + i as u64;
                             w.put_event(stream, revision, positions[i], &event.id)
                                 .map_err(index_err)?;
+                            if let Some(events) = &mut published.events {
+                                events.push(RecordedEvent {
+                                    record: event.clone(),
+                                    revision: StreamRevision(revision),
+                                    position: LogPosition(positions[i]),
+                                });
+                            }
                             if event.event_type == stele_core::metadata::METADATA_EVENT_TYPE {
                                 if let Some(target) = stream.metadata_of() {
                                     w.put_stream_metadata(
@@ -207,7 +228,10 @@ impl StateMachine {
                             DeleteKind::Soft => {
                                 new_state.deleted_before = Some(state.next_revision())
                             }
-                            DeleteKind::Hard => new_state.tombstoned = true,
+                            DeleteKind::Hard => {
+                                new_state.tombstoned = true;
+                                published.tombstoned.push(stream.clone());
+                            }
                         }
                         w.put_stream_state(stream, &new_state).map_err(index_err)?;
                         Ok(CommandResult::Deleted {
@@ -229,7 +253,12 @@ impl StateMachine {
     fn apply_batch(&mut self, batch: Vec<EntryResponder<TypeConfig>>) -> SmResult<()> {
         let mut responses = Vec::with_capacity(batch.len());
         let mut w = self.index.begin().map_err(index_err)?;
-        let mut event_end = self.applied.event_end.load(Ordering::Acquire);
+        let event_end_before = self.applied.event_end.load(Ordering::Acquire);
+        let mut event_end = event_end_before;
+        let mut published = Published {
+            events: self.applied.live.has_subscribers().then(Vec::new),
+            tombstoned: Vec::new(),
+        };
         for (entry, responder) in batch {
             let log_id = entry.log_id;
             let result = match &entry.payload {
@@ -239,7 +268,7 @@ impl StateMachine {
                     CommandResult::Nothing
                 }
                 EntryPayload::Normal(command) => {
-                    self.apply_command(&mut w, log_id, command, &mut event_end)?
+                    self.apply_command(&mut w, log_id, command, &mut event_end, &mut published)?
                 }
             };
             self.last_applied = Some(log_id);
@@ -265,6 +294,14 @@ impl StateMachine {
             .store(last.index + 1, Ordering::Release);
         self.applied.event_end.store(event_end, Ordering::Release);
         self.applied.notify.notify_waiters();
+        // After the commit and the new end: a subscriber that reads the index after
+        // subscribing sees every event of a batch it does not receive.
+        self.applied.live.publish(LiveBatch {
+            from: event_end_before,
+            end: event_end,
+            events: published.events,
+            tombstoned: published.tombstoned,
+        });
         for (responder, result) in responses {
             if let Some(responder) = responder {
                 responder.send(result);
