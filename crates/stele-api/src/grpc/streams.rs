@@ -6,7 +6,9 @@
 pub mod append;
 pub mod batch_append;
 pub mod delete;
+pub mod links;
 pub mod read;
+pub mod subscribe;
 
 use stele_cluster::Node;
 use stele_proto::streams::streams_server::Streams;

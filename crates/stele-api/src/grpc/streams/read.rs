@@ -1,7 +1,8 @@
-//! `Streams.Read` for finite reads (PROTOCOL.md §4): a stream or `$all`, forwards or
+//! `Streams.Read` (PROTOCOL.md §4): finite reads of a stream or `$all`, forwards or
 //! backwards, from start, end, a revision or a position, up to `count` events, with an
-//! optional filter on `$all`. Catch-up subscriptions (`count_option = subscription`) are not
-//! served yet and answer UNIMPLEMENTED.
+//! optional filter on `$all`; and, with `count_option = subscription`, catch-up
+//! subscriptions, which [`super::subscribe`] serves. `resolve_links` resolves link events
+//! in both ([`super::links`]).
 //!
 //! A read is first checked and turned into a [`ReadPlan`] (bad requests fail the call before
 //! any message), then runs as a task that asks the node for pages of [`READ_PAGE_EVENTS`]
@@ -26,6 +27,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use super::links::{self, Resolution};
+use super::subscribe;
 use crate::grpc::event_filter::EventFilter;
 use crate::grpc::events;
 use crate::grpc::status;
@@ -39,12 +42,20 @@ pub const READ_CHANNEL_MESSAGES: usize = 64;
 
 pub type ReadStream = ReceiverStream<Result<ReadResp, Status>>;
 
-/// A checked read request.
+/// A checked read request: a finite read or a catch-up subscription.
 #[derive(Debug)]
-pub struct ReadPlan {
+pub enum ReadPlan {
+    Read(FiniteRead),
+    Subscribe(subscribe::SubscriptionPlan),
+}
+
+/// A checked finite read.
+#[derive(Debug)]
+pub struct FiniteRead {
     target: Target,
     count: u64,
     uuid_format: UuidFormat,
+    resolve_links: bool,
     /// `ControlOption.compatibility`: at 1 or more, stream reads also report the first and
     /// last stream positions.
     compatibility: u32,
@@ -83,7 +94,7 @@ pub fn plan(request: ReadReq) -> Result<ReadPlan, Status> {
     }
     check_combination(&options)?;
     if matches!(options.count_option, Some(CountOption::Subscription(_))) {
-        return Err(Status::unimplemented("subscriptions are not supported yet"));
+        return subscribe::plan(&options, uuid_format).map(ReadPlan::Subscribe);
     }
     let direction = match options.read_direction() {
         ReadDirection::Forwards => Direction::Forwards,
@@ -96,14 +107,7 @@ pub fn plan(request: ReadReq) -> Result<ReadPlan, Status> {
     let compatibility = options.control_option.map_or(0, |c| c.compatibility);
     let target = match options.stream_option {
         Some(StreamOption::Stream(stream)) => {
-            let start = match stream.revision_option {
-                Some(RevisionOption::Revision(u64::MAX)) | Some(RevisionOption::End(_)) => {
-                    StreamStart::End
-                }
-                Some(RevisionOption::Revision(revision)) => StreamStart::Revision(revision),
-                Some(RevisionOption::Start(_)) => StreamStart::Start,
-                None => return Err(status::not_a_valid("None", "RevisionOptionOneofCase")),
-            };
+            let start = stream_start(stream.revision_option.as_ref())?;
             Target::Stream {
                 stream: events::stream_name(stream.stream_identifier.as_ref())?,
                 start,
@@ -111,19 +115,7 @@ pub fn plan(request: ReadReq) -> Result<ReadPlan, Status> {
             }
         }
         Some(StreamOption::All(all)) => {
-            let start = match all.all_option {
-                // (u64::MAX, u64::MAX) is how EventStoreDB writes Position.End.
-                Some(AllOption::Position(p)) if p.commit_position == u64::MAX => AllStart::End,
-                // One position per event: commit and prepare are the same number (clients
-                // resume with prepare = commit), so a pair that differs names no event.
-                Some(AllOption::Position(p)) if p.commit_position != p.prepare_position => {
-                    return Err(status::read_error(&ReadError::InvalidPosition))
-                }
-                Some(AllOption::Position(p)) => AllStart::Position(p.commit_position),
-                Some(AllOption::Start(_)) => AllStart::Start,
-                Some(AllOption::End(_)) => AllStart::End,
-                None => return Err(status::not_a_valid("None", "AllOptionOneofCase")),
-            };
+            let start = all_start(all.all_option.as_ref())?;
             let filter = match &options.filter_option {
                 Some(FilterOption::Filter(filter)) => {
                     Some(Arc::new(EventFilter::from_options(filter)?))
@@ -138,12 +130,43 @@ pub fn plan(request: ReadReq) -> Result<ReadPlan, Status> {
         }
         None => unreachable!("checked above"),
     };
-    Ok(ReadPlan {
+    Ok(ReadPlan::Read(FiniteRead {
         target,
         count,
         uuid_format,
+        resolve_links: options.resolve_links,
         compatibility,
-    })
+    }))
+}
+
+/// The start of `$all` a request names: `Start`, `End` (also the position (`u64::MAX`,
+/// `u64::MAX`)), or a position whose commit and prepare parts are equal (one position per
+/// event: a pair that differs names no event).
+pub(super) fn all_start(option: Option<&AllOption>) -> Result<AllStart, Status> {
+    match option {
+        // (u64::MAX, u64::MAX) is how EventStoreDB writes Position.End.
+        Some(AllOption::Position(p)) if p.commit_position == u64::MAX => Ok(AllStart::End),
+        // Clients resume with prepare = commit.
+        Some(AllOption::Position(p)) if p.commit_position != p.prepare_position => {
+            Err(status::read_error(&ReadError::InvalidPosition))
+        }
+        Some(AllOption::Position(p)) => Ok(AllStart::Position(p.commit_position)),
+        Some(AllOption::Start(_)) => Ok(AllStart::Start),
+        Some(AllOption::End(_)) => Ok(AllStart::End),
+        None => Err(status::not_a_valid("None", "AllOptionOneofCase")),
+    }
+}
+
+/// The start of a stream a request names; the revision `u64::MAX` is `End`.
+pub(super) fn stream_start(option: Option<&RevisionOption>) -> Result<StreamStart, Status> {
+    match option {
+        Some(RevisionOption::Revision(u64::MAX)) | Some(RevisionOption::End(_)) => {
+            Ok(StreamStart::End)
+        }
+        Some(RevisionOption::Revision(revision)) => Ok(StreamStart::Revision(*revision)),
+        Some(RevisionOption::Start(_)) => Ok(StreamStart::Start),
+        None => Err(status::not_a_valid("None", "RevisionOptionOneofCase")),
+    }
 }
 
 /// The accepted combinations (PROTOCOL.md §4.1); anything else is INVALID_ARGUMENT with
@@ -192,8 +215,15 @@ fn check_combination(options: &Options) -> Result<(), Status> {
     }
 }
 
-/// Starts the read and returns the response stream.
+/// Starts the read (or the subscription) and returns the response stream.
 pub fn spawn(node: Node, plan: ReadPlan) -> ReadStream {
+    match plan {
+        ReadPlan::Read(read) => spawn_read(node, read),
+        ReadPlan::Subscribe(subscription) => subscribe::spawn(node, subscription),
+    }
+}
+
+fn spawn_read(node: Node, plan: FiniteRead) -> ReadStream {
     let (tx, rx) = mpsc::channel(READ_CHANNEL_MESSAGES);
     tokio::spawn(async move {
         let out = Out { tx };
@@ -211,42 +241,82 @@ pub fn spawn(node: Node, plan: ReadPlan) -> ReadStream {
         };
         if let Err(Halt::Failed(status)) = result {
             // If the client has gone, nobody is left to tell.
-            let _ = out.tx.send(Err(status)).await;
+            out.fail(status).await;
         }
     });
     ReceiverStream::new(rx)
 }
 
-/// Why a read stopped early.
-enum Halt {
+/// Why a read or subscription stopped early.
+pub(super) enum Halt {
     ClientGone,
     Failed(Status),
 }
 
-struct Out {
-    tx: mpsc::Sender<Result<ReadResp, Status>>,
+/// The sending end of a read's bounded response channel.
+pub(super) struct Out {
+    pub(super) tx: mpsc::Sender<Result<ReadResp, Status>>,
 }
 
 impl Out {
-    async fn send(&self, content: read_resp::Content) -> Result<(), Halt> {
-        self.tx
-            .send(Ok(ReadResp {
-                content: Some(content),
-            }))
-            .await
-            .map_err(|_| Halt::ClientGone)
+    pub(super) async fn send(&self, content: read_resp::Content) -> Result<(), Halt> {
+        self.send_resp(ReadResp {
+            content: Some(content),
+        })
+        .await
     }
 
-    async fn send_event(&self, event: &RecordedEvent, format: UuidFormat) -> Result<(), Halt> {
-        self.tx
-            .send(Ok(events::read_resp_event(event, format)))
-            .await
-            .map_err(|_| Halt::ClientGone)
+    pub(super) async fn send_resp(&self, resp: ReadResp) -> Result<(), Halt> {
+        self.tx.send(Ok(resp)).await.map_err(|_| Halt::ClientGone)
+    }
+
+    /// Fails the call with `status` (if the client is still there to be told).
+    pub(super) async fn fail(&self, status: Status) {
+        let _ = self.tx.send(Err(status)).await;
     }
 }
 
+/// Sends a page of events, their links resolved if the read asked for it; gives the events
+/// back.
+async fn send_page(
+    node: &Node,
+    plan: &FiniteRead,
+    events: Vec<RecordedEvent>,
+    out: &Out,
+) -> Result<Vec<RecordedEvent>, Halt> {
+    if !plan.resolve_links || !events.iter().any(links::is_link) {
+        for event in &events {
+            out.send_resp(events::read_resp_event(event, plan.uuid_format))
+                .await?;
+        }
+        return Ok(events);
+    }
+    let node = node.clone();
+    let page = blocking(move || resolved(&node, true, events)).await?;
+    for (event, resolution) in &page {
+        out.send_resp(links::read_resp(event, resolution, plan.uuid_format))
+            .await?;
+    }
+    Ok(page.into_iter().map(|(event, _)| event).collect())
+}
+
+/// Events of a page with what their links resolve to (blocking: resolving reads).
+fn resolved(
+    node: &Node,
+    resolve_links: bool,
+    events: Vec<RecordedEvent>,
+) -> Result<Vec<(RecordedEvent, Resolution)>, ReadError> {
+    events
+        .into_iter()
+        .map(|event| {
+            let resolution = links::resolve_if(node, resolve_links, &event)?;
+            Ok((event, resolution))
+        })
+        .collect()
+}
+
 /// Node reads touch the disk, so they run on the blocking pool.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ReadError> + Send + 'static,
 ) -> Result<T, Halt> {
     match tokio::task::spawn_blocking(f).await {
@@ -292,7 +362,7 @@ async fn last_revision(node: &Node, stream: &StreamName) -> Result<Option<u64>, 
 /// `last_stream_position`.
 async fn read_stream(
     node: &Node,
-    plan: &ReadPlan,
+    plan: &FiniteRead,
     stream: &StreamName,
     start: StreamStart,
     direction: Direction,
@@ -345,9 +415,7 @@ async fn read_stream(
 
         // Never more than asked, whatever the node returns.
         events.truncate(page as usize);
-        for event in &events {
-            out.send_event(event, plan.uuid_format).await?;
-        }
+        let events = send_page(node, plan, events, out).await?;
         remaining -= events.len() as u64;
         let last_read = events.last().map(|e| e.revision.0);
         let reached_end = (events.len() as u64) < page;
@@ -381,7 +449,7 @@ async fn read_stream(
 /// only the events that pass it.
 async fn read_all(
     node: &Node,
-    plan: &ReadPlan,
+    plan: &FiniteRead,
     start: AllStart,
     direction: Direction,
     filter: Option<Arc<EventFilter>>,
@@ -410,9 +478,7 @@ async fn read_all(
         .await?;
 
         events.truncate(page as usize);
-        for event in &events {
-            out.send_event(event, plan.uuid_format).await?;
-        }
+        let events = send_page(node, plan, events, out).await?;
         remaining -= events.len() as u64;
         let reached_end = (events.len() as u64) < page;
         // Positions are byte offsets of records longer than one byte, so one past (or one
@@ -495,6 +561,13 @@ mod tests {
         FilterOption::NoFilter(Empty {})
     }
 
+    fn finite(plan: Result<ReadPlan, Status>) -> FiniteRead {
+        match plan.unwrap() {
+            ReadPlan::Read(read) => read,
+            ReadPlan::Subscribe(_) => panic!("expected a finite read"),
+        }
+    }
+
     #[test]
     fn stream_read_plan() {
         let mut req = request(
@@ -504,7 +577,9 @@ mod tests {
             no_filter(),
         );
         req.options.as_mut().unwrap().control_option = Some(ControlOption { compatibility: 1 });
-        let plan = plan(req).unwrap();
+        req.options.as_mut().unwrap().resolve_links = true;
+        let plan = finite(plan(req));
+        assert!(plan.resolve_links);
         assert_eq!(plan.count, 10);
         assert_eq!(plan.uuid_format, UuidFormat::String);
         assert_eq!(plan.compatibility, 1);
@@ -524,13 +599,12 @@ mod tests {
     #[test]
     fn end_positions_map_to_end() {
         let plan_for = |stream| {
-            plan(request(
+            finite(plan(request(
                 stream,
                 CountOption::Count(1),
                 ReadDirection::Forwards,
                 no_filter(),
-            ))
-            .unwrap()
+            )))
             .target
         };
         assert!(matches!(
@@ -568,13 +642,12 @@ mod tests {
 
     #[test]
     fn filtered_all_read_plan() {
-        let plan = plan(request(
+        let plan = finite(plan(request(
             all_options(AllOption::Start(Empty {})),
             CountOption::Count(3),
             ReadDirection::Forwards,
             filter(),
-        ))
-        .unwrap();
+        )));
         assert!(matches!(
             plan.target,
             Target::All {
@@ -649,16 +722,57 @@ mod tests {
     }
 
     #[test]
-    fn valid_subscriptions_are_unimplemented_for_now() {
-        let status = plan(request(
+    fn valid_subscriptions_are_planned_as_subscriptions() {
+        for (target, filter_option) in [
+            (all_options(AllOption::Start(Empty {})), filter()),
+            (all_options(AllOption::End(Empty {})), no_filter()),
+            (
+                stream_options("s", RevisionOption::Revision(3)),
+                no_filter(),
+            ),
+        ] {
+            let planned = plan(request(
+                target,
+                CountOption::Subscription(SubscriptionOptions {}),
+                ReadDirection::Forwards,
+                filter_option,
+            ))
+            .unwrap();
+            assert!(matches!(planned, ReadPlan::Subscribe(_)), "{planned:?}");
+        }
+
+        let mut zero_multiplier = request(
             all_options(AllOption::Start(Empty {})),
             CountOption::Subscription(SubscriptionOptions {}),
             ReadDirection::Forwards,
             filter(),
-        ))
-        .unwrap_err();
-        assert_eq!(status.code(), Code::Unimplemented);
-        assert_eq!(status.message(), "subscriptions are not supported yet");
+        );
+        if let Some(FilterOption::Filter(f)) =
+            &mut zero_multiplier.options.as_mut().unwrap().filter_option
+        {
+            f.checkpoint_interval_multiplier = 0;
+        }
+        assert_eq!(
+            plan(zero_multiplier).unwrap_err().code(),
+            Code::InvalidArgument
+        );
+
+        let mut mixed_position = request(
+            all_options(AllOption::Position(
+                stele_proto::streams::read_req::options::Position {
+                    commit_position: 10,
+                    prepare_position: 9,
+                },
+            )),
+            CountOption::Subscription(SubscriptionOptions {}),
+            ReadDirection::Forwards,
+            no_filter(),
+        );
+        mixed_position.options.as_mut().unwrap().resolve_links = true;
+        assert_eq!(
+            plan(mixed_position).unwrap_err().code(),
+            Code::InvalidArgument
+        );
     }
 
     #[test]
@@ -724,6 +838,6 @@ mod tests {
         req.options.as_mut().unwrap().uuid_option = Some(UuidOption {
             content: Some(uuid_option::Content::Structured(Empty {})),
         });
-        assert_eq!(plan(req).unwrap().uuid_format, UuidFormat::Structured);
+        assert_eq!(finite(plan(req)).uuid_format, UuidFormat::Structured);
     }
 }
