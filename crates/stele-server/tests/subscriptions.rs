@@ -799,3 +799,176 @@ async fn a_slow_subscriber_falls_back_to_the_log_and_misses_nothing() {
         "the subscriber was slower than the live feed holds (the fallback was exercised)"
     );
 }
+
+/// Figures, not a check: catch-up throughput over `$all` from the start and live delivery
+/// lag under 32 writers, against the release binary on disk. Run with
+/// `cargo build --release -p stele-server && cargo test -p stele-server --test subscriptions
+/// -- --ignored --nocapture figures`; `FIGURES_EVENTS` sets the history size (default
+/// 1,000,000).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement: run by hand with the release binary"]
+async fn figures_catch_up_throughput_and_live_lag() {
+    let binary = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/stele");
+    let events: u64 = std::env::var("FIGURES_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let node = stele_testkit::TestNode::start(stele_testkit::NodeOptions::persistent(binary)).await;
+    let client = common::client(&node);
+
+    // History: `events` events of ~100 bytes in appends of 1,000 from four connections.
+    let started = std::time::Instant::now();
+    let data = Bytes::from(vec![b'x'; 100]);
+    let mut loaders = Vec::new();
+    for w in 0..4u64 {
+        let channel = wire::channel(&node).await;
+        let data = data.clone();
+        loaders.push(tokio::spawn(async move {
+            let mut n = w * 1000;
+            while n < events {
+                let batch: Vec<(Uuid, Bytes)> =
+                    (0..1000).map(|_| (Uuid::new_v4(), data.clone())).collect();
+                raw_append(&channel, &format!("history-{}", n / 1000 % 64), &batch).await;
+                n += 4000;
+            }
+        }));
+    }
+    for loader in loaders {
+        loader.await.expect("loader");
+    }
+    eprintln!("loaded {events} events in {:?}", started.elapsed());
+
+    // Catch-up through raw gRPC: the client does not decode, it only looks at each
+    // message's first byte (the `content` field's tag: 0x0a an event, 0x42 caught_up), so the
+    // figure is the server's.
+    let channel = wire::channel(&node).await;
+    let mut req = wire::read_stream_req("x", true);
+    {
+        use stele_proto::streams::read_req::options::{self, all_options::AllOption};
+        let o = req.options.as_mut().unwrap();
+        o.stream_option = Some(options::StreamOption::All(options::AllOptions {
+            all_option: Some(AllOption::Start(wire::empty())),
+        }));
+        o.count_option = Some(options::CountOption::Subscription(
+            options::SubscriptionOptions {},
+        ));
+    }
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.expect("ready");
+        let mut stream = grpc
+            .server_streaming(
+                tonic::Request::new(Bytes::from(prost::Message::encode_to_vec(&req))),
+                tonic::codegen::http::uri::PathAndQuery::from_static(
+                    "/event_store.client.streams.Streams/Read",
+                ),
+                wire::RawCodec,
+            )
+            .await
+            .expect("subscribing")
+            .into_inner();
+        let mut received = 0u64;
+        while let Some(message) = stream.message().await.expect("a message") {
+            match message.first() {
+                Some(0x0a) => received += 1,
+                Some(0x42) => break,
+                _ => {}
+            }
+        }
+        let elapsed = started.elapsed();
+        eprintln!(
+            "catch-up (raw gRPC client, no decoding): {received} events in {elapsed:?}: {:.0} events/s",
+            received as f64 / elapsed.as_secs_f64()
+        );
+    }
+
+    // Catch-up through the official client.
+    let started = std::time::Instant::now();
+    let mut sub = client
+        .subscribe_to_all(&SubscribeToAllOptions::default())
+        .await;
+    let mut received = 0u64;
+    loop {
+        match sub.next_subscription_event().await.expect("subscription") {
+            SubscriptionEvent::EventAppeared(_) => received += 1,
+            SubscriptionEvent::CaughtUp(_) => break,
+            _ => {}
+        }
+    }
+    let elapsed = started.elapsed();
+    eprintln!(
+        "catch-up (kurrentdb client): {received} events in {elapsed:?}: {:.0} events/s",
+        received as f64 / elapsed.as_secs_f64()
+    );
+
+    // Live lag: 32 writers (raw gRPC, one event per append) for 10 s; the subscriber (the
+    // official client) notes when each event arrives, the writers when each was acknowledged.
+    let mut live = client
+        .subscribe_to_all(&SubscribeToAllOptions::default().position(StreamPosition::End))
+        .await;
+    confirmed(&mut live).await;
+    until_caught_up(&mut live).await;
+    let arrivals = tokio::spawn(async move {
+        let mut arrivals = std::collections::HashMap::new();
+        loop {
+            let next =
+                tokio::time::timeout(Duration::from_secs(3), live.next_subscription_event()).await;
+            match next {
+                Ok(Ok(SubscriptionEvent::EventAppeared(e))) => {
+                    arrivals.insert(e.get_original_event().id, std::time::Instant::now());
+                }
+                Ok(Ok(_)) => {}
+                _ => return arrivals,
+            }
+        }
+    });
+    let mut writers = Vec::new();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    for w in 0..32 {
+        let channel = wire::channel(&node).await;
+        let data = data.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acks = Vec::new();
+            while std::time::Instant::now() < until {
+                let id = Uuid::new_v4();
+                let sent = std::time::Instant::now();
+                raw_append(&channel, &format!("live-{w}"), &[(id, data.clone())]).await;
+                acks.push((id, sent, std::time::Instant::now()));
+            }
+            acks
+        }));
+    }
+    let mut acks = Vec::new();
+    for w in writers {
+        acks.extend(w.await.expect("writer"));
+    }
+    let arrivals = arrivals.await.expect("subscriber");
+    let mut from_ack = Vec::new();
+    let mut from_send = Vec::new();
+    let mut missing = 0;
+    for (id, sent, acked) in &acks {
+        match arrivals.get(id) {
+            Some(at) => {
+                from_ack.push(at.saturating_duration_since(*acked));
+                from_send.push(at.saturating_duration_since(*sent));
+            }
+            None => missing += 1,
+        }
+    }
+    from_ack.sort();
+    from_send.sort();
+    let pct = |v: &[Duration], p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
+    eprintln!(
+        "live: {} appends by 32 writers ({:.0}/s), {missing} not delivered; \
+         ack → delivered p50 {:?} p99 {:?} max {:?}; append sent → delivered p50 {:?} p99 {:?}",
+        acks.len(),
+        acks.len() as f64 / 10.0,
+        pct(&from_ack, 0.5),
+        pct(&from_ack, 0.99),
+        from_ack.last().unwrap(),
+        pct(&from_send, 0.5),
+        pct(&from_send, 0.99),
+    );
+    assert_eq!(missing, 0);
+}

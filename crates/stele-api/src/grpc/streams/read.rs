@@ -24,7 +24,6 @@ use stele_proto::streams::read_req::Options;
 use stele_proto::streams::read_resp::{self, StreamNotFound};
 use stele_proto::streams::{ReadReq, ReadResp};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::links::{self, Resolution};
@@ -37,10 +36,59 @@ use crate::grpc::wire_uuid::UuidFormat;
 /// Events asked of the node per call.
 pub const READ_PAGE_EVENTS: u64 = 500;
 
-/// Responses buffered between the reading task and the client.
-pub const READ_CHANNEL_MESSAGES: usize = 64;
+/// Batches of responses buffered between a reading task and its client's connection.
+pub const READ_CHANNEL_BATCHES: usize = 4;
 
-pub type ReadStream = ReceiverStream<Result<ReadResp, Status>>;
+/// Responses per batch at most. Responses travel in batches so that the task and the
+/// connection hand over a page at a time rather than waking each other for every event; a
+/// read holds at most `READ_CHANNEL_BATCHES × READ_BATCH_MESSAGES` responses (plus the one
+/// batch each side is working on).
+pub const READ_BATCH_MESSAGES: usize = 128;
+
+type Batch = Vec<Result<ReadResp, Status>>;
+
+/// The responses of a read or subscription, as tonic sends them: from a bounded channel of
+/// batches.
+pub struct ReadStream {
+    rx: mpsc::Receiver<Batch>,
+    batch: std::vec::IntoIter<Result<ReadResp, Status>>,
+}
+
+impl ReadStream {
+    /// A bounded channel: the task's [`Out`] and the stream tonic sends.
+    pub(super) fn channel() -> (Out, ReadStream) {
+        let (tx, rx) = mpsc::channel(READ_CHANNEL_BATCHES);
+        (
+            Out {
+                tx,
+                buf: Vec::new(),
+            },
+            ReadStream {
+                rx,
+                batch: Vec::new().into_iter(),
+            },
+        )
+    }
+}
+
+impl futures::Stream for ReadStream {
+    type Item = Result<ReadResp, Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        loop {
+            if let Some(item) = self.batch.next() {
+                return std::task::Poll::Ready(Some(item));
+            }
+            match std::task::ready!(self.rx.poll_recv(cx)) {
+                Some(batch) => self.batch = batch.into_iter(),
+                None => return std::task::Poll::Ready(None),
+            }
+        }
+    }
+}
 
 /// A checked read request: a finite read or a catch-up subscription.
 #[derive(Debug)]
@@ -224,27 +272,30 @@ pub fn spawn(node: Node, plan: ReadPlan) -> ReadStream {
 }
 
 fn spawn_read(node: Node, plan: FiniteRead) -> ReadStream {
-    let (tx, rx) = mpsc::channel(READ_CHANNEL_MESSAGES);
+    let (mut out, stream) = ReadStream::channel();
     tokio::spawn(async move {
-        let out = Out { tx };
         let result = match plan.target {
             Target::Stream {
                 ref stream,
                 start,
                 direction,
-            } => read_stream(&node, &plan, stream, start, direction, &out).await,
+            } => read_stream(&node, &plan, stream, start, direction, &mut out).await,
             Target::All {
                 start,
                 direction,
                 ref filter,
-            } => read_all(&node, &plan, start, direction, filter.clone(), &out).await,
+            } => read_all(&node, &plan, start, direction, filter.clone(), &mut out).await,
         };
-        if let Err(Halt::Failed(status)) = result {
-            // If the client has gone, nobody is left to tell.
-            out.fail(status).await;
+        match result {
+            Ok(()) => {
+                // If the client has gone, nobody is left to tell.
+                let _ = out.flush().await;
+            }
+            Err(Halt::Failed(status)) => out.fail(status).await,
+            Err(Halt::ClientGone) => {}
         }
     });
-    ReceiverStream::new(rx)
+    stream
 }
 
 /// Why a read or subscription stopped early.
@@ -253,26 +304,53 @@ pub(super) enum Halt {
     Failed(Status),
 }
 
-/// The sending end of a read's bounded response channel.
+/// The sending end of a read's bounded response channel: responses gather into a batch,
+/// which goes out when full or on [`Out::flush`]. A task flushes before it waits for
+/// anything but the channel (the next page is read on the blocking pool, a subscription
+/// waits for live events), so nothing sits in the batch while the client could have it.
 pub(super) struct Out {
-    pub(super) tx: mpsc::Sender<Result<ReadResp, Status>>,
+    tx: mpsc::Sender<Batch>,
+    buf: Batch,
 }
 
 impl Out {
-    pub(super) async fn send(&self, content: read_resp::Content) -> Result<(), Halt> {
+    pub(super) async fn send(&mut self, content: read_resp::Content) -> Result<(), Halt> {
         self.send_resp(ReadResp {
             content: Some(content),
         })
         .await
     }
 
-    pub(super) async fn send_resp(&self, resp: ReadResp) -> Result<(), Halt> {
-        self.tx.send(Ok(resp)).await.map_err(|_| Halt::ClientGone)
+    pub(super) async fn send_resp(&mut self, resp: ReadResp) -> Result<(), Halt> {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(READ_BATCH_MESSAGES);
+        }
+        self.buf.push(Ok(resp));
+        if self.buf.len() >= READ_BATCH_MESSAGES {
+            self.flush().await?;
+        }
+        Ok(())
     }
 
-    /// Fails the call with `status` (if the client is still there to be told).
-    pub(super) async fn fail(&self, status: Status) {
-        let _ = self.tx.send(Err(status)).await;
+    /// Sends what has gathered.
+    pub(super) async fn flush(&mut self) -> Result<(), Halt> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.buf);
+        self.tx.send(batch).await.map_err(|_| Halt::ClientGone)
+    }
+
+    /// Fails the call with `status` after what has gathered (if the client is still there
+    /// to be told).
+    pub(super) async fn fail(&mut self, status: Status) {
+        self.buf.push(Err(status));
+        let _ = self.flush().await;
+    }
+
+    /// Completes when the client has gone.
+    pub(super) async fn closed(&self) {
+        self.tx.closed().await
     }
 }
 
@@ -282,7 +360,7 @@ async fn send_page(
     node: &Node,
     plan: &FiniteRead,
     events: Vec<RecordedEvent>,
-    out: &Out,
+    out: &mut Out,
 ) -> Result<Vec<RecordedEvent>, Halt> {
     if !plan.resolve_links || !events.iter().any(links::is_link) {
         for event in &events {
@@ -366,7 +444,7 @@ async fn read_stream(
     stream: &StreamName,
     start: StreamStart,
     direction: Direction,
-    out: &Out,
+    out: &mut Out,
 ) -> Result<(), Halt> {
     let compatible = plan.compatibility >= 1;
     let mut remaining = plan.count;
@@ -416,6 +494,7 @@ async fn read_stream(
         // Never more than asked, whatever the node returns.
         events.truncate(page as usize);
         let events = send_page(node, plan, events, out).await?;
+        out.flush().await?;
         remaining -= events.len() as u64;
         let last_read = events.last().map(|e| e.revision.0);
         let reached_end = (events.len() as u64) < page;
@@ -453,7 +532,7 @@ async fn read_all(
     start: AllStart,
     direction: Direction,
     filter: Option<Arc<EventFilter>>,
-    out: &Out,
+    out: &mut Out,
 ) -> Result<(), Halt> {
     if let AllStart::Position(position) = start {
         // A client's position must be one the log gave out: an event's, or the start or end.
@@ -479,6 +558,7 @@ async fn read_all(
 
         events.truncate(page as usize);
         let events = send_page(node, plan, events, out).await?;
+        out.flush().await?;
         remaining -= events.len() as u64;
         let reached_end = (events.len() as u64) < page;
         // Positions are byte offsets of records longer than one byte, so one past (or one

@@ -18,8 +18,10 @@
 //! from the log. Events are sent only above `seen_end` (for `$all`) or from the next
 //! expected revision on (for a stream), so each is sent once, in order.
 //!
-//! **Bounded.** Each subscription sends through its own channel of
-//! [`SUBSCRIPTION_CHANNEL_MESSAGES`]; history is read [`SUBSCRIPTION_PAGE_EVENTS`] at a time.
+//! **Bounded.** Each subscription sends through its own bounded channel (as reads do:
+//! [`super::read::READ_CHANNEL_BATCHES`] batches of at most
+//! [`super::read::READ_BATCH_MESSAGES`] responses); history is read
+//! [`SUBSCRIPTION_PAGE_EVENTS`] at a time.
 //! A client that does not read fills only its own channel: its task stops receiving from
 //! the live feed, falls more than the feed's capacity behind (`Lagged`), and later catches
 //! up from the log again, like any new subscriber. Writers and other subscribers never
@@ -39,8 +41,6 @@ use stele_proto::streams::read_req::options::{FilterOption, StreamOption};
 use stele_proto::streams::read_req::Options;
 use stele_proto::streams::read_resp::{self, CaughtUp, Checkpoint, SubscriptionConfirmation};
 use stele_proto::streams::ReadResp;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::links::{self, Resolution};
@@ -49,9 +49,6 @@ use crate::grpc::event_filter::EventFilter;
 use crate::grpc::events;
 use crate::grpc::status;
 use crate::grpc::wire_uuid::UuidFormat;
-
-/// Responses buffered between a subscription's task and its client.
-pub const SUBSCRIPTION_CHANNEL_MESSAGES: usize = 256;
 
 /// Events read from the log per step while catching up.
 pub const SUBSCRIPTION_PAGE_EVENTS: usize = 1024;
@@ -141,11 +138,10 @@ pub fn plan(options: &Options, uuid_format: UuidFormat) -> Result<SubscriptionPl
 
 /// Starts the subscription and returns its response stream.
 pub fn spawn(node: Node, plan: SubscriptionPlan) -> ReadStream {
-    let (tx, rx) = mpsc::channel(SUBSCRIPTION_CHANNEL_MESSAGES);
+    let (out, stream) = ReadStream::channel();
     // Before any history is read (see the module docs).
     let live = node.subscribe_live();
     tokio::spawn(async move {
-        let out = Out { tx };
         let common = Common {
             node,
             out,
@@ -176,11 +172,11 @@ pub fn spawn(node: Node, plan: SubscriptionPlan) -> ReadStream {
                 .await
             }
         };
-        if let Err((out, Halt::Failed(status))) = result {
+        if let Err((mut out, Halt::Failed(status))) = result {
             out.fail(status).await;
         }
     });
-    ReceiverStream::new(rx)
+    stream
 }
 
 fn now() -> prost_types::Timestamp {
@@ -212,7 +208,7 @@ enum Next {
 }
 
 impl Common {
-    async fn confirm(&self) -> Result<(), Halt> {
+    async fn confirm(&mut self) -> Result<(), Halt> {
         self.out
             .send(read_resp::Content::Confirmation(SubscriptionConfirmation {
                 subscription_id: uuid::Uuid::new_v4().to_string(),
@@ -220,11 +216,15 @@ impl Common {
             .await
     }
 
-    /// The next live batch; a client that goes away while the feed is idle ends the wait.
+    /// Sends what has gathered, then waits for the next live batch; a client that goes away
+    /// while the feed is idle ends the wait.
     async fn next_live(&mut self) -> Next {
+        if self.out.flush().await.is_err() {
+            return Next::ClientGone;
+        }
         tokio::select! {
             live = self.live.recv() => Next::Live(live),
-            _ = self.out.tx.closed() => Next::ClientGone,
+            _ = self.out.closed() => Next::ClientGone,
         }
     }
 
@@ -259,6 +259,24 @@ struct Considered {
     position: u64,
     /// The response to send, when the event passes the filter.
     resp: Option<ReadResp>,
+}
+
+/// A page of `$all` read and prepared on the blocking pool.
+struct PreparedPage {
+    items: Vec<Considered>,
+    next: u64,
+    at_end: bool,
+}
+
+/// The outcome of a blocking read started with `spawn_blocking`.
+fn joined<T>(result: Result<Result<T, ReadError>, tokio::task::JoinError>) -> Result<T, Halt> {
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(Halt::Failed(status::read_error(&error))),
+        Err(join) => Err(Halt::Failed(status::internal(&format!(
+            "read task failed: {join}"
+        )))),
+    }
 }
 
 impl AllSubscription {
@@ -322,44 +340,58 @@ impl AllSubscription {
     }
 
     /// Reads `$all` from `seen_end` up to `to` (or its end) and sends what passes the filter.
+    /// The next page is read (on the blocking pool) while this one is sent.
     async fn catch_up(&mut self, to: Option<u64>) -> Result<(), Halt> {
-        loop {
-            let from = self.common.seen_end;
-            let filter = self.filter.as_ref().map(|f| f.filter.clone());
-            let resolve_links = self.common.resolve_links;
-            let format = self.common.format;
-            let (items, next, at_end) = self
-                .common
-                .blocking(move |node| {
-                    let page = node.read_all_range(from, to, SUBSCRIPTION_PAGE_EVENTS)?;
-                    let items = page
-                        .events
-                        .into_iter()
-                        .map(|event| {
-                            let passes = filter.as_ref().is_none_or(|f| f.accepts(&event));
-                            let resp = if passes {
-                                let resolution = links::resolve_if(node, resolve_links, &event)?;
-                                Some(links::read_resp(&event, &resolution, format))
-                            } else {
-                                None
-                            };
-                            Ok(Considered {
-                                position: event.position.0,
-                                resp,
-                            })
-                        })
-                        .collect::<Result<Vec<_>, ReadError>>()?;
-                    Ok((items, page.next, page.at_end))
-                })
-                .await?;
-            for item in items {
+        let mut reading = Some(self.read_page(self.common.seen_end, to));
+        while let Some(page) = reading.take() {
+            let page = joined(page.await)?;
+            if !page.at_end {
+                reading = Some(self.read_page(page.next, to));
+            }
+            for item in page.items {
                 self.consider(item.position, item.resp).await?;
             }
-            self.common.seen_end = self.common.seen_end.max(next);
-            if at_end {
-                return Ok(());
-            }
+            self.common.out.flush().await?;
+            self.common.seen_end = self.common.seen_end.max(page.next);
         }
+        Ok(())
+    }
+
+    /// Starts reading a page of `$all` at `from` (up to `to`), filtered and ready to send.
+    fn read_page(
+        &self,
+        from: u64,
+        to: Option<u64>,
+    ) -> tokio::task::JoinHandle<Result<PreparedPage, ReadError>> {
+        let node = self.common.node.clone();
+        let filter = self.filter.as_ref().map(|f| f.filter.clone());
+        let resolve_links = self.common.resolve_links;
+        let format = self.common.format;
+        tokio::task::spawn_blocking(move || {
+            let page = node.read_all_range(from, to, SUBSCRIPTION_PAGE_EVENTS)?;
+            let items = page
+                .events
+                .into_iter()
+                .map(|event| {
+                    let passes = filter.as_ref().is_none_or(|f| f.accepts(&event));
+                    let resp = if passes {
+                        let resolution = links::resolve_if(&node, resolve_links, &event)?;
+                        Some(links::read_resp(&event, &resolution, format))
+                    } else {
+                        None
+                    };
+                    Ok(Considered {
+                        position: event.position.0,
+                        resp,
+                    })
+                })
+                .collect::<Result<Vec<_>, ReadError>>()?;
+            Ok(PreparedPage {
+                items,
+                next: page.next,
+                at_end: page.at_end,
+            })
+        })
     }
 
     /// Handles one live batch: the range it misses first, from the log; then its events above
@@ -571,6 +603,7 @@ impl StreamSubscription {
             for (revision, resp) in resps {
                 self.send(revision, resp).await?;
             }
+            self.common.out.flush().await?;
             let Some(last) = last else {
                 // Never written (or soft-deleted and not written since): wait for it.
                 self.common.seen_end = self.common.seen_end.max(end);
