@@ -800,6 +800,112 @@ async fn a_slow_subscriber_falls_back_to_the_log_and_misses_nothing() {
     );
 }
 
+/// Subscriptions are served by followers and read-only replicas too (every node applies the
+/// log and feeds its own subscribers), and go on across a leader failover; a client that
+/// resumes on another node from the last position it saw gets exactly the rest (positions
+/// are the same on every node).
+#[tokio::test(flavor = "multi_thread")]
+async fn followers_and_replicas_serve_subscriptions_across_a_leader_failover() {
+    use stele_testkit::{ClusterOptions, TestCluster};
+    const ELECTION: Duration = Duration::from_secs(30);
+
+    let mut cluster = TestCluster::start(ClusterOptions::new(STELE).read_only_replicas(1)).await;
+    let replica = 3;
+    cluster
+        .wait_for_state(replica, "ReadOnlyReplica", ELECTION)
+        .await;
+    let leader = cluster.wait_for_leader(&[], ELECTION).await;
+    let follower = cluster.voters().find(|&k| k != leader).expect("a follower");
+    let connection = cluster.connection_string();
+    let append_one = |n: u64| {
+        let connection = connection.clone();
+        async move {
+            // A fresh client for each attempt (kurrentdb 1.2 stays on a node that failed), the
+            // same event id (a retry of an append that did happen is idempotent).
+            let id = Uuid::new_v4();
+            let deadline = tokio::time::Instant::now() + ELECTION;
+            loop {
+                let writer = stele_testkit::client::connect(&connection).expect("a client");
+                let options = AppendToStreamOptions::default().deadline(Duration::from_secs(5));
+                match writer
+                    .append_to_stream("replicated", &options, json_event_with_id("counted", n, id))
+                    .await
+                {
+                    Ok(result) => return result.position.commit,
+                    Err(e) if tokio::time::Instant::now() < deadline => {
+                        eprintln!("append {n} failed ({e}); retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => panic!("append {n}: {e}"),
+                }
+            }
+        }
+    };
+    let mut positions = Vec::new();
+    for n in 0..3 {
+        positions.push(append_one(n).await);
+    }
+
+    let filter = || SubscriptionFilter::on_stream_name().add_prefix("replicated");
+    let mut subs = Vec::new();
+    for k in [follower, replica] {
+        let client =
+            stele_testkit::client::connect(&cluster.node_connection_string(k)).expect("a client");
+        let mut sub = client
+            .subscribe_to_all(&SubscribeToAllOptions::default().filter(filter()))
+            .await;
+        confirmed(&mut sub).await;
+        subs.push((k, client, sub));
+    }
+    let expected = |positions: &[u64]| -> Vec<(String, u64, u64)> {
+        positions
+            .iter()
+            .enumerate()
+            .map(|(r, p)| ("replicated".to_owned(), r as u64, *p))
+            .collect()
+    };
+    for (k, _, sub) in &mut subs {
+        let got = events(sub, 3).await;
+        assert_eq!(got, expected(&positions), "history on node {k}");
+    }
+
+    // The leader goes; the subscriptions on the others go on.
+    cluster.kill(leader);
+    let new_leader = cluster.wait_for_leader(&[leader], ELECTION).await;
+    assert_ne!(new_leader, leader);
+    for n in 3..6 {
+        positions.push(append_one(n).await);
+    }
+    for (k, _, sub) in &mut subs {
+        let got = events(sub, 3).await;
+        assert_eq!(got, expected(&positions)[3..].to_vec(), "live on node {k}");
+    }
+
+    // Resuming on another node after the last position seen elsewhere: exactly the rest.
+    let other = cluster
+        .voters()
+        .find(|&k| k != leader && k != follower)
+        .expect("the third voter");
+    let client =
+        stele_testkit::client::connect(&cluster.node_connection_string(other)).expect("a client");
+    let at = positions[4];
+    let mut resumed = client
+        .subscribe_to_all(
+            &SubscribeToAllOptions::default()
+                .position(StreamPosition::Position(Position {
+                    commit: at,
+                    prepare: at,
+                }))
+                .filter(filter()),
+        )
+        .await;
+    confirmed(&mut resumed).await;
+    assert_eq!(
+        events(&mut resumed, 1).await,
+        expected(&positions)[5..].to_vec()
+    );
+}
+
 /// Figures, not a check: catch-up throughput over `$all` from the start and live delivery
 /// lag under 32 writers, against the release binary on disk. Run with
 /// `cargo build --release -p stele-server && cargo test -p stele-server --test subscriptions
