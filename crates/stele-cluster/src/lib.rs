@@ -1,5 +1,6 @@
 //! The cluster layer: the openraft adapter (log storage over the chunk log, the state machine
-//! over the index), node states, and [`Node`], the facade the client API calls.
+//! over the index), node states, the live feed of applied events that catch-up
+//! subscriptions follow ([`live`]), and [`Node`], the facade the client API calls.
 //!
 //! openraft's types stay inside this crate (DESIGN.md decision 1): the API sees only
 //! [`Node`] and the domain types of `stele-core`.

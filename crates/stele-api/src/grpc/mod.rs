@@ -1,6 +1,6 @@
 //! The EventStoreDB-compatible gRPC services (PROTOCOL.md §2–§10) over the
-//! [`stele_cluster::Node`] facade: Streams (read, append, batch append, delete, tombstone),
-//! ServerFeatures, Gossip and Operations (resign, node priority).
+//! [`stele_cluster::Node`] facade: Streams (read and catch-up subscriptions, append, batch
+//! append, delete, tombstone), ServerFeatures, Gossip and Operations (resign, node priority).
 //!
 //! What this module owns: turning requests into node calls and node answers into the exact
 //! wire shapes, texts and trailers the official clients expect. Errors reach the wire only
@@ -13,7 +13,7 @@
 //! `accept_http1(true)` for the HTTP API on the same port) so that `grpc-timeout` deadlines
 //! are enforced; a plain axum/hyper server does not enforce them.
 //!
-//! Not served yet: catch-up subscriptions (UNIMPLEMENTED), persistent subscriptions,
+//! Not served yet: persistent subscriptions,
 //! projections, users, the other operations (scavenge, shutdown: UNIMPLEMENTED), monitoring,
 //! the v2 protocol.
 
