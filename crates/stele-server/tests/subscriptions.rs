@@ -331,6 +331,55 @@ async fn a_tombstoned_stream_ends_its_subscriptions_with_stream_deleted() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_stream_subscription_honours_max_count_and_follows_a_soft_deleted_stream() {
+    let (_node, client) = start_in_memory().await;
+    let mut positions = seed(&client, "capped", 5).await;
+    client
+        .set_stream_metadata(
+            "capped",
+            &AppendToStreamOptions::default(),
+            &kurrentdb::StreamMetadata::builder().max_count(2).build(),
+        )
+        .await
+        .expect("setting metadata");
+    let mut sub = client
+        .subscribe_to_stream(
+            "capped",
+            &SubscribeToStreamOptions::default().start_from(StreamPosition::Start),
+        )
+        .await;
+    confirmed(&mut sub).await;
+    let msgs = until_caught_up(&mut sub).await;
+    assert_eq!(
+        only_events(&msgs),
+        stream_events("capped", 3..5, &positions)
+    );
+    positions.push(append(&client, "capped", "counted", 5).await);
+    assert_eq!(
+        events(&mut sub, 1).await,
+        stream_events("capped", 5..6, &positions)
+    );
+
+    // A soft-deleted stream is waited for, and continues at the next revision.
+    client
+        .delete_stream("capped", &kurrentdb::DeleteStreamOptions::default())
+        .await
+        .expect("deleting");
+    let mut after_delete = client
+        .subscribe_to_stream(
+            "capped",
+            &SubscribeToStreamOptions::default().start_from(StreamPosition::Start),
+        )
+        .await;
+    confirmed(&mut after_delete).await;
+    assert!(only_events(&until_caught_up(&mut after_delete).await).is_empty());
+    positions.push(append(&client, "capped", "counted", 6).await);
+    let expected = stream_events("capped", 6..7, &positions);
+    assert_eq!(events(&mut after_delete, 1).await, expected);
+    assert_eq!(events(&mut sub, 1).await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn all_subscriptions_from_the_start_a_position_and_the_end() {
     let (_node, client) = start_in_memory().await;
     let a = seed(&client, "a", 3).await;
