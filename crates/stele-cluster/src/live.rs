@@ -8,6 +8,9 @@
 //! "Performance model"). Publishing never waits: a subscriber that falls more than
 //! [`LIVE_FEED_BATCHES`] batches behind loses the oldest ones (`Lagged`) and reads them from
 //! the log and index instead, so writers are never blocked by subscribers (decision 12).
+//! The events the feed holds are also bounded in bytes ([`LIVE_FEED_MAX_BYTES`]): a batch
+//! that would go over is published without its events, as a range to read from the log
+//! (what a node replaying a long log does anyway).
 //!
 //! Every batch says which part of `$all` it covers: `from` is `$all`'s end (the position
 //! after the last event) before the batch and `end` the one after it, so batches tile `$all`
@@ -21,7 +24,7 @@
 //! buffered iterator reads the records in order) and reports how far it has looked, so a
 //! filtered subscription can count the events it considered and send checkpoints.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use stele_core::{LogPosition, RecordedEvent, StreamName, StreamRevision};
@@ -35,6 +38,13 @@ use crate::record::{decode_record, RecordBody};
 /// than this many batches behind reads from the log instead.
 pub const LIVE_FEED_BATCHES: usize = 1024;
 
+/// Bytes of events (data, metadata, names) the live feed holds at most, over all the
+/// batches not yet received by every subscriber.
+pub const LIVE_FEED_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// What one event costs the feed beyond its data, metadata and names.
+const EVENT_OVERHEAD_BYTES: usize = 128;
+
 /// What one applied batch made visible.
 #[derive(Debug)]
 pub struct LiveBatch {
@@ -47,6 +57,30 @@ pub struct LiveBatch {
     pub events: Option<Vec<RecordedEvent>>,
     /// Streams tombstoned by this batch (always filled: they are rare and cheap).
     pub tombstoned: Vec<StreamName>,
+    /// The bytes of `events` counted against [`LIVE_FEED_MAX_BYTES`] while the batch lives.
+    held: Option<Held>,
+}
+
+/// Bytes a batch holds, given back when the last subscriber drops it.
+#[derive(Debug)]
+struct Held {
+    bytes: usize,
+    total: Arc<AtomicUsize>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+fn event_bytes(event: &RecordedEvent) -> usize {
+    let record = &event.record;
+    record.data.len()
+        + record.custom_metadata.len()
+        + record.event_type.len()
+        + record.stream.as_str().len()
+        + EVENT_OVERHEAD_BYTES
 }
 
 impl LiveBatch {
@@ -60,12 +94,14 @@ impl LiveBatch {
 #[derive(Debug)]
 pub struct LiveFeed {
     tx: broadcast::Sender<Arc<LiveBatch>>,
+    /// Bytes of events held by published batches that some subscriber has not dropped.
+    held: Arc<AtomicUsize>,
+    max_bytes: usize,
 }
 
 impl Default for LiveFeed {
     fn default() -> Self {
-        let (tx, _) = broadcast::channel(LIVE_FEED_BATCHES);
-        LiveFeed { tx }
+        LiveFeed::with_max_bytes(LIVE_FEED_MAX_BYTES)
     }
 }
 
@@ -75,14 +111,56 @@ impl LiveFeed {
         self.tx.receiver_count() > 0
     }
 
-    /// Publishes a batch; never waits (a full feed drops its oldest batch for lagging
-    /// receivers).
-    pub fn publish(&self, batch: LiveBatch) {
-        if batch.is_empty() {
+    fn with_max_bytes(max_bytes: usize) -> LiveFeed {
+        let (tx, _) = broadcast::channel(LIVE_FEED_BATCHES);
+        LiveFeed {
+            tx,
+            held: Arc::new(AtomicUsize::new(0)),
+            max_bytes,
+        }
+    }
+
+    /// Publishes what a batch made visible (`$all` from `from` to `end`); never waits (a
+    /// full feed drops its oldest batch for lagging receivers). Events that would take the
+    /// feed over its byte bound are left out: subscribers read `from..end` from the log.
+    pub fn publish(
+        &self,
+        from: u64,
+        end: u64,
+        events: Option<Vec<RecordedEvent>>,
+        tombstoned: Vec<StreamName>,
+    ) {
+        let mut batch = LiveBatch {
+            from,
+            end,
+            events: None,
+            tombstoned,
+            held: None,
+        };
+        if batch.is_empty() || !self.has_subscribers() {
             return;
         }
-        // An error only means that nobody is subscribed.
+        if let Some(events) = events {
+            let bytes: usize = events.iter().map(event_bytes).sum();
+            let before = self.held.fetch_add(bytes, Ordering::AcqRel);
+            // Given back when the batch is dropped: by the last subscriber, or here when the
+            // events do not fit.
+            let held = Held {
+                bytes,
+                total: self.held.clone(),
+            };
+            if before.saturating_add(bytes) <= self.max_bytes {
+                batch.events = Some(events);
+                batch.held = Some(held);
+            }
+        }
+        // An error only means that nobody is subscribed any more.
         let _ = self.tx.send(Arc::new(batch));
+    }
+
+    /// Bytes of events the feed holds now.
+    pub fn held_bytes(&self) -> usize {
+        self.held.load(Ordering::Acquire)
     }
 
     fn subscribe(&self) -> LiveReceiver {
@@ -253,12 +331,23 @@ impl Node {
 mod tests {
     use super::*;
 
-    fn batch(from: u64, end: u64) -> LiveBatch {
-        LiveBatch {
-            from,
-            end,
-            events: Some(Vec::new()),
-            tombstoned: Vec::new(),
+    fn publish(feed: &LiveFeed, from: u64, end: u64) {
+        feed.publish(from, end, Some(Vec::new()), Vec::new());
+    }
+
+    fn event(bytes: usize) -> RecordedEvent {
+        RecordedEvent {
+            record: stele_core::EventRecord {
+                stream: StreamName::new("s").unwrap(),
+                id: uuid::Uuid::nil(),
+                event_type: "t".into(),
+                content_type: stele_core::ContentType::Binary,
+                created_ticks: 0,
+                custom_metadata: Default::default(),
+                data: vec![0; bytes].into(),
+            },
+            revision: StreamRevision(0),
+            position: LogPosition(0),
         }
     }
 
@@ -266,12 +355,12 @@ mod tests {
     async fn a_feed_without_subscribers_keeps_nothing_and_a_subscriber_gets_what_follows() {
         let feed = LiveFeed::default();
         assert!(!feed.has_subscribers());
-        feed.publish(batch(0, 10));
+        publish(&feed, 0, 10);
         let mut rx = feed.subscribe();
         assert!(feed.has_subscribers());
-        feed.publish(batch(10, 20));
-        feed.publish(batch(20, 20)); // nothing to tell: not sent
-        feed.publish(batch(20, 30));
+        publish(&feed, 10, 20);
+        publish(&feed, 20, 20); // nothing to tell: not sent
+        publish(&feed, 20, 30);
         for (from, end) in [(10, 20), (20, 30)] {
             match rx.recv().await {
                 Live::Batch(b) => assert_eq!((b.from, b.end), (from, end)),
@@ -286,7 +375,7 @@ mod tests {
         let mut rx = feed.subscribe();
         let batches = LIVE_FEED_BATCHES as u64 + 10;
         for n in 0..batches {
-            feed.publish(batch(n * 10, n * 10 + 10));
+            publish(&feed, n * 10, n * 10 + 10);
         }
         match rx.recv().await {
             Live::Lagged(n) => assert_eq!(n, 10),
@@ -296,6 +385,37 @@ mod tests {
             // The batch after the lost ones starts beyond what was seen: a gap to read.
             Live::Batch(b) => assert_eq!(b.from, 100),
             other => panic!("expected a batch, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn events_over_the_byte_bound_are_left_for_the_log_and_bytes_come_back() {
+        let feed = LiveFeed::with_max_bytes(10_000);
+        let mut rx = feed.subscribe();
+        let sized = |n: usize| Some(vec![event(1000); n]);
+        feed.publish(0, 10, sized(5), Vec::new());
+        let held_one = feed.held_bytes();
+        assert!(held_one > 5000);
+        // Would go over: published as a range only.
+        feed.publish(10, 20, sized(9), Vec::new());
+        assert_eq!(feed.held_bytes(), held_one);
+        let first = match rx.recv().await {
+            Live::Batch(b) => b,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(first.events.as_ref().map(Vec::len), Some(5));
+        match rx.recv().await {
+            Live::Batch(b) => assert!(b.events.is_none() && (b.from, b.end) == (10, 20)),
+            other => panic!("{other:?}"),
+        }
+        // Still in the ring (the channel keeps a batch until every receiver has it) until the
+        // receiver lets go of the one it holds.
+        drop(first);
+        assert_eq!(feed.held_bytes(), 0);
+        feed.publish(20, 30, sized(8), Vec::new());
+        match rx.recv().await {
+            Live::Batch(b) => assert_eq!(b.events.as_ref().map(Vec::len), Some(8)),
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -19,7 +19,7 @@ use stele_core::{
 };
 use stele_index::{Checkpoint, Index, IndexWriter};
 
-use crate::live::{LiveBatch, LiveFeed};
+use crate::live::LiveFeed;
 use crate::log_store::LogShared;
 use crate::types::{LogId, TypeConfig};
 
@@ -296,12 +296,12 @@ impl StateMachine {
         self.applied.notify.notify_waiters();
         // After the commit and the new end: a subscriber that reads the index after
         // subscribing sees every event of a batch it does not receive.
-        self.applied.live.publish(LiveBatch {
-            from: event_end_before,
-            end: event_end,
-            events: published.events,
-            tombstoned: published.tombstoned,
-        });
+        self.applied.live.publish(
+            event_end_before,
+            event_end,
+            published.events,
+            published.tombstoned,
+        );
         for (responder, result) in responses {
             if let Some(responder) = responder {
                 responder.send(result);
