@@ -654,6 +654,36 @@ async fn links_are_resolved_when_asked() {
             break;
         }
     }
+    // Finite reads resolve links the same way.
+    let mut read = client
+        .read_stream(
+            "links",
+            &kurrentdb::ReadStreamOptions::default().resolve_link_tos(),
+        )
+        .await
+        .expect("reading links");
+    let mut resolved = Vec::new();
+    while let Some(e) = read.next().await.expect("a read event") {
+        resolved.push((
+            e.event
+                .as_ref()
+                .map(|t| (t.stream_id().to_owned(), t.revision)),
+            e.link.as_ref().map(|l| l.revision),
+            e.commit_position == e.link.as_ref().map(|l| l.position.commit),
+        ));
+    }
+    assert_eq!(resolved.len(), 4);
+    assert_eq!(resolved[0].0, Some(("target-1".to_owned(), 1)));
+    assert_eq!(resolved[1].0, None);
+    assert_eq!(
+        resolved.iter().map(|r| r.1).collect::<Vec<_>>(),
+        vec![Some(0), Some(1), Some(2), Some(3)]
+    );
+    assert!(
+        resolved.iter().all(|r| r.2),
+        "the position of a resolved event is the link's"
+    );
+
     let mut plain = client
         .subscribe_to_stream(
             "links",
