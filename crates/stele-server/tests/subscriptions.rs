@@ -759,6 +759,7 @@ async fn the_hand_over_from_history_to_live_has_no_gap_and_no_duplicate() {
     });
     let mut delivered: Vec<(String, u64, u64)> = Vec::new();
     let mut caught_up = 0;
+    let mut first_caught_up = None;
     let collect = async {
         // Until every writer is done and every event came, then a little longer (to catch
         // duplicates).
@@ -770,7 +771,10 @@ async fn the_hand_over_from_history_to_live_has_no_gap_and_no_duplicate() {
             };
             match msg {
                 Some(Msg::Event(s, r, p)) if !s.starts_with('$') => delivered.push((s, r, p)),
-                Some(Msg::CaughtUp { .. }) => caught_up += 1,
+                Some(Msg::CaughtUp { .. }) => {
+                    caught_up += 1;
+                    first_caught_up.get_or_insert(delivered.len());
+                }
                 _ => {}
             }
             let done = delivered.len() >= total && writers.iter().all(|w| w.is_finished());
@@ -797,6 +801,12 @@ async fn the_hand_over_from_history_to_live_has_no_gap_and_no_duplicate() {
         w.await.expect("writer");
     }
     assert!(caught_up >= 1, "caught_up was sent");
+    let live_from = first_caught_up.expect("caught up");
+    assert!(
+        live_from < total,
+        "the subscription went live while the writers were at it (caught up after \
+         {live_from} of {total} events)"
+    );
     let expected = all_user_events(&client).await;
     assert_eq!(expected.len(), total);
     if delivered != expected {
