@@ -196,15 +196,13 @@ fn an_eventstoredb_cluster_node_file_loads_and_warns_about_what_is_not_acted_on(
         .iter()
         .map(|w| w.split_whitespace().nth(1).unwrap())
         .collect();
-    // EnableExternalTcp is set to its default, which is what Stele does. The gossip and
-    // heartbeat options wait for the cluster work, so they are named.
+    // EnableExternalTcp is set to its default, which is what Stele does. Gossip options are
+    // acted on; the heartbeat options are not (heartbeats follow LeaderElectionTimeoutMs),
+    // so they are named.
     assert_eq!(
         named,
         [
             "Log",
-            "DiscoverViaDns",
-            "GossipSeed",
-            "GossipTimeoutMs",
             "IntTcpHeartbeatInterval",
             "IntTcpHeartbeatTimeout",
             "EnableAtomPubOverHttp",
@@ -345,17 +343,12 @@ fn legacy_spellings_are_accepted() {
     assert_eq!(o.int_ip, "127.0.0.6".parse::<IpAddr>().unwrap());
     assert!(!o.discover_via_dns);
     assert_eq!(o.gossip_seed.len(), 2);
-    // ExtTcpPort is recognised, not acted on; so are the gossip options until the
-    // cluster work lands.
+    // ExtTcpPort is recognised, not acted on; the gossip options are acted on.
     let named: Vec<&str> = warnings
         .iter()
         .map(|w| w.split_whitespace().nth(1).unwrap())
         .collect();
-    assert_eq!(
-        named,
-        ["DiscoverViaDns", "GossipSeed", "ExtTcpPort"],
-        "{warnings:?}"
-    );
+    assert_eq!(named, ["ExtTcpPort"], "{warnings:?}");
 
     assert_eq!(
         ok(&["--insecure", "--ext-http-port=2115"], &[]).0.http_port,
