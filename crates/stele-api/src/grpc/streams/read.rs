@@ -370,7 +370,7 @@ async fn send_page(
         return Ok(events);
     }
     let node = node.clone();
-    let page = blocking(move || resolved(&node, true, events)).await?;
+    let page = blocking(move || resolved(&node, events)).await?;
     for (event, resolution) in &page {
         out.send_resp(links::read_resp(event, resolution, plan.uuid_format))
             .await?;
@@ -381,13 +381,12 @@ async fn send_page(
 /// Events of a page with what their links resolve to (blocking: resolving reads).
 fn resolved(
     node: &Node,
-    resolve_links: bool,
     events: Vec<RecordedEvent>,
 ) -> Result<Vec<(RecordedEvent, Resolution)>, ReadError> {
     events
         .into_iter()
         .map(|event| {
-            let resolution = links::resolve_if(node, resolve_links, &event)?;
+            let resolution = links::resolve(node, &event)?;
             Ok((event, resolution))
         })
         .collect()
