@@ -333,7 +333,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     _ => break,
                 }
             }
-            // Applying is synchronous index work (a redb commit): keep it from stalling the
+            // Applying is synchronous index work (a memtable commit, at times a flush): keep it from stalling the
             // async worker it runs on, which also serves client connections.
             if tokio::runtime::Handle::current().runtime_flavor()
                 == tokio::runtime::RuntimeFlavor::MultiThread

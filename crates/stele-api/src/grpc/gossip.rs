@@ -5,10 +5,7 @@
 //! address; the Rust client rejects the whole answer if a member lacks it or has an unknown
 //! state. Gossip is anonymous.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use stele_cluster::{Node, NodeStatus, VNodeState};
-use stele_core::TICKS_PER_SECOND;
 use stele_proto::gossip::gossip_server::Gossip;
 use stele_proto::gossip::{ClusterInfo, EndPoint, MemberInfo};
 use stele_proto::shared::Empty;
@@ -26,16 +23,6 @@ impl GossipService {
     pub fn new(node: Node) -> Self {
         GossipService { node }
     }
-}
-
-/// .NET ticks (100 ns) since the Unix epoch, now.
-pub fn now_ticks() -> i64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let ticks = since_epoch.as_secs() as i128 * TICKS_PER_SECOND as i128
-        + since_epoch.subsec_nanos() as i128 / 100;
-    ticks.min(i64::MAX as i128) as i64
 }
 
 /// This node as a gossip member; `time_stamp` is when it was observed.
@@ -147,8 +134,8 @@ mod tests {
 
     #[test]
     fn ticks_are_dotnet_units_since_the_epoch() {
-        let ticks = now_ticks();
+        let ticks = stele_cluster::now_ticks();
         // 2020-01-01 in ticks since the Unix epoch is 1577836800 s × 10^7.
-        assert!(ticks > 1_577_836_800 * TICKS_PER_SECOND);
+        assert!(ticks > 1_577_836_800 * stele_core::TICKS_PER_SECOND);
     }
 }
