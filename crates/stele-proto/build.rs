@@ -9,6 +9,7 @@ const PROTO_FILES: &[&str] = &[
     "serverfeatures.proto",
     "gossip.proto",
     "operations.proto",
+    "persistent.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -196,6 +196,16 @@ impl LiveReceiver {
             Err(broadcast::error::RecvError::Closed) => Live::Closed,
         }
     }
+
+    /// The next batch if one is waiting, without waiting.
+    pub fn try_recv(&mut self) -> Option<Live> {
+        match self.rx.try_recv() {
+            Ok(batch) => Some(Live::Batch(batch)),
+            Err(broadcast::error::TryRecvError::Empty) => None,
+            Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Live::Lagged(n)),
+            Err(broadcast::error::TryRecvError::Closed) => Some(Live::Closed),
+        }
+    }
 }
 
 /// A window of `$all` read by [`Node::read_all_range`].

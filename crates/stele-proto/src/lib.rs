@@ -6,11 +6,12 @@
 //! The generated modules nest like the protobuf packages (the generated code refers to
 //! other packages through `super::`), and short aliases are re-exported:
 //! `stele_proto::shared` (`event_store.client`), `stele_proto::streams`,
-//! `stele_proto::gossip`, `stele_proto::server_features`, `stele_proto::operations` and
+//! `stele_proto::gossip`, `stele_proto::server_features`, `stele_proto::operations`,
+//! `stele_proto::persistent` (`event_store.client.persistent_subscriptions`) and
 //! `stele_proto::google_rpc`.
 //!
-//! Deliberately absent for now: persistent subscriptions, projections, users, monitoring
-//! and the v2 protocol, whose full message shapes PROTOCOL.md does not give yet.
+//! Deliberately absent for now: projections, users, monitoring and the v2 protocol, whose
+//! full message shapes PROTOCOL.md does not give yet.
 
 pub mod codec;
 
@@ -45,6 +46,14 @@ pub mod event_store {
                 "/event_store.client.operations.rs"
             ));
         }
+
+        pub mod persistent_subscriptions {
+            #![allow(clippy::all, missing_docs)]
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/event_store.client.persistent_subscriptions.rs"
+            ));
+        }
     }
 }
 
@@ -57,6 +66,7 @@ pub mod google {
 }
 
 pub use event_store::client as shared;
+pub use event_store::client::persistent_subscriptions as persistent;
 pub use event_store::client::{gossip, operations, server_features, streams};
 pub use google::rpc as google_rpc;
 
@@ -86,6 +96,10 @@ mod tests {
         assert_eq!(
             operations::operations_server::SERVICE_NAME,
             "event_store.client.operations.Operations"
+        );
+        assert_eq!(
+            persistent::persistent_subscriptions_server::SERVICE_NAME,
+            "event_store.client.persistent_subscriptions.PersistentSubscriptions"
         );
     }
 
@@ -140,5 +154,32 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(wev.encode_to_vec(), vec![6 << 3, 1, (11 << 3) | 2, 0]);
+    }
+
+    #[test]
+    fn persistent_field_numbers_follow_the_protocol() {
+        use persistent::{read_req, read_resp, ReadReq, ReadResp, SubscriptionInfo};
+        // ReadReq.options = 1 holding Options.all = 5 (an empty message).
+        let options = ReadReq {
+            content: Some(read_req::Content::Options(read_req::Options {
+                stream_option: Some(read_req::options::StreamOption::All(shared::Empty {})),
+                ..Default::default()
+            })),
+        };
+        assert_eq!(options.encode_to_vec(), vec![0x0a, 2, (5 << 3) | 2, 0]);
+        // ReadResp.event = 1 holding ReadEvent.retry_count = 5.
+        let event = ReadResp {
+            content: Some(read_resp::Content::Event(read_resp::ReadEvent {
+                count: Some(read_resp::read_event::Count::RetryCount(3)),
+                ..Default::default()
+            })),
+        };
+        assert_eq!(event.encode_to_vec(), vec![0x0a, 2, 5 << 3, 3]);
+        // SubscriptionInfo.named_consumer_strategy = 26 is a string.
+        let info = SubscriptionInfo {
+            named_consumer_strategy: "P".into(),
+            ..Default::default()
+        };
+        assert_eq!(info.encode_to_vec(), vec![(26 << 3) | 2, 1, 1, b'P']);
     }
 }

@@ -81,8 +81,10 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
         db = ?options.db_dir(),
         "serving gRPC and HTTP on one port"
     );
-    let http = stele_api::http::router(node.clone());
-    let grpc = stele_api::grpc::routes(node.clone());
+    // Persistent subscriptions run on whichever node leads; gRPC and HTTP share them.
+    let persistent = stele_api::persistent::Subsystem::start(node.clone());
+    let http = stele_api::http::router(node.clone(), persistent.clone());
+    let grpc = stele_api::grpc::routes(node.clone(), persistent);
     let stop = node.clone();
     let stop = async move {
         tokio::select! {

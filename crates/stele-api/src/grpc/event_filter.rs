@@ -19,14 +19,25 @@ use super::status;
 
 #[derive(Debug)]
 pub struct EventFilter {
-    on: Field,
+    spec: FilterSpec,
     matcher: Matcher,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
+/// What a filter tests: the stream name or the event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum FilterField {
     StreamName,
     EventType,
+}
+
+/// A filter as it is stored (persistent subscriptions keep theirs in the log): a non-empty
+/// `regex` wins over `prefixes`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FilterSpec {
+    pub on: FilterField,
+    pub regex: String,
+    pub prefixes: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -38,40 +49,50 @@ enum Matcher {
 impl EventFilter {
     pub fn from_options(options: &FilterOptions) -> Result<EventFilter, Status> {
         let (on, expression) = match &options.filter {
-            Some(Filter::StreamIdentifier(expression)) => (Field::StreamName, expression),
-            Some(Filter::EventType(expression)) => (Field::EventType, expression),
+            Some(Filter::StreamIdentifier(expression)) => (FilterField::StreamName, expression),
+            Some(Filter::EventType(expression)) => (FilterField::EventType, expression),
             None => return Err(status::not_a_valid("None", "FilterOneofCase")),
         };
-        Ok(EventFilter {
-            on,
-            matcher: Matcher::from_expression(expression)?,
-        })
+        EventFilter::from_spec(FilterSpec::from_expression(on, expression))
+            .map_err(status::invalid_argument)
+    }
+
+    /// Builds a filter from its stored form; the error names a bad regular expression.
+    pub fn from_spec(spec: FilterSpec) -> Result<EventFilter, String> {
+        let matcher = if spec.regex.is_empty() {
+            Matcher::Prefixes(spec.prefixes.clone())
+        } else {
+            Regex::new(&spec.regex)
+                .map(Matcher::Regex)
+                .map_err(|e| format!("'{}' is not a valid regular expression: {e}", spec.regex))?
+        };
+        Ok(EventFilter { spec, matcher })
+    }
+
+    pub fn spec(&self) -> &FilterSpec {
+        &self.spec
     }
 
     pub fn accepts(&self, event: &RecordedEvent) -> bool {
-        let text = match self.on {
-            Field::StreamName => event.record.stream.as_str(),
-            Field::EventType => event.record.event_type.as_str(),
+        let text = match self.spec.on {
+            FilterField::StreamName => event.record.stream.as_str(),
+            FilterField::EventType => event.record.event_type.as_str(),
         };
         self.matcher.matches(text)
     }
 }
 
-impl Matcher {
-    fn from_expression(expression: &Expression) -> Result<Matcher, Status> {
-        if expression.regex.is_empty() {
-            return Ok(Matcher::Prefixes(expression.prefix.clone()));
+impl FilterSpec {
+    pub fn from_expression(on: FilterField, expression: &Expression) -> FilterSpec {
+        FilterSpec {
+            on,
+            regex: expression.regex.clone(),
+            prefixes: expression.prefix.clone(),
         }
-        Regex::new(&expression.regex)
-            .map(Matcher::Regex)
-            .map_err(|e| {
-                status::invalid_argument(format!(
-                    "'{}' is not a valid regular expression: {e}",
-                    expression.regex
-                ))
-            })
     }
+}
 
+impl Matcher {
     fn matches(&self, text: &str) -> bool {
         match self {
             // A regex that exhausts its backtracking budget matches nothing rather than

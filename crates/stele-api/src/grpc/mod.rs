@@ -1,11 +1,13 @@
 //! The EventStoreDB-compatible gRPC services (PROTOCOL.md §2–§10) over the
 //! [`stele_cluster::Node`] facade: Streams (read and catch-up subscriptions, append, batch
-//! append, delete, tombstone), ServerFeatures, Gossip and Operations (resign, node priority).
+//! append, delete, tombstone), PersistentSubscriptions (over the
+//! [`crate::persistent::Subsystem`] engine), ServerFeatures, Gossip and Operations (resign,
+//! node priority, shutdown, restarting persistent subscriptions).
 //!
-//! What this module owns: turning requests into node calls and node answers into the exact
-//! wire shapes, texts and trailers the official clients expect. Errors reach the wire only
-//! through [`status`]. What it does not own: the listener, TLS, the HTTP API that shares the
-//! port, authentication.
+//! What this module owns: turning requests into node and subsystem calls and their answers
+//! into the exact wire shapes, texts and trailers the official clients expect. Errors reach
+//! the wire only through [`status`]. What it does not own: the listener, TLS, the HTTP API
+//! that shares the port, authentication.
 //!
 //! Serving: [`routes`] gives a [`tonic::service::Routes`] with every service; it converts
 //! into an `axum::Router` (`Routes::into_axum_router`) to merge with the HTTP routes, and
@@ -13,9 +15,8 @@
 //! `accept_http1(true)` for the HTTP API on the same port) so that `grpc-timeout` deadlines
 //! are enforced; a plain axum/hyper server does not enforce them.
 //!
-//! Not served yet: persistent subscriptions,
-//! projections, users, the other operations (scavenge, shutdown: UNIMPLEMENTED), monitoring,
-//! the v2 protocol.
+//! Not served yet: projections, users, the other operations (scavenge, index merges:
+//! UNIMPLEMENTED), monitoring, the v2 protocol.
 
 // tonic's handlers return `Result<_, tonic::Status>`, and the helpers here build those
 // statuses; boxing them would only move the allocation.
@@ -25,6 +26,7 @@ pub mod event_filter;
 pub mod events;
 pub mod gossip;
 pub mod operations;
+pub mod persistent;
 pub mod request_headers;
 pub mod server_features;
 pub mod status;
@@ -34,12 +36,14 @@ pub mod wire_uuid;
 use stele_cluster::Node;
 use stele_proto::gossip::gossip_server::GossipServer;
 use stele_proto::operations::operations_server::OperationsServer;
+use stele_proto::persistent::persistent_subscriptions_server::PersistentSubscriptionsServer;
 use stele_proto::server_features::server_features_server::ServerFeaturesServer;
 use stele_proto::streams::streams_server::StreamsServer;
 use tonic::service::{Routes, RoutesBuilder};
 
 pub use gossip::GossipService;
 pub use operations::OperationsService;
+pub use persistent::PersistentSubscriptionsService;
 pub use server_features::ServerFeaturesService;
 pub use streams::StreamsService;
 
@@ -50,15 +54,20 @@ pub const MAX_MESSAGE_SIZE_BYTES: usize = 17 * 1024 * 1024;
 /// Room for framing around the events of one append message.
 const APPEND_MESSAGE_OVERHEAD_BYTES: usize = 1024 * 1024;
 
-/// Every gRPC service of a node, ready to serve.
-pub fn routes(node: Node) -> Routes {
+/// Every gRPC service of a node, ready to serve. `persistent` is the node's persistent
+/// subscriptions engine, shared with the HTTP API.
+pub fn routes(node: Node, persistent: crate::persistent::Subsystem) -> Routes {
     let mut builder = RoutesBuilder::default();
-    add_services(&mut builder, node);
+    add_services(&mut builder, node, persistent);
     builder.routes()
 }
 
 /// Adds every gRPC service of a node to `builder`, for a server that has routes of its own.
-pub fn add_services(builder: &mut RoutesBuilder, node: Node) {
+pub fn add_services(
+    builder: &mut RoutesBuilder,
+    node: Node,
+    persistent: crate::persistent::Subsystem,
+) {
     // One BatchAppend message may carry a whole append (the Python client sends every
     // multi-event append as a single message), so Streams accepts the node's maximum append
     // size plus framing.
@@ -81,7 +90,12 @@ pub fn add_services(builder: &mut RoutesBuilder, node: Node) {
                 .max_encoding_message_size(MAX_MESSAGE_SIZE_BYTES),
         )
         .add_service(
-            OperationsServer::new(OperationsService::new(node))
+            OperationsServer::new(OperationsService::new(node, persistent.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE_BYTES),
+        )
+        .add_service(
+            PersistentSubscriptionsServer::new(PersistentSubscriptionsService::new(persistent))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE_BYTES),
         );

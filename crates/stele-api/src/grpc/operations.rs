@@ -7,10 +7,14 @@
 //! does nothing and answers OK, as EventStoreDB does. Shutdown stops the process as SIGTERM
 //! does (`Node::request_stop`).
 //!
-//! What it deliberately does not own: scavenging (StartScavenge, StopScavenge), index merges
-//! (MergeIndexes) and persistent subscriptions (RestartPersistentSubscriptions), which Stele
-//! has not built. Those answer UNIMPLEMENTED with a message saying why; the Rust client turns
-//! that into `UnsupportedFeature`. ServerFeatures lists only the two methods served.
+//! RestartPersistentSubscriptions restarts the persistent-subscription subsystem (every
+//! consumer is dropped, the definitions are reloaded), like
+//! `PersistentSubscriptions.RestartSubsystem`.
+//!
+//! What it deliberately does not own: scavenging (StartScavenge, StopScavenge) and index
+//! merges (MergeIndexes), which Stele has not built. Those answer UNIMPLEMENTED with a
+//! message saying why; the Rust client turns that into `UnsupportedFeature`. ServerFeatures
+//! lists only the methods served.
 //! Authentication: none; Stele serves insecure mode only, where EventStoreDB lets anyone in.
 
 use stele_cluster::Node;
@@ -22,15 +26,17 @@ use stele_proto::shared::Empty;
 use tonic::{Request, Response, Status};
 
 use super::status;
+use crate::persistent::Subsystem;
 
 #[derive(Clone)]
 pub struct OperationsService {
     node: Node,
+    persistent: Subsystem,
 }
 
 impl OperationsService {
-    pub fn new(node: Node) -> Self {
-        OperationsService { node }
+    pub fn new(node: Node, persistent: Subsystem) -> Self {
+        OperationsService { node, persistent }
     }
 }
 
@@ -90,8 +96,11 @@ impl Operations for OperationsService {
         &self,
         _request: Request<Empty>,
     ) -> Result<Response<Empty>, Status> {
-        Err(Status::unimplemented(
-            "persistent subscriptions are not supported by this server yet",
-        ))
+        tracing::info!("an operator restarted the persistent subscriptions");
+        self.persistent
+            .restart()
+            .await
+            .map_err(|error| status::persistent_error(&error))?;
+        Ok(Response::new(Empty {}))
     }
 }

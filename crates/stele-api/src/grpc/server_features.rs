@@ -3,10 +3,13 @@
 //!
 //! No authentication: the Rust client calls it without credentials on every connection and
 //! gives up on the connection for any error other than UNIMPLEMENTED or NOT_FOUND. The list
-//! names exactly what is served, because clients switch features on from it (BatchAppend for
-//! the Rust and Node clients; persistent-subscription management once those services exist).
-//! Of Operations, only the methods that do something are listed (`resignnode`,
-//! `setnodepriority`, `shutdown`); the others answer UNIMPLEMENTED.
+//! names exactly what is served, because clients switch features on from it: BatchAppend for
+//! the Rust and Node clients; for persistent subscriptions, groups on `$all` (feature `all`
+//! on `create`) and gRPC management instead of the HTTP fallback (the Rust client needs all
+//! of `getinfo`, `replayparked`, `list` and `restartsubsystem`). Every PersistentSubscriptions
+//! method carries `["stream","all"]`, as EventStoreDB lists them. Of Operations, only the
+//! methods that do something are listed (`resignnode`, `setnodepriority`, `shutdown`,
+//! `restartpersistentsubscriptions`); the others answer UNIMPLEMENTED.
 
 use stele_proto::server_features::server_features_server::ServerFeatures;
 use stele_proto::server_features::{SupportedMethod, SupportedMethods};
@@ -20,6 +23,10 @@ const STREAMS: &str = "event_store.client.streams.streams";
 const SERVER_FEATURES: &str = "event_store.client.server_features.serverfeatures";
 const GOSSIP: &str = "event_store.client.gossip.gossip";
 const OPERATIONS: &str = "event_store.client.operations.operations";
+const PERSISTENT: &str = "event_store.client.persistent_subscriptions.persistentsubscriptions";
+
+/// The features of every PersistentSubscriptions method: groups on a stream and on `$all`.
+const PERSISTENT_FEATURES: &[&str] = &["stream", "all"];
 
 /// `(service, method, features)` for every method served.
 const METHODS: &[(&str, &str, &[&str])] = &[
@@ -33,6 +40,15 @@ const METHODS: &[(&str, &str, &[&str])] = &[
     (OPERATIONS, "resignnode", &[]),
     (OPERATIONS, "setnodepriority", &[]),
     (OPERATIONS, "shutdown", &[]),
+    (OPERATIONS, "restartpersistentsubscriptions", &[]),
+    (PERSISTENT, "create", PERSISTENT_FEATURES),
+    (PERSISTENT, "update", PERSISTENT_FEATURES),
+    (PERSISTENT, "delete", PERSISTENT_FEATURES),
+    (PERSISTENT, "read", PERSISTENT_FEATURES),
+    (PERSISTENT, "getinfo", PERSISTENT_FEATURES),
+    (PERSISTENT, "replayparked", PERSISTENT_FEATURES),
+    (PERSISTENT, "list", PERSISTENT_FEATURES),
+    (PERSISTENT, "restartsubsystem", PERSISTENT_FEATURES),
 ];
 
 #[derive(Debug, Clone, Default)]
@@ -85,7 +101,7 @@ mod tests {
         assert!(!methods
             .methods
             .iter()
-            .any(|m| m.service_name.contains("persistent")));
+            .any(|m| m.service_name.contains("projections") || m.service_name.contains("users")));
         // Of Operations, only what is implemented (scavenging is UNIMPLEMENTED).
         let operations: Vec<&str> = methods
             .methods
@@ -93,7 +109,51 @@ mod tests {
             .filter(|m| m.service_name == "event_store.client.operations.operations")
             .map(|m| m.method_name.as_str())
             .collect();
-        assert_eq!(operations, ["resignnode", "setnodepriority", "shutdown"]);
+        assert_eq!(
+            operations,
+            [
+                "resignnode",
+                "setnodepriority",
+                "shutdown",
+                "restartpersistentsubscriptions"
+            ]
+        );
+    }
+
+    #[test]
+    fn lists_every_persistent_subscriptions_method_with_stream_and_all() {
+        let methods = supported_methods();
+        let persistent: Vec<&SupportedMethod> = methods
+            .methods
+            .iter()
+            .filter(|m| {
+                m.service_name
+                    == "event_store.client.persistent_subscriptions.persistentsubscriptions"
+            })
+            .collect();
+        let names: Vec<&str> = persistent.iter().map(|m| m.method_name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "create",
+                "update",
+                "delete",
+                "read",
+                "getinfo",
+                "replayparked",
+                "list",
+                "restartsubsystem"
+            ]
+        );
+        for method in persistent {
+            assert_eq!(method.features, ["stream", "all"], "{}", method.method_name);
+        }
+        // The path the Node client matches: `/<service_name>/<method_name>`, and the service
+        // name is the generated one, lower-cased.
+        assert_eq!(
+            stele_proto::persistent::persistent_subscriptions_server::SERVICE_NAME.to_lowercase(),
+            "event_store.client.persistent_subscriptions.persistentsubscriptions"
+        );
     }
 
     /// The generated server and client agree over a real HTTP/2 connection, through the

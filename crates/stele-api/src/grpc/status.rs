@@ -13,6 +13,8 @@ use prost::Name;
 use stele_cluster::{AdminError, ReadError, WriteError};
 use stele_core::{ExpectedRevision, StreamRevision};
 use stele_proto::{google_rpc, shared};
+
+use crate::persistent::PsError;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
 
@@ -29,6 +31,8 @@ pub mod trailer {
     pub const EVENT_ID: &str = "event-id";
     pub const PROPOSED_APPEND_EVENT_SIZE: &str = "proposed-append-event-size";
     pub const REQUIRED_METADATA_PROPERTIES: &str = "required-metadata-properties";
+    pub const GROUP_NAME: &str = "group-name";
+    pub const REASON: &str = "reason";
 }
 
 /// Values of the `exception` trailer.
@@ -42,6 +46,12 @@ pub mod exception {
     pub const MAXIMUM_APPEND_EVENT_SIZE_EXCEEDED: &str = "maximum-append-event-size-exceeded";
     pub const MISSING_REQUIRED_METADATA_PROPERTY: &str = "missing-required-metadata-property";
     pub const INVALID_TRANSACTION: &str = "invalid-transaction";
+    pub const PERSISTENT_SUBSCRIPTION_DOES_NOT_EXIST: &str =
+        "persistent-subscription-does-not-exist";
+    pub const PERSISTENT_SUBSCRIPTION_EXISTS: &str = "persistent-subscription-exists";
+    pub const MAXIMUM_SUBSCRIBERS_REACHED: &str = "maximum-subscribers-reached";
+    pub const PERSISTENT_SUBSCRIPTION_DROPPED: &str = "persistent-subscription-dropped";
+    pub const PERSISTENT_SUBSCRIPTION_FAILED: &str = "persistent-subscription-failed";
 }
 
 /// The event metadata keys every write must carry, in the order they are checked.
@@ -436,6 +446,81 @@ pub fn admin_error(error: &AdminError) -> Status {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Persistent subscriptions (PROTOCOL.md §6, §7)
+
+/// A persistent-subscription request that failed. The group errors carry `stream-name` and
+/// `group-name` trailers (and `reason` for a failure); the Python client matches the
+/// `Maximum subscriptions reached` text, the Rust client the dropped `exception`, the Node
+/// client every `exception`. The texts are EventStoreDB's, written here rather than taken
+/// from [`PsError`]'s `Display`, so the wire does not change with a log message.
+pub fn persistent_error(error: &PsError) -> Status {
+    let group_error =
+        |code, message: String, exception: &'static str, stream: &str, group: &str| {
+            with_trailers(
+                code,
+                message,
+                &[
+                    (trailer::EXCEPTION, exception),
+                    (trailer::STREAM_NAME, stream),
+                    (trailer::GROUP_NAME, group),
+                ],
+            )
+        };
+    match error {
+        PsError::DoesNotExist { stream, group } => group_error(
+            Code::NotFound,
+            format!("Subscription group {group} on stream {stream} does not exist."),
+            exception::PERSISTENT_SUBSCRIPTION_DOES_NOT_EXIST,
+            stream,
+            group,
+        ),
+        PsError::AlreadyExists { stream, group } => group_error(
+            Code::AlreadyExists,
+            format!("Subscription group {group} on stream {stream} exists."),
+            exception::PERSISTENT_SUBSCRIPTION_EXISTS,
+            stream,
+            group,
+        ),
+        PsError::MaximumSubscribersReached { stream, group } => group_error(
+            Code::FailedPrecondition,
+            format!(
+                "Maximum subscriptions reached for subscription group {group} on stream {stream}."
+            ),
+            exception::MAXIMUM_SUBSCRIBERS_REACHED,
+            stream,
+            group,
+        ),
+        PsError::Dropped { stream, group } => group_error(
+            Code::Cancelled,
+            format!("Subscription group {group} on stream {stream} was dropped."),
+            exception::PERSISTENT_SUBSCRIPTION_DROPPED,
+            stream,
+            group,
+        ),
+        PsError::Failed {
+            stream,
+            group,
+            reason,
+        } => with_trailers(
+            Code::Internal,
+            format!("Subscription group {group} on stream {stream} failed: '{reason}'"),
+            &[
+                (
+                    trailer::EXCEPTION,
+                    exception::PERSISTENT_SUBSCRIPTION_FAILED,
+                ),
+                (trailer::STREAM_NAME, stream),
+                (trailer::GROUP_NAME, group),
+                (trailer::REASON, reason),
+            ],
+        ),
+        PsError::NotLeader { leader } => not_leader(leader.as_ref()),
+        PsError::NotReady => not_ready(),
+        PsError::InvalidArgument(message) => invalid_argument(message.clone()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use prost::Message;
@@ -728,5 +813,99 @@ mod tests {
         let deleted =
             batch_append_error(&WriteError::StreamDeleted(StreamName::new("s").unwrap())).unwrap();
         assert_eq!(deleted.code, google_rpc::Code::NotFound as i32);
+    }
+
+    #[test]
+    fn persistent_subscription_errors_follow_the_table() {
+        let cases = [
+            (
+                PsError::DoesNotExist {
+                    stream: "orders".into(),
+                    group: "g1".into(),
+                },
+                Code::NotFound,
+                "Subscription group g1 on stream orders does not exist.",
+                "persistent-subscription-does-not-exist",
+            ),
+            (
+                PsError::AlreadyExists {
+                    stream: "orders".into(),
+                    group: "g1".into(),
+                },
+                Code::AlreadyExists,
+                "Subscription group g1 on stream orders exists.",
+                "persistent-subscription-exists",
+            ),
+            (
+                PsError::MaximumSubscribersReached {
+                    stream: "orders".into(),
+                    group: "g1".into(),
+                },
+                Code::FailedPrecondition,
+                "Maximum subscriptions reached for subscription group g1 on stream orders.",
+                "maximum-subscribers-reached",
+            ),
+            (
+                PsError::Dropped {
+                    stream: "orders".into(),
+                    group: "g1".into(),
+                },
+                Code::Cancelled,
+                "Subscription group g1 on stream orders was dropped.",
+                "persistent-subscription-dropped",
+            ),
+        ];
+        for (error, code, message, exception) in cases {
+            let status = persistent_error(&error);
+            assert_eq!(status.code(), code, "{error:?}");
+            assert_eq!(status.message(), message);
+            // The engine's own text says the same.
+            assert_eq!(error.to_string(), message);
+            assert_eq!(trailer(&status, "exception"), Some(exception.as_bytes()));
+            assert_eq!(trailer(&status, "stream-name"), Some(&b"orders"[..]));
+            assert_eq!(trailer(&status, "group-name"), Some(&b"g1"[..]));
+            assert_eq!(trailer(&status, "reason"), None);
+        }
+
+        let failed = PsError::Failed {
+            stream: "$all".into(),
+            group: "g1".into(),
+            reason: "bad settings".into(),
+        };
+        let status = persistent_error(&failed);
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(
+            status.message(),
+            "Subscription group g1 on stream $all failed: 'bad settings'"
+        );
+        assert_eq!(failed.to_string(), status.message());
+        assert_eq!(
+            trailer(&status, "exception"),
+            Some(&b"persistent-subscription-failed"[..])
+        );
+        assert_eq!(trailer(&status, "stream-name"), Some(&b"$all"[..]));
+        assert_eq!(trailer(&status, "reason"), Some(&b"bad settings"[..]));
+    }
+
+    #[test]
+    fn persistent_subscription_routing_errors_reuse_the_node_statuses() {
+        let status = persistent_error(&PsError::NotLeader {
+            leader: Some(("node2".into(), 2113)),
+        });
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "Leader info available");
+        assert_eq!(trailer(&status, "exception"), Some(&b"not-leader"[..]));
+        assert_eq!(trailer(&status, "leader-endpoint-port"), Some(&b"2113"[..]));
+        let status = persistent_error(&PsError::NotLeader { leader: None });
+        assert_eq!(status.code(), Code::Unknown);
+        let status = persistent_error(&PsError::NotReady);
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(status.message(), "Server Is Not Ready");
+        let status = persistent_error(&PsError::InvalidArgument(
+            "ReadBatchSize must be greater than 0".into(),
+        ));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "ReadBatchSize must be greater than 0");
+        assert!(status.metadata().is_empty());
     }
 }

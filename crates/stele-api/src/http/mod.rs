@@ -1,13 +1,14 @@
 //! The HTTP API that shares the client port with gRPC (PROTOCOL.md §12): health, gossip,
-//! node information and statistics, as EventStoreDB answers them, and the operator commands
-//! resign and node priority (`admin.rs`). JSON property names are camelCase, as
-//! EventStoreDB's JSON codec writes them.
+//! node information and statistics, as EventStoreDB answers them, the operator commands
+//! resign and node priority (`admin.rs`), and the persistent-subscription endpoints
+//! (`subscriptions.rs`). JSON property names are camelCase, as EventStoreDB's JSON codec
+//! writes them.
 //!
 //! What this module owns: the routes and their JSON shapes. What it does not own: the
 //! listener and the choice between gRPC and HTTP on one port ([`crate::serve`]),
 //! authentication (every route here is anonymous, which is EventStoreDB's default policy for
-//! all of them but `/stats` and `/admin`; Stele serves insecure mode only), the other admin,
-//! AtomPub and persistent-subscription endpoints (not served yet), and the web UI: `/`
+//! all of them but `/stats`, `/admin` and `/subscriptions`; Stele serves insecure mode
+//! only), the other admin and AtomPub endpoints (not served yet), and the web UI: `/`
 //! redirects to `/web/index.html` as EventStoreDB 23 does, but no UI is served there yet
 //! (404).
 
@@ -17,6 +18,7 @@ mod health;
 mod info;
 mod process;
 mod stats;
+mod subscriptions;
 mod timestamp;
 
 use std::sync::Arc;
@@ -64,9 +66,11 @@ impl NodeView for Node {
 
 type SharedNode = Arc<dyn NodeView>;
 
-/// The HTTP routes of a node.
-pub fn router(node: Node) -> Router {
-    routes(Arc::new(node.clone())).merge(admin::routes(Arc::new(node)))
+/// The HTTP routes of a node; `persistent` serves `/subscriptions`.
+pub fn router(node: Node, persistent: crate::persistent::Subsystem) -> Router {
+    routes(Arc::new(node.clone()))
+        .merge(admin::routes(Arc::new(node)))
+        .merge(subscriptions::routes(persistent))
 }
 
 pub(crate) fn routes(node: SharedNode) -> Router {

@@ -1,0 +1,955 @@
+//! One running group: a task that owns the group's state and takes commands (connect,
+//! ack, nack, disconnect, info, replay, stop) from a channel, so nothing in it is shared.
+//!
+//! **Messages.** The [`reader`](super::reader) fills `buffer` with what the source holds
+//! after the group's position, at most [`Settings::read_ahead`] messages ahead. `retry`
+//! holds messages to deliver again (nacked, timed out, left behind by a consumer that went
+//! away, replayed from the parked stream); it goes first. A message sent to a consumer is
+//! `in_flight` until it is acknowledged, nacked or times out.
+//!
+//! **Checkpoints.** Every message read from the source has its source position in
+//! `window` until it is done (acknowledged, skipped, or parked and the park written).
+//! `processed_upto` is the highest position below which everything is done: a checkpoint
+//! writes it, and a group started again reads the source from just after it. So a
+//! restart or failover redelivers only messages after the checkpoint, and never skips one.
+//! A checkpoint is written when `max_checkpoint_count` messages were done since the last,
+//! or every `checkpoint_after` when at least `min_checkpoint_count` were.
+//!
+//! **Consumers.** Each has a number of free slots (its `buffer_size` minus its messages in
+//! flight); the [`Picker`](super::strategy::Picker) chooses among them. Deliveries go
+//! through an unbounded channel per consumer whose length the slots bound.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use stele_cluster::{AppendOutcome, Node, WriteError};
+use stele_core::{ContentType, ExpectedRevision, ProposedEvent, StreamName};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::reader::{self, Page, ReaderConfig};
+use super::strategy::{Candidate, Picker};
+use super::{
+    ConnectRequest, ConnectionInfo, Definition, Delivery, GroupInfo, GroupKey, Message, NackAction,
+    PsError, Source, CHECKPOINT_EVENT_TYPE,
+};
+use crate::grpc::event_filter::EventFilter;
+use crate::grpc::streams::links::LINK_EVENT_TYPE;
+
+/// What a group's task is asked to do.
+pub(crate) enum Command {
+    Connect {
+        request: ConnectRequest,
+        reply: oneshot::Sender<Result<Consumer, PsError>>,
+    },
+    Ack {
+        consumer: u64,
+        ids: Vec<Uuid>,
+    },
+    Nack {
+        consumer: u64,
+        ids: Vec<Uuid>,
+        action: NackAction,
+        reason: String,
+    },
+    Disconnect {
+        consumer: u64,
+    },
+    Info {
+        reply: oneshot::Sender<GroupInfo>,
+    },
+    ReplayParked {
+        stop_at: Option<u64>,
+        reply: oneshot::Sender<Result<(), PsError>>,
+    },
+    /// Drops every consumer with `reason` and ends the task; with `checkpoint`, writes the
+    /// group's progress first.
+    Stop {
+        reason: PsError,
+        checkpoint: bool,
+        done: oneshot::Sender<()>,
+    },
+    // Completions of the work the task hands to other tasks.
+    Parked {
+        key: Option<u64>,
+        pending: Box<Pending>,
+        result: Result<(), String>,
+    },
+    CheckpointWritten {
+        position: u64,
+        result: Result<(), String>,
+    },
+    Replayed {
+        result: Result<Vec<Message>, String>,
+        /// The parked stream's first revision not replayed.
+        truncate_before: u64,
+    },
+}
+
+/// A consumer's end: what it is sent, and how it answers.
+pub struct Consumer {
+    subscription_id: String,
+    deliveries: mpsc::UnboundedReceiver<Delivery>,
+    handle: ConsumerHandle,
+}
+
+impl Consumer {
+    /// `<stream>::<group>`.
+    pub fn subscription_id(&self) -> String {
+        self.subscription_id.clone()
+    }
+
+    /// The next delivery; `None` once the group is gone.
+    pub async fn next(&mut self) -> Option<Delivery> {
+        self.deliveries.recv().await
+    }
+
+    pub fn handle(&self) -> ConsumerHandle {
+        self.handle.clone()
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let _ = self.handle.tx.send(Command::Disconnect {
+            consumer: self.handle.id,
+        });
+    }
+}
+
+/// Acknowledges and nacks for one consumer; cheap to clone.
+#[derive(Clone)]
+pub struct ConsumerHandle {
+    id: u64,
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl ConsumerHandle {
+    pub fn ack(&self, ids: Vec<Uuid>) {
+        let _ = self.tx.send(Command::Ack {
+            consumer: self.id,
+            ids,
+        });
+    }
+
+    pub fn nack(&self, ids: Vec<Uuid>, action: NackAction, reason: String) {
+        let _ = self.tx.send(Command::Nack {
+            consumer: self.id,
+            ids,
+            action,
+            reason,
+        });
+    }
+}
+
+/// The running group, as the subsystem holds it.
+pub(crate) struct GroupHandle {
+    pub tx: mpsc::UnboundedSender<Command>,
+}
+
+/// A message waiting to be delivered.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    message: Message,
+    /// Its position in the source; `None` for a message replayed from the parked stream.
+    key: Option<u64>,
+}
+
+struct InFlight {
+    pending: Pending,
+    consumer: u64,
+    /// Tells this delivery's timeout apart from a later delivery's.
+    delivery: u64,
+}
+
+struct ConsumerState {
+    id: u64,
+    tx: mpsc::UnboundedSender<Delivery>,
+    buffer_size: u32,
+    in_flight: u32,
+    request: ConnectRequest,
+    stats: Rate,
+}
+
+/// A count and its rate since the last look.
+#[derive(Default)]
+struct Rate {
+    total: u64,
+    at_last_measurement: u64,
+    measured_at: Option<Instant>,
+}
+
+impl Rate {
+    /// `(per second, count since last measurement)`, and starts a new measurement.
+    fn measure(&mut self) -> (f64, u64) {
+        let now = Instant::now();
+        let since = self.total - self.at_last_measurement;
+        let rate = match self.measured_at {
+            Some(at) if now > at => since as f64 / (now - at).as_secs_f64(),
+            _ => 0.0,
+        };
+        self.at_last_measurement = self.total;
+        self.measured_at = Some(now);
+        (rate, since)
+    }
+}
+
+/// Where a group starts and what it knows of its parked stream, loaded before it runs.
+pub(crate) struct Start {
+    /// The last checkpoint written, if any.
+    pub checkpoint: Option<u64>,
+    /// The first position to read.
+    pub from: u64,
+    /// Messages in the parked stream.
+    pub parked: u64,
+}
+
+struct Group {
+    node: Node,
+    definition: Definition,
+    key: GroupKey,
+    tx: mpsc::UnboundedSender<Command>,
+    consumers: Vec<ConsumerState>,
+    next_consumer: u64,
+    picker: Picker,
+    retry: VecDeque<Pending>,
+    buffer: VecDeque<Pending>,
+    in_flight: HashMap<Uuid, InFlight>,
+    next_delivery: u64,
+    /// `(deadline, id, delivery)` in delivery order (one timeout for all, so deadlines
+    /// ascend).
+    timeouts: VecDeque<(Instant, Uuid, u64)>,
+    /// Source positions read and not done yet (`false`), or done while an earlier one is
+    /// not (`true`).
+    window: BTreeMap<u64, bool>,
+    processed_upto: Option<u64>,
+    done_since_checkpoint: u64,
+    last_checkpoint: Option<u64>,
+    checkpoint_writing: bool,
+    last_known: Option<u64>,
+    reader: Option<mpsc::Receiver<Result<Page, String>>>,
+    live: bool,
+    replaying: bool,
+    parked: u64,
+    delivered: Rate,
+    failed: Option<String>,
+}
+
+/// Starts a group's task.
+pub(crate) fn spawn(node: Node, definition: Definition, start: Start) -> GroupHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let filter = definition
+        .filter
+        .clone()
+        .and_then(|spec| EventFilter::from_spec(spec).ok())
+        .map(Arc::new);
+    let reader = reader::spawn(ReaderConfig {
+        node: node.clone(),
+        source: definition.key.source.clone(),
+        filter,
+        resolve_links: definition.settings.resolve_links,
+        from: start.from,
+        batch: definition.settings.read_batch_size.max(1) as usize,
+    });
+    let group = Group {
+        key: definition.key.clone(),
+        picker: Picker::new(definition.settings.consumer_strategy),
+        node,
+        definition,
+        tx: tx.clone(),
+        consumers: Vec::new(),
+        next_consumer: 0,
+        retry: VecDeque::new(),
+        buffer: VecDeque::new(),
+        in_flight: HashMap::new(),
+        next_delivery: 0,
+        timeouts: VecDeque::new(),
+        window: BTreeMap::new(),
+        processed_upto: start.checkpoint,
+        done_since_checkpoint: 0,
+        last_checkpoint: start.checkpoint,
+        checkpoint_writing: false,
+        last_known: start.checkpoint,
+        reader: Some(reader),
+        live: false,
+        replaying: false,
+        parked: start.parked,
+        delivered: Rate::default(),
+        failed: None,
+    };
+    tokio::spawn(group.run(rx));
+    GroupHandle { tx }
+}
+
+impl Group {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        let settings = &self.definition.settings;
+        let mut checkpoint_timer =
+            tokio::time::interval(Duration::from_millis(settings.checkpoint_after_ms.max(10)));
+        checkpoint_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let wants_more = self.buffer.len() < self.definition.settings.read_ahead();
+            let next_timeout = self.timeouts.front().map(|&(at, _, _)| at);
+            tokio::select! {
+                command = rx.recv() => {
+                    let Some(command) = command else { return };
+                    if let Some((done, checkpoint)) = self.handle(command) {
+                        if checkpoint {
+                            self.final_checkpoint().await;
+                        }
+                        let _ = done.send(());
+                        return;
+                    }
+                }
+                page = recv_page(&mut self.reader), if wants_more => self.take_page(page),
+                () = sleep_until(next_timeout) => self.expire(),
+                _ = checkpoint_timer.tick() => self.maybe_checkpoint(true),
+            }
+            self.dispatch();
+        }
+    }
+
+    /// Handles one command; when the group is to stop, returns the completion to signal
+    /// and whether to write a checkpoint first.
+    fn handle(&mut self, command: Command) -> Option<(oneshot::Sender<()>, bool)> {
+        match command {
+            Command::Connect { request, reply } => {
+                let _ = reply.send(self.connect(request));
+            }
+            Command::Ack { consumer, ids } => {
+                for id in ids {
+                    if let Some(flight) = self.take_in_flight(id, consumer) {
+                        self.done(flight.pending.key);
+                    }
+                }
+                self.maybe_checkpoint(false);
+            }
+            Command::Nack {
+                consumer,
+                ids,
+                action,
+                reason,
+            } => self.nack(consumer, ids, action, &reason),
+            Command::Disconnect { consumer } => self.disconnect(consumer),
+            Command::Info { reply } => {
+                let _ = reply.send(self.info());
+            }
+            Command::ReplayParked { stop_at, reply } => {
+                let _ = reply.send(self.replay(stop_at));
+            }
+            Command::Stop {
+                reason,
+                checkpoint,
+                done,
+            } => {
+                for consumer in self.consumers.drain(..) {
+                    let _ = consumer.tx.send(Delivery::Dropped(reason.clone()));
+                }
+                return Some((done, checkpoint));
+            }
+            Command::Parked {
+                key,
+                pending,
+                result,
+            } => match result {
+                Ok(()) => {
+                    self.parked += 1;
+                    self.done(key);
+                    self.maybe_checkpoint(false);
+                }
+                Err(e) => {
+                    tracing::warn!(group = %self.key.id(), error = %e, "parking a message failed; it will be retried");
+                    self.retry.push_front(*pending);
+                }
+            },
+            Command::CheckpointWritten { position, result } => {
+                self.checkpoint_writing = false;
+                match result {
+                    Ok(()) => self.last_checkpoint = Some(position),
+                    Err(e) => {
+                        tracing::warn!(group = %self.key.id(), error = %e, "writing a checkpoint failed")
+                    }
+                }
+            }
+            Command::Replayed {
+                result,
+                truncate_before,
+            } => self.replayed(result, truncate_before),
+        }
+        None
+    }
+
+    fn connect(&mut self, request: ConnectRequest) -> Result<Consumer, PsError> {
+        if let Some(reason) = &self.failed {
+            return Err(PsError::failed(&self.key, reason.clone()));
+        }
+        let max = self.definition.settings.max_subscriber_count;
+        if max > 0 && self.consumers.len() >= max as usize {
+            return Err(PsError::maximum_subscribers(&self.key));
+        }
+        let id = self.next_consumer;
+        self.next_consumer += 1;
+        let (tx, deliveries) = mpsc::unbounded_channel();
+        self.consumers.push(ConsumerState {
+            id,
+            tx,
+            buffer_size: request.buffer_size.max(1),
+            in_flight: 0,
+            request,
+            stats: Rate::default(),
+        });
+        Ok(Consumer {
+            subscription_id: self.key.id(),
+            deliveries,
+            handle: ConsumerHandle {
+                id,
+                tx: self.tx.clone(),
+            },
+        })
+    }
+
+    fn disconnect(&mut self, consumer: u64) {
+        let Some(index) = self.consumers.iter().position(|c| c.id == consumer) else {
+            return;
+        };
+        self.consumers.remove(index);
+        // Its messages go to the others, in source order, ahead of anything else.
+        let mut orphans: Vec<Uuid> = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.consumer == consumer)
+            .map(|(id, _)| *id)
+            .collect();
+        orphans.sort_by_key(|id| self.in_flight[id].delivery);
+        for id in orphans.into_iter().rev() {
+            let flight = self.in_flight.remove(&id).expect("listed above");
+            self.retry.push_front(flight.pending);
+        }
+    }
+
+    /// Removes a message from flight, freeing its consumer's slot. Any consumer may
+    /// acknowledge any message (EventStoreDB does not check either).
+    fn take_in_flight(&mut self, id: Uuid, _from: u64) -> Option<InFlight> {
+        let flight = self.in_flight.remove(&id)?;
+        if let Some(c) = self.consumers.iter_mut().find(|c| c.id == flight.consumer) {
+            c.in_flight = c.in_flight.saturating_sub(1);
+        }
+        Some(flight)
+    }
+
+    fn nack(&mut self, consumer: u64, ids: Vec<Uuid>, action: NackAction, reason: &str) {
+        for id in ids {
+            let Some(flight) = self.take_in_flight(id, consumer) else {
+                continue;
+            };
+            match action {
+                NackAction::Park => self.park(flight.pending, reason),
+                NackAction::Retry => self.retry_or_park(flight.pending, reason),
+                NackAction::Skip => self.done(flight.pending.key),
+                NackAction::Stop => self.retry.push_front(flight.pending),
+            }
+        }
+        if action == NackAction::Stop {
+            if let Some(c) = self.consumers.iter().find(|c| c.id == consumer) {
+                let _ = c.tx.send(Delivery::Dropped(PsError::dropped(&self.key)));
+            }
+            self.disconnect(consumer);
+        }
+        self.maybe_checkpoint(false);
+    }
+
+    fn retry_or_park(&mut self, mut pending: Pending, reason: &str) {
+        pending.message.retry_count += 1;
+        if pending.message.retry_count > self.definition.settings.max_retry_count {
+            pending.message.retry_count -= 1;
+            self.park(pending, &format!("max retry count reached ({reason})"));
+        } else {
+            self.retry.push_back(pending);
+        }
+    }
+
+    /// Writes a link to the message into the parked stream; the message is done once the
+    /// link is written.
+    fn park(&mut self, pending: Pending, reason: &str) {
+        let original = pending.message.original();
+        let link = ProposedEvent {
+            id: Uuid::new_v4(),
+            event_type: LINK_EVENT_TYPE.to_owned(),
+            content_type: ContentType::Binary,
+            custom_metadata: Bytes::from(
+                serde_json::json!({ "$reason": reason })
+                    .to_string()
+                    .into_bytes(),
+            ),
+            data: Bytes::from(
+                format!("{}@{}", original.revision.0, original.record.stream).into_bytes(),
+            ),
+        };
+        let node = self.node.clone();
+        let stream = self.key.parked_stream();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let result = append(&node, stream, vec![link]).await;
+            let _ = tx.send(Command::Parked {
+                key: pending.key,
+                pending: Box::new(pending),
+                result,
+            });
+        });
+    }
+
+    /// Marks a source position done and moves `processed_upto` over every done position
+    /// at the start of the window.
+    fn done(&mut self, key: Option<u64>) {
+        let Some(key) = key else { return };
+        if let Some(done) = self.window.get_mut(&key) {
+            *done = true;
+        }
+        while let Some(entry) = self.window.first_entry() {
+            if !*entry.get() {
+                break;
+            }
+            let (position, _) = entry.remove_entry();
+            self.processed_upto = Some(position);
+            self.done_since_checkpoint += 1;
+        }
+    }
+
+    fn take_page(&mut self, page: Option<Result<Page, String>>) {
+        match page {
+            Some(Ok(page)) => {
+                for (key, message) in page.messages {
+                    self.window.insert(key, false);
+                    self.last_known = Some(key);
+                    self.buffer.push_back(Pending {
+                        message,
+                        key: Some(key),
+                    });
+                }
+                self.live = page.live;
+            }
+            Some(Err(e)) => {
+                tracing::error!(group = %self.key.id(), error = %e, "reading the group's source failed");
+                self.failed = Some(e);
+                self.reader = None;
+            }
+            None => self.reader = None,
+        }
+    }
+
+    /// Retries every message whose delivery timed out.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        while let Some(&(at, id, delivery)) = self.timeouts.front() {
+            if at > now {
+                break;
+            }
+            self.timeouts.pop_front();
+            let current = self
+                .in_flight
+                .get(&id)
+                .is_some_and(|f| f.delivery == delivery);
+            if current {
+                let flight = self.take_in_flight(id, u64::MAX).expect("checked above");
+                self.retry_or_park(flight.pending, "message timeout");
+            }
+        }
+    }
+
+    /// Sends messages while there are some and a consumer can take them.
+    fn dispatch(&mut self) {
+        let timeout = Duration::from_millis(self.definition.settings.message_timeout_ms);
+        loop {
+            let from_retry = !self.retry.is_empty();
+            let Some(next) = self.retry.front().or(self.buffer.front()) else {
+                return;
+            };
+            let id = next.message.ack_id();
+            if self.in_flight.contains_key(&id) {
+                // The same record is still out (parked and replayed meanwhile): wait for it.
+                return;
+            }
+            let candidates: Vec<Candidate> = self
+                .consumers
+                .iter()
+                .map(|c| Candidate {
+                    id: c.id,
+                    free_slots: c.buffer_size.saturating_sub(c.in_flight),
+                })
+                .collect();
+            let Some(index) = self.picker.pick(&candidates, &next.message) else {
+                return;
+            };
+            let pending = if from_retry {
+                self.retry.pop_front()
+            } else {
+                self.buffer.pop_front()
+            }
+            .expect("peeked above");
+            let consumer = &mut self.consumers[index];
+            if consumer
+                .tx
+                .send(Delivery::Message(Box::new(pending.message.clone())))
+                .is_err()
+            {
+                // Gone; its disconnect is on the way.
+                let id = consumer.id;
+                if from_retry {
+                    self.retry.push_front(pending);
+                } else {
+                    self.buffer.push_front(pending);
+                }
+                self.disconnect(id);
+                continue;
+            }
+            consumer.in_flight += 1;
+            consumer.stats.total += 1;
+            self.delivered.total += 1;
+            let delivery = self.next_delivery;
+            self.next_delivery += 1;
+            if self.definition.settings.message_timeout_ms > 0 {
+                self.timeouts
+                    .push_back((Instant::now() + timeout, id, delivery));
+            }
+            self.in_flight.insert(
+                id,
+                InFlight {
+                    pending,
+                    consumer: consumer.id,
+                    delivery,
+                },
+            );
+        }
+    }
+
+    fn maybe_checkpoint(&mut self, timed: bool) {
+        let settings = &self.definition.settings;
+        let due = if timed {
+            self.done_since_checkpoint >= u64::from(settings.min_checkpoint_count.max(1))
+        } else {
+            self.done_since_checkpoint >= u64::from(settings.max_checkpoint_count.max(1))
+        };
+        if due {
+            self.write_checkpoint();
+        }
+    }
+
+    fn write_checkpoint(&mut self) {
+        let Some(position) = self.processed_upto else {
+            return;
+        };
+        if self.checkpoint_writing || self.last_checkpoint == Some(position) {
+            return;
+        }
+        self.checkpoint_writing = true;
+        self.done_since_checkpoint = 0;
+        let event = checkpoint_event(&self.key, position);
+        let node = self.node.clone();
+        let stream = self.key.checkpoint_stream();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let result = append(&node, stream, vec![event]).await;
+            let _ = tx.send(Command::CheckpointWritten { position, result });
+        });
+    }
+
+    /// Writes the group's progress and waits for it (the group is stopping).
+    async fn final_checkpoint(&mut self) {
+        let Some(position) = self.processed_upto else {
+            return;
+        };
+        if self.last_checkpoint == Some(position) {
+            return;
+        }
+        let event = checkpoint_event(&self.key, position);
+        if let Err(e) = append(&self.node, self.key.checkpoint_stream(), vec![event]).await {
+            tracing::warn!(group = %self.key.id(), error = %e, "writing the last checkpoint failed");
+        }
+    }
+
+    /// Starts reading the parked stream: `stop_at` messages at most, else all there now.
+    fn replay(&mut self, stop_at: Option<u64>) -> Result<(), PsError> {
+        if self.replaying {
+            return Ok(());
+        }
+        self.replaying = true;
+        let node = self.node.clone();
+        let stream = self.key.parked_stream();
+        let resolve_links = self.definition.settings.resolve_links;
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let read = tokio::task::spawn_blocking(move || {
+                read_parked(&node, &stream, resolve_links, stop_at)
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+            let (result, truncate_before) = match read {
+                Ok((messages, tb)) => (Ok(messages), tb),
+                Err(e) => (Err(e), 0),
+            };
+            let _ = tx.send(Command::Replayed {
+                result,
+                truncate_before,
+            });
+        });
+        Ok(())
+    }
+
+    fn replayed(&mut self, result: Result<Vec<Message>, String>, truncate_before: u64) {
+        let messages = match result {
+            Ok(messages) => messages,
+            Err(e) => {
+                tracing::warn!(group = %self.key.id(), error = %e, "replaying parked messages failed");
+                self.replaying = false;
+                return;
+            }
+        };
+        let count = messages.len() as u64;
+        for message in messages {
+            self.retry.push_back(Pending { message, key: None });
+        }
+        self.parked = self.parked.saturating_sub(count);
+        // Replayed messages leave the parked stream: move its start past them.
+        let node = self.node.clone();
+        let stream = self.key.parked_stream();
+        let group = self.key.id();
+        tokio::spawn(async move {
+            let metadata = serde_json::json!({ "$tb": truncate_before }).to_string();
+            let event = ProposedEvent {
+                id: Uuid::new_v4(),
+                event_type: "$metadata".to_owned(),
+                content_type: ContentType::Json,
+                custom_metadata: Bytes::new(),
+                data: Bytes::from(metadata.into_bytes()),
+            };
+            if let Err(e) = append(&node, stream.metadata_stream(), vec![event]).await {
+                tracing::warn!(%group, error = %e, "truncating the parked stream after a replay failed");
+            }
+        });
+        self.replaying = false;
+    }
+
+    fn info(&mut self) -> GroupInfo {
+        let (average_per_second, count_since_last_measurement) = self.delivered.measure();
+        let connections = self
+            .consumers
+            .iter_mut()
+            .map(|c| {
+                let (rate, since) = c.stats.measure();
+                ConnectionInfo {
+                    from: c.request.from.clone(),
+                    username: c.request.username.clone(),
+                    connection_name: c.request.connection_name.clone(),
+                    average_items_per_second: rate,
+                    total_items: c.stats.total,
+                    count_since_last_measurement: since,
+                    available_slots: u64::from(c.buffer_size.saturating_sub(c.in_flight)),
+                    in_flight_messages: u64::from(c.in_flight),
+                    extra_statistics: Vec::new(),
+                }
+            })
+            .collect();
+        let status = if self.failed.is_some() {
+            "Failed"
+        } else if self.replaying {
+            "ReplayingParkedMessages"
+        } else if self.live {
+            "Live"
+        } else {
+            "CatchingUp"
+        };
+        let (read_buffer_count, live_buffer_count) = if self.live {
+            (0, self.buffer.len() as u64)
+        } else {
+            (self.buffer.len() as u64, 0)
+        };
+        GroupInfo {
+            definition: self.definition.clone(),
+            status: status.to_owned(),
+            connections,
+            average_per_second,
+            total_items: self.delivered.total,
+            count_since_last_measurement,
+            last_checkpointed_position: self.last_checkpoint,
+            last_known_position: self.last_known,
+            read_buffer_count,
+            live_buffer_count,
+            retry_buffer_count: self.retry.len() as u64,
+            total_in_flight_messages: self.in_flight.len() as u64,
+            outstanding_messages_count: self.in_flight.len() as u64,
+            parked_message_count: self.parked,
+        }
+    }
+}
+
+fn checkpoint_event(key: &GroupKey, position: u64) -> ProposedEvent {
+    let data =
+        serde_json::to_vec(&key.source.format_position(position)).expect("a string serializes");
+    ProposedEvent {
+        id: Uuid::new_v4(),
+        event_type: CHECKPOINT_EVENT_TYPE.to_owned(),
+        content_type: ContentType::Json,
+        custom_metadata: Bytes::new(),
+        data: Bytes::from(data),
+    }
+}
+
+async fn recv_page(
+    reader: &mut Option<mpsc::Receiver<Result<Page, String>>>,
+) -> Option<Result<Page, String>> {
+    match reader {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Appends on the leader only: a group runs on the leader, and a node that lost the lead
+/// must not write for it.
+pub(crate) async fn append(
+    node: &Node,
+    stream: StreamName,
+    events: Vec<ProposedEvent>,
+) -> Result<(), String> {
+    match node
+        .append(stream, ExpectedRevision::Any, events, true)
+        .await
+    {
+        Ok(AppendOutcome::Success { .. }) => Ok(()),
+        Ok(AppendOutcome::WrongExpectedVersion { .. }) => {
+            Err("wrong expected version for an append expecting any".to_owned())
+        }
+        Err(WriteError::NotLeader { .. }) => Err("this node is no longer the leader".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Reads the parked stream from its first visible message; returns the messages to
+/// deliver again and the revision after the last one read.
+fn read_parked(
+    node: &Node,
+    stream: &StreamName,
+    resolve_links: bool,
+    stop_at: Option<u64>,
+) -> Result<(Vec<Message>, u64), String> {
+    use stele_cluster::{Direction, StreamReadRequest, StreamReadResult, StreamStart};
+    let read = node
+        .read_stream(&StreamReadRequest {
+            stream: stream.clone(),
+            start: StreamStart::Start,
+            direction: Direction::Forwards,
+            max_count: stop_at.unwrap_or(u64::MAX),
+        })
+        .map_err(|e| e.to_string())?;
+    let links = match read {
+        StreamReadResult::Events(events) => events,
+        StreamReadResult::NotFound => return Ok((Vec::new(), 0)),
+    };
+    let Some(last) = links.last() else {
+        return Ok((Vec::new(), 0));
+    };
+    let truncate_before = last.revision.0 + 1;
+    let mut messages = Vec::with_capacity(links.len());
+    for link in &links {
+        if let Some(message) =
+            reader::unpark(node, resolve_links, link).map_err(|e| e.to_string())?
+        {
+            messages.push(message);
+        }
+    }
+    Ok((messages, truncate_before))
+}
+
+/// How many messages the parked stream holds (its events after its truncate-before).
+pub(crate) fn parked_count(node: &Node, key: &GroupKey) -> u64 {
+    use stele_cluster::{Direction, StreamReadRequest, StreamReadResult, StreamStart};
+    let stream = key.parked_stream();
+    let Ok(Some(last)) = node.stream_last_revision(&stream) else {
+        return 0;
+    };
+    let first = node.read_stream(&StreamReadRequest {
+        stream,
+        start: StreamStart::Start,
+        direction: Direction::Forwards,
+        max_count: 1,
+    });
+    match first {
+        Ok(StreamReadResult::Events(events)) => events
+            .first()
+            .map_or(0, |first| last + 1 - first.revision.0),
+        _ => 0,
+    }
+}
+
+/// The last checkpoint a group wrote, if any.
+pub(crate) fn read_checkpoint(node: &Node, key: &GroupKey) -> Result<Option<u64>, String> {
+    use stele_cluster::{Direction, StreamReadRequest, StreamReadResult, StreamStart};
+    let read = node
+        .read_stream(&StreamReadRequest {
+            stream: key.checkpoint_stream(),
+            start: StreamStart::End,
+            direction: Direction::Backwards,
+            max_count: 1,
+        })
+        .map_err(|e| e.to_string())?;
+    let StreamReadResult::Events(events) = read else {
+        return Ok(None);
+    };
+    let Some(event) = events.first() else {
+        return Ok(None);
+    };
+    let text: String = serde_json::from_slice(&event.record.data).map_err(|e| {
+        format!(
+            "checkpoint of {} at log position {} is not a JSON string: {e}",
+            key.id(),
+            event.position.0
+        )
+    })?;
+    key.source.parse_position(&text).map(Some).ok_or_else(|| {
+        format!(
+            "checkpoint of {} at log position {} is not a position: '{text}'",
+            key.id(),
+            event.position.0
+        )
+    })
+}
+
+/// Where a group starts reading when it has no checkpoint.
+pub(crate) fn start_position(node: &Node, definition: &Definition) -> Result<u64, String> {
+    use super::StartFrom;
+    Ok(
+        match (definition.settings.start_from, &definition.key.source) {
+            (StartFrom::Start, _) => 0,
+            (StartFrom::At(p), _) => p,
+            (StartFrom::End, Source::All) => node.all_end(),
+            (StartFrom::End, Source::Stream(stream)) => match node.stream_last_revision(stream) {
+                Ok(Some(last)) => last + 1,
+                Ok(None) | Err(stele_cluster::ReadError::StreamDeleted(_)) => 0,
+                Err(e) => return Err(e.to_string()),
+            },
+        },
+    )
+}
+
+/// Loads what a group needs to start (blocking reads).
+pub(crate) fn load_start(node: &Node, definition: &Definition) -> Result<Start, String> {
+    let checkpoint = read_checkpoint(node, &definition.key)?;
+    let from = match checkpoint {
+        Some(position) => position + 1,
+        None => start_position(node, definition)?,
+    };
+    Ok(Start {
+        checkpoint,
+        from,
+        parked: parked_count(node, &definition.key),
+    })
+}
