@@ -37,6 +37,7 @@ if ! timeout 120 "$venv/bin/python" clients/python/check_esdbclient.py "$port"; 
   echo "== node log"; tail -50 "$log"
   exit 1
 fi
+timeout 120 "$venv/bin/python" clients/python/check_esdbclient_persistent.py "$port" || { echo "== node log"; tail -50 "$log"; exit 1; }
 
 # The same client against a three-node cluster (stele dev-cluster on 127.0.0.1-3).
 base_http=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -241,9 +241,7 @@ impl Subsystem {
         // A leader busy applying reports PreLeader for a moment; it still leads.
         let still_leading = matches!(status.state, VNodeState::Leader | VNodeState::PreLeader);
         match state.as_ref() {
-            Some(running) if still_leading && running.term == status.epoch_number => {
-                return Ok(())
-            }
+            Some(running) if still_leading && running.term == status.epoch_number => return Ok(()),
             Some(_) => {
                 let error = not_leader(node);
                 let running = state.take().expect("matched Some");
