@@ -7,6 +7,8 @@
 
 mod controller;
 mod entry_map;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gossip;
 mod identity;
 pub mod live;

@@ -214,6 +214,8 @@ struct Group {
     consumers: Vec<ConsumerState>,
     next_consumer: u64,
     picker: Picker,
+    /// Reused by `dispatch` for every message.
+    candidates: Vec<Candidate>,
     retry: VecDeque<Pending>,
     buffer: VecDeque<Pending>,
     in_flight: HashMap<Uuid, InFlight>,
@@ -256,6 +258,7 @@ pub(crate) fn spawn(node: Node, definition: Definition, start: Start) -> GroupHa
     let group = Group {
         key: definition.key.clone(),
         picker: Picker::new(definition.settings.consumer_strategy),
+        candidates: Vec::new(),
         node,
         definition,
         tx: tx.clone(),
@@ -307,7 +310,24 @@ impl Group {
                 () = sleep_until(next_timeout) => self.expire(),
                 _ = checkpoint_timer.tick() => self.maybe_checkpoint(true),
             }
+            self.prune_timeouts();
             self.dispatch();
+        }
+    }
+
+    /// Drops timeouts of deliveries already answered from the front of the queue, so the
+    /// queue stays about as long as the messages in flight (acknowledgements mostly come
+    /// in delivery order).
+    fn prune_timeouts(&mut self) {
+        while let Some(&(_, id, delivery)) = self.timeouts.front() {
+            if self
+                .in_flight
+                .get(&id)
+                .is_some_and(|f| f.delivery == delivery)
+            {
+                break;
+            }
+            self.timeouts.pop_front();
         }
     }
 
@@ -571,15 +591,13 @@ impl Group {
                 // The same record is still out (parked and replayed meanwhile): wait for it.
                 return;
             }
-            let candidates: Vec<Candidate> = self
-                .consumers
-                .iter()
-                .map(|c| Candidate {
+            self.candidates.clear();
+            self.candidates
+                .extend(self.consumers.iter().map(|c| Candidate {
                     id: c.id,
                     free_slots: c.buffer_size.saturating_sub(c.in_flight),
-                })
-                .collect();
-            let Some(index) = self.picker.pick(&candidates, &next.message) else {
+                }));
+            let Some(index) = self.picker.pick(&self.candidates, &next.message) else {
                 return;
             };
             let pending = if from_retry {

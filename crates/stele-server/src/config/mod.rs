@@ -44,10 +44,22 @@ pub fn parse(
     args: &[String],
     env: &[(String, String)],
 ) -> Result<(Options, Vec<String>), ConfigError> {
+    parse_with_files(args, env, |path| std::fs::read_to_string(path))
+}
+
+/// [`parse`] with the config file read by `read_file` instead of from the file system: the
+/// entry point of the configuration fuzz target (`fuzz/fuzz_targets/config.rs`), which feeds
+/// YAML text without writing files. Not part of the API.
+#[doc(hidden)]
+pub fn parse_with_files(
+    args: &[String],
+    env: &[(String, String)],
+    read_file: impl FnOnce(&Path) -> std::io::Result<String>,
+) -> Result<(Options, Vec<String>), ConfigError> {
     let mut settings = source::command_line(args)?;
     settings.extend(source::environment(env));
     if let Some(path) = config_path(&settings)? {
-        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::ConfigFile {
+        let text = read_file(&path).map_err(|e| ConfigError::ConfigFile {
             path: path.clone(),
             message: e.to_string(),
         })?;
