@@ -32,6 +32,8 @@ use crate::types::TypeConfig;
 /// Largest message either way. An append entries request carries at most
 /// `max_payload_entries` entries, each at most one client append (`MaxAppendSize`).
 pub const MAX_FRAME_BYTES: u32 = 512 * 1024 * 1024;
+/// The most `read_frame` reserves before a frame's bytes arrive.
+const FRAME_PREALLOCATION_BYTES_MAX: usize = 64 * 1024;
 /// Idle connections kept per peer; more may be open while calls are in flight.
 const MAX_IDLE_CONNECTIONS: usize = 8;
 const MAGIC: u32 = 0x5354_454c; // "STEL"
@@ -124,8 +126,20 @@ pub async fn read_frame<T: DeserializeOwned>(
             format!("frame of {len} bytes exceeds the {MAX_FRAME_BYTES}-byte limit"),
         ));
     }
-    let mut bytes = vec![0u8; len as usize];
-    stream.read_exact(&mut bytes).await?;
+    // The length is the sender's claim: the buffer grows with the bytes that arrive, so a
+    // peer (or anyone reaching the port before the handshake) cannot make us reserve
+    // MAX_FRAME_BYTES with a 4-byte header.
+    let mut bytes = Vec::with_capacity((len as usize).min(FRAME_PREALLOCATION_BYTES_MAX));
+    (&mut *stream)
+        .take(u64::from(len))
+        .read_to_end(&mut bytes)
+        .await?;
+    if bytes.len() != len as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("frame of {len} bytes ended after {} bytes", bytes.len()),
+        ));
+    }
     postcard::from_bytes(&bytes).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -443,6 +457,34 @@ mod tests {
         let mut bad = hello(1, None);
         bad.magic = 1;
         assert!(refusal(&bad, 1, None).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_frame_length_is_not_reserved_before_its_bytes_arrive() {
+        // Found by the transport_frame fuzz target: `read_frame` allocated the length a frame
+        // header claimed (up to MAX_FRAME_BYTES) before reading anything, so 4 bytes from any
+        // connection made the node reserve 512 MiB. Now the buffer follows the bytes read.
+        let mut input: &[u8] = &[0x0e, 0x00, 0x00, 0x0c, 4, b'r', b'a', b'f', b't'];
+        let error = read_frame::<Reply>(&mut input).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(error.to_string().contains("ended after 5 bytes"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip_through_read_frame() {
+        let mut bytes = Vec::new();
+        write_frame(&mut bytes, &Reply::Failed("stopped".into()))
+            .await
+            .unwrap();
+        write_frame(&mut bytes, &HelloReply::Accepted)
+            .await
+            .unwrap();
+        let mut input = bytes.as_slice();
+        let reply: Reply = read_frame(&mut input).await.unwrap();
+        assert!(matches!(reply, Reply::Failed(reason) if reason == "stopped"));
+        let hello: HelloReply = read_frame(&mut input).await.unwrap();
+        assert!(matches!(hello, HelloReply::Accepted));
+        assert!(input.is_empty());
     }
 
     struct Me(u64, Option<Uuid>);

@@ -217,15 +217,38 @@ fn verify_sealed(chunk: &OpenedChunk, number: u64, layout: Layout) -> Result<u64
         layout,
         RECOVERY_WINDOW_BYTES,
     );
+    let checkpoint = chunk.header.checkpoint;
+    let checkpoint_offset = checkpoint - layout.chunk_start(number);
     let mut offset = 0;
     loop {
         match reader.probe(offset)? {
-            Probe::Valid(header) => offset += header.record_bytes(),
+            Probe::Valid(header) => {
+                let next = offset + header.record_bytes();
+                if offset < checkpoint_offset && checkpoint_offset < next {
+                    return Err(LogError::corrupt(
+                        &name,
+                        layout.file_offset(offset),
+                        Corruption::CheckpointInsideRecord { checkpoint },
+                    ));
+                }
+                offset = next;
+            }
             Probe::Empty => break,
             Probe::Bad(detail) => {
                 return Err(LogError::corrupt(&name, layout.file_offset(offset), detail))
             }
         }
+    }
+    // The writer only ever writes a checkpoint at a record boundary it made durable. One past
+    // the records claims data that is not there; left alone it would surface only once this
+    // chunk became the last (after an empty last chunk is removed), and only after the next
+    // append, as a checkpoint inside the new record.
+    if checkpoint_offset > offset {
+        return Err(LogError::corrupt(
+            &name,
+            layout.file_offset(offset),
+            Corruption::MissingRecord { checkpoint },
+        ));
     }
     if let Some(at) = reader.first_nonzero(offset, layout.chunk_size_bytes)? {
         return Err(LogError::corrupt(
@@ -351,4 +374,77 @@ pub(crate) fn zero_range(
         at += n as u64;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::chunk::{chunk_file_name, ChunkHeader, CHUNK_HEADER_BYTES};
+    use crate::error::{Corruption, LogError};
+    use crate::log::{Log, LogConfig};
+    use crate::mem_disk::MemDisk;
+    use crate::record::encode_into;
+
+    fn chunk_file(number: u64, checkpoint: u64, payloads: &[&[u8]]) -> Vec<u8> {
+        let mut file = ChunkHeader {
+            number,
+            data_size_bytes: 64,
+            checkpoint,
+        }
+        .encode()
+        .to_vec();
+        file.resize(CHUNK_HEADER_BYTES as usize, 0);
+        for payload in payloads {
+            encode_into(payload, &mut file);
+        }
+        file.resize(CHUNK_HEADER_BYTES as usize + 64, 0);
+        file
+    }
+
+    #[test]
+    fn sealed_chunk_checkpoint_past_its_records_is_refused() {
+        // Found by the log_recovery fuzz target: a sealed chunk's header checkpoint past its
+        // records was not checked; when the empty last chunk after it was removed, the log
+        // opened, and after one append and sync it refused to open again
+        // (CheckpointInsideRecord). The damage must be reported when it is first seen.
+        let payload = [7u8; 20];
+        let disk = MemDisk::from_files([
+            (chunk_file_name(0), chunk_file(0, 60, &[&payload, &payload])),
+            (chunk_file_name(1), chunk_file(1, 64, &[])),
+        ]);
+        let config = LogConfig {
+            chunk_size_bytes: 64,
+        };
+        match Log::open(Arc::new(disk), config) {
+            Err(LogError::Corrupt {
+                file,
+                offset,
+                detail: Corruption::MissingRecord { checkpoint: 60 },
+            }) => {
+                assert_eq!(file, chunk_file_name(0));
+                assert_eq!(offset, CHUNK_HEADER_BYTES + 56);
+            }
+            other => panic!("expected MissingRecord, got {:?}", other.map(|(_, r)| r)),
+        }
+    }
+
+    #[test]
+    fn sealed_chunk_checkpoint_inside_a_record_is_refused() {
+        let payload = [7u8; 20];
+        let disk = MemDisk::from_files([
+            (chunk_file_name(0), chunk_file(0, 30, &[&payload, &payload])),
+            (chunk_file_name(1), chunk_file(1, 64, &[b"x"])),
+        ]);
+        let config = LogConfig {
+            chunk_size_bytes: 64,
+        };
+        assert!(matches!(
+            Log::open(Arc::new(disk), config),
+            Err(LogError::Corrupt {
+                detail: Corruption::CheckpointInsideRecord { checkpoint: 30 },
+                ..
+            })
+        ));
+    }
 }
