@@ -192,7 +192,15 @@ async fn server_features_list_the_operations_served() {
         .map(|m| m.method_name.clone())
         .collect();
     operations.sort();
-    assert_eq!(operations, ["resignnode", "setnodepriority", "shutdown"]);
+    assert_eq!(
+        operations,
+        [
+            "resignnode",
+            "restartpersistentsubscriptions",
+            "setnodepriority",
+            "shutdown"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
