@@ -221,15 +221,12 @@ async fn update(
         Ok(parsed) => parsed,
         Err(message) => return bad_request(message),
     };
-    let filter = match persistent.info(&key).await {
-        Ok(current) => current.definition.filter,
-        Err(error) => return error_response(error, &uri),
-    };
     let location = group_path(&key);
     tracing::info!(group = %key.id(), "updating a persistent subscription (HTTP)");
+    // No filter: the engine keeps a `$all` group's own.
     let definition = Definition {
         key,
-        filter,
+        filter: None,
         settings,
     };
     match persistent.update(definition).await {
@@ -1301,6 +1298,36 @@ mod tests {
             .map(|l| l["rel"].as_str().unwrap())
             .collect();
         assert_eq!(rels, ["self", "first", "previous", "next"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_update_keeps_the_filter_of_an_all_group() {
+        let f = start().await;
+        let key = GroupKey::new(Source::All, "filtered");
+        let filter = crate::grpc::event_filter::FilterSpec {
+            on: crate::grpc::event_filter::FilterField::StreamName,
+            regex: String::new(),
+            prefixes: vec!["orders-".to_owned()],
+        };
+        f.persistent
+            .create(Definition {
+                key: key.clone(),
+                filter: Some(filter.clone()),
+                settings: Settings::default(),
+            })
+            .await
+            .expect("create");
+        let (status, _, body) = f
+            .call(
+                Method::POST,
+                "/subscriptions/%24all/filtered",
+                r#"{"maxRetryCount": 3}"#,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let info = f.persistent.info(&key).await.expect("info");
+        assert_eq!(info.definition.settings.max_retry_count, 3);
+        assert_eq!(info.definition.filter, Some(filter));
     }
 
     #[tokio::test(flavor = "multi_thread")]
