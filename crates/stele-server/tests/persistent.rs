@@ -1819,12 +1819,7 @@ async fn in_a_cluster_groups_run_on_the_leader_and_resume_on_the_next_one() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a measurement: run by hand with the release binary"]
 async fn figures_persistent_subscription_acked_messages_per_second() {
-    let binary = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/stele");
-    let events: u64 = std::env::var("FIGURES_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let node = TestNode::start(stele_testkit::NodeOptions::persistent(binary)).await;
+    let (node, events) = common::figures_node(100_000).await;
     let client = common::client(&node);
 
     let started = Instant::now();

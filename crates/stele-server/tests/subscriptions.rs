@@ -1003,12 +1003,7 @@ async fn followers_and_replicas_serve_subscriptions_across_a_leader_failover() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a measurement: run by hand with the release binary"]
 async fn figures_catch_up_throughput_and_live_lag() {
-    let binary = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/stele");
-    let events: u64 = std::env::var("FIGURES_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let node = stele_testkit::TestNode::start(stele_testkit::NodeOptions::persistent(binary)).await;
+    let (node, events) = common::figures_node(1_000_000).await;
     let client = common::client(&node);
 
     // History: `events` events of ~100 bytes in appends of 1,000 from four connections.

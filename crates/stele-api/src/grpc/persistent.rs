@@ -318,55 +318,38 @@ struct WireSettings {
     checkpoint_after: Option<WireDuration>,
 }
 
-impl From<&create_req::Settings> for WireSettings {
-    fn from(s: &create_req::Settings) -> Self {
-        use create_req::settings::{CheckpointAfter, MessageTimeout};
-        WireSettings {
-            resolve_links: s.resolve_links,
-            extra_statistics: s.extra_statistics,
-            max_retry_count: s.max_retry_count,
-            min_checkpoint_count: s.min_checkpoint_count,
-            max_checkpoint_count: s.max_checkpoint_count,
-            max_subscriber_count: s.max_subscriber_count,
-            live_buffer_size: s.live_buffer_size,
-            read_batch_size: s.read_batch_size,
-            history_buffer_size: s.history_buffer_size,
-            message_timeout: s.message_timeout.map(|t| match t {
-                MessageTimeout::MessageTimeoutTicks(ticks) => WireDuration::Ticks(ticks),
-                MessageTimeout::MessageTimeoutMs(ms) => WireDuration::Ms(ms),
-            }),
-            checkpoint_after: s.checkpoint_after.map(|t| match t {
-                CheckpointAfter::CheckpointAfterTicks(ticks) => WireDuration::Ticks(ticks),
-                CheckpointAfter::CheckpointAfterMs(ms) => WireDuration::Ms(ms),
-            }),
+/// Create's and Update's settings are distinct generated types with the same fields.
+macro_rules! wire_settings_from {
+    ($module:ident) => {
+        impl From<&$module::Settings> for WireSettings {
+            fn from(s: &$module::Settings) -> Self {
+                use $module::settings::{CheckpointAfter, MessageTimeout};
+                WireSettings {
+                    resolve_links: s.resolve_links,
+                    extra_statistics: s.extra_statistics,
+                    max_retry_count: s.max_retry_count,
+                    min_checkpoint_count: s.min_checkpoint_count,
+                    max_checkpoint_count: s.max_checkpoint_count,
+                    max_subscriber_count: s.max_subscriber_count,
+                    live_buffer_size: s.live_buffer_size,
+                    read_batch_size: s.read_batch_size,
+                    history_buffer_size: s.history_buffer_size,
+                    message_timeout: s.message_timeout.map(|t| match t {
+                        MessageTimeout::MessageTimeoutTicks(ticks) => WireDuration::Ticks(ticks),
+                        MessageTimeout::MessageTimeoutMs(ms) => WireDuration::Ms(ms),
+                    }),
+                    checkpoint_after: s.checkpoint_after.map(|t| match t {
+                        CheckpointAfter::CheckpointAfterTicks(ticks) => WireDuration::Ticks(ticks),
+                        CheckpointAfter::CheckpointAfterMs(ms) => WireDuration::Ms(ms),
+                    }),
+                }
+            }
         }
-    }
+    };
 }
 
-impl From<&update_req::Settings> for WireSettings {
-    fn from(s: &update_req::Settings) -> Self {
-        use update_req::settings::{CheckpointAfter, MessageTimeout};
-        WireSettings {
-            resolve_links: s.resolve_links,
-            extra_statistics: s.extra_statistics,
-            max_retry_count: s.max_retry_count,
-            min_checkpoint_count: s.min_checkpoint_count,
-            max_checkpoint_count: s.max_checkpoint_count,
-            max_subscriber_count: s.max_subscriber_count,
-            live_buffer_size: s.live_buffer_size,
-            read_batch_size: s.read_batch_size,
-            history_buffer_size: s.history_buffer_size,
-            message_timeout: s.message_timeout.map(|t| match t {
-                MessageTimeout::MessageTimeoutTicks(ticks) => WireDuration::Ticks(ticks),
-                MessageTimeout::MessageTimeoutMs(ms) => WireDuration::Ms(ms),
-            }),
-            checkpoint_after: s.checkpoint_after.map(|t| match t {
-                CheckpointAfter::CheckpointAfterTicks(ticks) => WireDuration::Ticks(ticks),
-                CheckpointAfter::CheckpointAfterMs(ms) => WireDuration::Ms(ms),
-            }),
-        }
-    }
-}
+wire_settings_from!(create_req);
+wire_settings_from!(update_req);
 
 fn count(value: i32, name: &str) -> Result<u32, Status> {
     u32::try_from(value).map_err(|_| status::not_a_valid(value, name))

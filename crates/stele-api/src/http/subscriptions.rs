@@ -192,46 +192,53 @@ async fn create(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let (key, settings) = match parse_key_and_settings(&stream, group, &body) {
-        Ok(parsed) => parsed,
-        Err(message) => return bad_request(message),
-    };
-    let location = group_path(&key);
-    tracing::info!(group = %key.id(), "creating a persistent subscription (HTTP)");
-    let definition = Definition {
-        key,
-        filter: None,
-        settings,
-    };
-    match persistent.create(definition).await {
-        Ok(()) => with_location(StatusCode::CREATED, &location),
-        Err(error) => error_response(error, &uri),
-    }
+    write(persistent, Write::Create, &stream, group, &uri, &body).await
 }
 
 /// `POST /subscriptions/{stream}/{group}`: replaces the settings (a `$all` group keeps its
-/// filter).
+/// filter: updates carry none, and the engine keeps the group's own).
 async fn update(
     State(persistent): State<Subsystem>,
     Path((stream, group)): Path<(String, String)>,
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let (key, settings) = match parse_key_and_settings(&stream, group, &body) {
+    write(persistent, Write::Update, &stream, group, &uri, &body).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    Create,
+    Update,
+}
+
+/// Creates or updates a group from a settings body; answers with its URL in `Location`.
+async fn write(
+    persistent: Subsystem,
+    write: Write,
+    stream: &str,
+    group: String,
+    uri: &Uri,
+    body: &[u8],
+) -> Response {
+    let (key, settings) = match parse_key_and_settings(stream, group, body) {
         Ok(parsed) => parsed,
         Err(message) => return bad_request(message),
     };
     let location = group_path(&key);
-    tracing::info!(group = %key.id(), "updating a persistent subscription (HTTP)");
-    // No filter: the engine keeps a `$all` group's own.
+    tracing::info!(group = %key.id(), ?write, "writing a persistent subscription (HTTP)");
     let definition = Definition {
         key,
         filter: None,
         settings,
     };
-    match persistent.update(definition).await {
-        Ok(()) => with_location(StatusCode::OK, &location),
-        Err(error) => error_response(error, &uri),
+    let (result, success) = match write {
+        Write::Create => (persistent.create(definition).await, StatusCode::CREATED),
+        Write::Update => (persistent.update(definition).await, StatusCode::OK),
+    };
+    match result {
+        Ok(()) => with_location(success, &location),
+        Err(error) => error_response(error, uri),
     }
 }
 

@@ -44,8 +44,8 @@ pub(crate) enum Command {
         request: ConnectRequest,
         reply: oneshot::Sender<Result<Consumer, PsError>>,
     },
+    /// Any consumer may acknowledge any message (EventStoreDB does not check either).
     Ack {
-        consumer: u64,
         ids: Vec<Uuid>,
     },
     Nack {
@@ -73,7 +73,6 @@ pub(crate) enum Command {
     },
     // Completions of the work the task hands to other tasks.
     Parked {
-        key: Option<u64>,
         pending: Box<Pending>,
         result: Result<(), String>,
     },
@@ -128,10 +127,7 @@ pub struct ConsumerHandle {
 
 impl ConsumerHandle {
     pub fn ack(&self, ids: Vec<Uuid>) {
-        let _ = self.tx.send(Command::Ack {
-            consumer: self.id,
-            ids,
-        });
+        let _ = self.tx.send(Command::Ack { ids });
     }
 
     pub fn nack(&self, ids: Vec<Uuid>, action: NackAction, reason: String) {
@@ -338,9 +334,9 @@ impl Group {
             Command::Connect { request, reply } => {
                 let _ = reply.send(self.connect(request));
             }
-            Command::Ack { consumer, ids } => {
+            Command::Ack { ids } => {
                 for id in ids {
-                    if let Some(flight) = self.take_in_flight(id, consumer) {
+                    if let Some(flight) = self.take_in_flight(id) {
                         self.done(flight.pending.key);
                     }
                 }
@@ -369,14 +365,10 @@ impl Group {
                 }
                 return Some((done, checkpoint));
             }
-            Command::Parked {
-                key,
-                pending,
-                result,
-            } => match result {
+            Command::Parked { pending, result } => match result {
                 Ok(()) => {
                     self.parked += 1;
-                    self.done(key);
+                    self.done(pending.key);
                     self.maybe_checkpoint(false);
                 }
                 Err(e) => {
@@ -449,9 +441,8 @@ impl Group {
         }
     }
 
-    /// Removes a message from flight, freeing its consumer's slot. Any consumer may
-    /// acknowledge any message (EventStoreDB does not check either).
-    fn take_in_flight(&mut self, id: Uuid, _from: u64) -> Option<InFlight> {
+    /// Removes a message from flight, freeing its consumer's slot.
+    fn take_in_flight(&mut self, id: Uuid) -> Option<InFlight> {
         let flight = self.in_flight.remove(&id)?;
         if let Some(c) = self.consumers.iter_mut().find(|c| c.id == flight.consumer) {
             c.in_flight = c.in_flight.saturating_sub(1);
@@ -461,7 +452,7 @@ impl Group {
 
     fn nack(&mut self, consumer: u64, ids: Vec<Uuid>, action: NackAction, reason: &str) {
         for id in ids {
-            let Some(flight) = self.take_in_flight(id, consumer) else {
+            let Some(flight) = self.take_in_flight(id) else {
                 continue;
             };
             match action {
@@ -513,7 +504,6 @@ impl Group {
         tokio::spawn(async move {
             let result = append(&node, stream, vec![link]).await;
             let _ = tx.send(Command::Parked {
-                key: pending.key,
                 pending: Box::new(pending),
                 result,
             });
@@ -572,7 +562,7 @@ impl Group {
                 .get(&id)
                 .is_some_and(|f| f.delivery == delivery);
             if current {
-                let flight = self.take_in_flight(id, u64::MAX).expect("checked above");
+                let flight = self.take_in_flight(id).expect("checked above");
                 self.retry_or_park(flight.pending, "message timeout");
             }
         }

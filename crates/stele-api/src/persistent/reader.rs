@@ -110,7 +110,10 @@ fn read_page(config: &ReaderConfig, from: u64) -> Result<ReadOutcome, ReadError>
                 if config.filter.as_ref().is_some_and(|f| !f.accepts(&event)) {
                     continue;
                 }
-                messages.push((event.position.0, message(config, event)?));
+                messages.push((
+                    event.position.0,
+                    message(node, config.resolve_links, event)?,
+                ));
             }
             Ok((messages, page.next, page.at_end))
         }
@@ -150,13 +153,17 @@ fn read_stream_page(
     };
     let mut messages = Vec::with_capacity(events.len());
     for event in events {
-        messages.push((event.revision.0, message(config, event)?));
+        messages.push((
+            event.revision.0,
+            message(node, config.resolve_links, event)?,
+        ));
     }
     Ok((messages, next, next > last))
 }
 
-fn message(config: &ReaderConfig, event: RecordedEvent) -> Result<Message, ReadError> {
-    let resolution = links::resolve_if(&config.node, config.resolve_links, &event)?;
+/// The message for a record the group read, its link resolved when the group asks for it.
+fn message(node: &Node, resolve_links: bool, event: RecordedEvent) -> Result<Message, ReadError> {
+    let resolution = links::resolve_if(node, resolve_links, &event)?;
     Ok(match resolution {
         Resolution::AsIs => Message {
             event: Some(event),
@@ -188,13 +195,5 @@ pub(crate) fn unpark(
         Resolution::Target(original) => original,
         Resolution::AsIs | Resolution::Unresolved => return Ok(None),
     };
-    let config = ReaderConfig {
-        node: node.clone(),
-        source: Source::All,
-        filter: None,
-        resolve_links,
-        from: 0,
-        batch: 1,
-    };
-    message(&config, original).map(Some)
+    message(node, resolve_links, original).map(Some)
 }

@@ -14,6 +14,21 @@ use uuid::Uuid;
 /// The binary under test.
 pub const STELE: &str = env!("CARGO_BIN_EXE_stele");
 
+/// For the ignored `figures` measurements: a node of the release binary on disk (build it
+/// first with `cargo build --release -p stele-server`) and the number of events to measure
+/// over, `FIGURES_EVENTS` or `default_events`.
+pub async fn figures_node(default_events: u64) -> (TestNode, u64) {
+    let binary = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/stele");
+    let events = std::env::var("FIGURES_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_events);
+    (
+        TestNode::start(NodeOptions::persistent(binary)).await,
+        events,
+    )
+}
+
 /// Options for an in-memory node (`--mem-db`).
 pub fn in_memory() -> NodeOptions {
     NodeOptions::in_memory(STELE)
