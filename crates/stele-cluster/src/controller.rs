@@ -11,14 +11,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::ServerState;
-use tokio::net::TcpListener;
 use uuid::Uuid;
 
-use crate::gossip::GossipMessage;
 use crate::node::{AdminError, Node, NodeStatus};
 use crate::transport::{self, Handler, Reply, Request, StreamHandler};
 use crate::types::{NodeAddr, TypeConfig};
@@ -29,7 +29,11 @@ type Metrics = openraft::RaftMetrics<TypeConfig>;
 const PRIORITY_TRANSFER_PAUSE: Duration = Duration::from_secs(3);
 
 /// Starts the listener, gossip and the controller; they stop with the node.
-pub(crate) fn spawn(node: &Node, listener: TcpListener) {
+pub(crate) fn spawn(
+    node: &Node,
+    listener: Box<dyn crate::net::Listener>,
+    gossip: Arc<dyn crate::net::GossipClient>,
+) {
     let shutdown = node.inner.shutdown.subscribe();
     tokio::spawn(transport::serve(
         listener,
@@ -38,7 +42,7 @@ pub(crate) fn spawn(node: &Node, listener: TcpListener) {
         stream_handler(node.clone()),
         shutdown,
     ));
-    tokio::spawn(gossip_loop(node.clone()));
+    tokio::spawn(gossip_loop(node.clone(), gossip));
     tokio::spawn(control_loop(node.clone()));
 }
 
@@ -82,58 +86,43 @@ fn stream_handler(node: Node) -> StreamHandler {
     })
 }
 
-async fn gossip_loop(node: Node) {
+async fn gossip_loop(node: Node, client: Arc<dyn crate::net::GossipClient>) {
+    use crate::net::GossipCallError;
     let config = node.inner.members.config().clone();
-    let client = match reqwest::Client::builder()
-        .timeout(config.timeout)
-        .connect_timeout(config.timeout)
-        .build()
-    {
-        Ok(client) => client,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the gossip client; gossip is off");
-            return;
-        }
-    };
     let mut shutdown = node.inner.shutdown.subscribe();
     let me = node.inner.config.gossip_advertised.clone();
     loop {
         let targets = node.inner.members.targets().await;
         let message = node.gossip_message();
-        let rounds = targets
-            .into_iter()
-            .filter(|t| *t != me)
-            .map(|(host, port)| {
-                let client = client.clone();
-                let message = message.clone();
-                let node = node.clone();
-                async move {
-                    let url = format!("http://{host}:{port}/gossip");
-                    match client.post(&url).json(&message).send().await {
-                        Ok(response) if response.status().is_success() => {
-                            match response.json::<GossipMessage>().await {
-                                Ok(reply) => {
-                                    let ours = node.cluster_id();
-                                    match node.inner.members.check(&reply, ours) {
-                                        Ok(()) => node.inner.members.merge(&reply, ours),
-                                        Err(refused) => tracing::warn!("{refused}"),
-                                    }
-                                }
-                                Err(e) => tracing::debug!(%url, error = %e, "bad gossip reply"),
-                            }
-                        }
-                        Ok(response) => {
-                            let status = response.status();
-                            let text = response.text().await.unwrap_or_default();
-                            tracing::warn!(%url, %status, "gossip refused: {text}");
-                        }
-                        Err(e) => {
-                            tracing::debug!(%url, error = %e, "gossip failed");
-                            node.inner.members.mark_unreachable(&(host, port));
+        let rounds = targets.into_iter().filter(|t| *t != me).map(|endpoint| {
+            let client = client.clone();
+            let message = &message;
+            let node = node.clone();
+            async move {
+                let exchange = client.exchange(&endpoint, message);
+                match tokio::time::timeout(config.timeout, exchange).await {
+                    Ok(Ok(reply)) => {
+                        let ours = node.cluster_id();
+                        match node.inner.members.check(&reply, ours) {
+                            Ok(()) => node.inner.members.merge(&reply, ours),
+                            Err(refused) => tracing::warn!("{refused}"),
                         }
                     }
+                    Ok(Err(GossipCallError::Refused(e))) => tracing::warn!("gossip refused: {e}"),
+                    Ok(Err(GossipCallError::BadReply(e))) => {
+                        tracing::debug!("bad gossip reply: {e}")
+                    }
+                    Ok(Err(GossipCallError::Unreachable(e))) => {
+                        tracing::debug!("gossip failed: {e}");
+                        node.inner.members.mark_unreachable(&endpoint);
+                    }
+                    Err(_) => {
+                        tracing::debug!(?endpoint, "gossip timed out");
+                        node.inner.members.mark_unreachable(&endpoint);
+                    }
                 }
-            });
+            }
+        });
         futures::future::join_all(rounds).await;
         // Gossip again after the interval, or at once when this node's role or leader
         // changes, so that every member's view (and the clients reading it) follows an
@@ -253,7 +242,7 @@ async fn try_form(node: &Node, state: &mut ControlState) {
     if chosen[0].node_id != me.node_id {
         return;
     }
-    let cluster_id = Uuid::new_v4();
+    let cluster_id = crate::determinism::new_uuid();
     let members: BTreeMap<u64, NodeAddr> = chosen
         .iter()
         .map(|m| (m.node_id, addr_of(m, cluster_id)))

@@ -11,7 +11,10 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
+
+// tokio's clock: the real one in production, the simulated one under simulation.
+use tokio::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -76,10 +79,7 @@ pub enum GossipRefused {
 }
 
 pub fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
+    crate::determinism::unix_now().as_millis() as u64
 }
 
 struct Known {

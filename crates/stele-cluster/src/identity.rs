@@ -16,7 +16,7 @@ pub struct Identity {
 
 impl Identity {
     pub fn fresh() -> Identity {
-        let instance_id = Uuid::new_v4();
+        let instance_id = crate::determinism::new_uuid();
         let bytes = instance_id.as_bytes();
         // Non-zero, from the instance id's random bits.
         let node_id = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) | 1;

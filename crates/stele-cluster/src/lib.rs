@@ -5,25 +5,34 @@
 //! openraft's types stay inside this crate (DESIGN.md decision 1): the API sees only
 //! [`Node`] and the domain types of `stele-core`.
 
+#[cfg(feature = "injected-bugs")]
+pub mod bugs;
+mod committer;
 mod controller;
+pub mod determinism;
 mod entry_map;
+pub mod env;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gossip;
 mod identity;
 pub mod live;
 mod log_store;
+pub mod net;
 mod network;
 pub mod node;
 mod record;
+mod rt;
 pub mod state;
 mod state_machine;
 pub mod transport;
 mod types;
 mod vote_store;
 
+pub use env::{CommitMode, InjectedStorage, NodeEnv, VoteSlot};
 pub use gossip::{GossipConfig, GossipMessage, GossipRefused};
 pub use live::{AllPage, Live, LiveBatch, LiveReceiver, LIVE_FEED_BATCHES};
+pub use node::NodeIdentity;
 pub use node::{
     now_ticks, AdminError, AllReadRequest, AllStart, AppendOutcome, DeleteOutcome, Direction, Node,
     NodeConfig, NodeStatus, ReadError, StartError, StreamReadRequest, StreamReadResult,

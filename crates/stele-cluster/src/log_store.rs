@@ -9,16 +9,14 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
-use stele_log::{GroupCommitter, Log};
+use stele_log::Log;
+
+use crate::committer::{CommitMode, Committer};
 
 use crate::entry_map::EntryMap;
 use crate::record::{decode_entry, decode_record, encode_entry};
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 use crate::vote_store::VoteStore;
-
-/// Sync requests waiting for the log writer thread (bounded: DESIGN.md decision 12; a full
-/// queue makes openraft wait).
-const SYNC_QUEUE_CAPACITY: usize = 4096;
 
 /// State shared by the log store, its readers and the state machine.
 pub struct LogShared {
@@ -67,12 +65,12 @@ impl LogShared {
 /// The storage handle openraft owns.
 pub struct LogStore {
     shared: Arc<LogShared>,
-    committer: GroupCommitter,
+    committer: Committer,
 }
 
 impl LogStore {
-    pub fn new(shared: Arc<LogShared>) -> LogStore {
-        let committer = GroupCommitter::start(shared.log.clone(), SYNC_QUEUE_CAPACITY);
+    pub fn new(shared: Arc<LogShared>, mode: CommitMode) -> LogStore {
+        let committer = Committer::start(shared.log.clone(), mode);
         LogStore { shared, committer }
     }
 }
@@ -104,6 +102,13 @@ impl RaftLogReader<TypeConfig> for LogReader {
     ) -> Result<Vec<Entry>, io::Error> {
         let (start, end) = range_to_indexes(&range);
         let shared = self.shared.clone();
+        // Off the async workers in production; inline on a current-thread runtime (the
+        // simulation), where a blocking thread would escape the simulated scheduler.
+        if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::CurrentThread
+        {
+            return shared.read_entries(start, end);
+        }
         tokio::task::spawn_blocking(move || shared.read_entries(start, end))
             .await
             .map_err(io::Error::other)?

@@ -33,12 +33,13 @@ impl Drop for AbortOnDrop {
 }
 
 struct StreamState {
-    read: tokio::net::tcp::OwnedReadHalf,
+    read: tokio::io::ReadHalf<Conn>,
     pending: tokio::sync::mpsc::Receiver<()>,
     _writer: AbortOnDrop,
     done: bool,
 }
 
+use crate::net::{Conn, Net};
 use crate::transport::{
     read_frame, write_frame, CallError, LocalIdentity, Peer, Reply, Request, StreamReply,
 };
@@ -47,14 +48,20 @@ use crate::types::{NodeAddr, TypeConfig, Vote};
 /// Every peer this node talks to, by node id; shared by the raft network and write
 /// forwarding so both reuse the same connections.
 pub struct Peers {
+    net: Arc<dyn Net>,
     local: Arc<dyn LocalIdentity>,
     bind_ip: Option<IpAddr>,
     by_id: Mutex<HashMap<u64, Arc<Peer>>>,
 }
 
 impl Peers {
-    pub fn new(local: Arc<dyn LocalIdentity>, bind_ip: Option<IpAddr>) -> Arc<Peers> {
+    pub fn new(
+        net: Arc<dyn Net>,
+        local: Arc<dyn LocalIdentity>,
+        bind_ip: Option<IpAddr>,
+    ) -> Arc<Peers> {
         Arc::new(Peers {
+            net,
             local,
             bind_ip,
             by_id: Mutex::new(HashMap::new()),
@@ -68,6 +75,7 @@ impl Peers {
             Some(peer) if peer.addr() == addr => peer.clone(),
             _ => {
                 let peer = Arc::new(Peer::new(
+                    self.net.clone(),
                     self.local.clone(),
                     target,
                     addr.to_owned(),
@@ -190,7 +198,7 @@ impl RaftNetworkV2<TypeConfig> for NetworkClient {
             write_frame(&mut conn, &Request::StreamAppend)
                 .await
                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-            let (read, mut write) = conn.into_split();
+            let (read, mut write) = tokio::io::split(conn);
             let (pending_tx, pending_rx) = tokio::sync::mpsc::channel::<()>(PIPELINE_DEPTH);
             let writer = tokio::spawn(async move {
                 let mut input = input;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
@@ -18,9 +18,11 @@ use stele_log::{Disk, FsDisk, Log, LogConfig, MemDisk};
 use uuid::Uuid;
 
 use crate::entry_map::EntryMap;
+use crate::env::NodeEnv;
 use crate::gossip::{GossipConfig, GossipMessage, GossipRefused, MemberTable};
 use crate::identity::Identity;
 use crate::log_store::{LogShared, LogStore};
+use crate::net::HttpGossip;
 use crate::network::{Network, Peers};
 use crate::record::{decode_record, RecordBody};
 use crate::state_machine::{Applied, StateMachine};
@@ -297,9 +299,7 @@ fn io_context(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Star
 
 /// .NET ticks since the Unix epoch, now.
 pub fn now_ticks() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
+    let since = crate::determinism::unix_now();
     since.as_secs() as i64 * TICKS_PER_SECOND + since.subsec_nanos() as i64 / 100
 }
 
@@ -324,6 +324,12 @@ impl Node {
     /// the node can take requests (it may still be electing a leader or forming the cluster:
     /// `status().ready` says when it serves).
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
+        Node::start_with(config, NodeEnv::production()).await
+    }
+
+    /// [`Node::start`] on the given network, gossip client, storage and committer (the
+    /// deterministic simulation's; see [`NodeEnv`]).
+    pub async fn start_with(config: NodeConfig, env: NodeEnv) -> Result<Node, StartError> {
         if config.cluster_size == 0 {
             return Err(StartError::Unsupported(
                 "ClusterSize must be at least 1".into(),
@@ -333,14 +339,20 @@ impl Node {
             chunk_size_bytes: config.chunk_size_bytes,
         };
         let (disk, index, identity, vote): (Arc<dyn Disk>, Index, Identity, VoteStore) =
-            match &config.db_dir {
-                None => (
+            match (&env.storage, &config.db_dir) {
+                (Some(storage), _) => (
+                    storage.disk.clone(),
+                    Index::in_memory_with(storage.index_options.clone())?,
+                    storage.identity.clone(),
+                    VoteStore::Shared(storage.vote.clone()),
+                ),
+                (None, None) => (
                     Arc::new(MemDisk::new()),
                     Index::in_memory()?,
                     Identity::fresh(),
                     VoteStore::Memory(None),
                 ),
-                Some(dir) => {
+                (None, Some(dir)) => {
                     std::fs::create_dir_all(dir)
                         .map_err(io_context(format!("creating {}", dir.display())))?;
                     let chunks = dir.join("chunks");
@@ -370,7 +382,8 @@ impl Node {
         } else {
             let bind = std::net::SocketAddr::new(config.internal_bind.0, config.internal_bind.1);
             Some(
-                tokio::net::TcpListener::bind(bind)
+                env.net
+                    .bind(bind)
                     .await
                     .map_err(io_context(format!("binding the internal port {bind}")))?,
             )
@@ -414,12 +427,12 @@ impl Node {
             node_id: identity.node_id,
             cluster_id: Mutex::new(None),
         });
-        let peers = Peers::new(local.clone(), Some(config.internal_bind.0));
+        let peers = Peers::new(env.net.clone(), local.clone(), Some(config.internal_bind.0));
         let raft = Raft::new(
             identity.node_id,
             Arc::new(raft_config),
             Network::new(peers.clone()),
-            LogStore::new(shared.clone()),
+            LogStore::new(shared.clone(), env.commit),
             state_machine,
         )
         .await
@@ -431,7 +444,7 @@ impl Node {
                     "{}:{}",
                     config.internal_advertised.0, config.internal_advertised.1
                 ),
-                cluster_id: Uuid::new_v4(),
+                cluster_id: crate::determinism::new_uuid(),
             };
             let members = std::collections::BTreeMap::from([(identity.node_id, me)]);
             raft.initialize(members)
@@ -461,7 +474,14 @@ impl Node {
         };
         node.refresh_cluster_id();
         if let Some(listener) = listener {
-            crate::controller::spawn(&node, listener);
+            let gossip = match env.gossip {
+                Some(gossip) => gossip,
+                None => Arc::new(
+                    HttpGossip::new(node.inner.config.gossip.timeout)
+                        .map_err(|e| StartError::Unsupported(format!("gossip client: {e}")))?,
+                ),
+            };
+            crate::controller::spawn(&node, listener, gossip);
         }
         Ok(node)
     }

@@ -13,7 +13,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,9 +24,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use stele_core::{Command, CommandResult};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use uuid::Uuid;
 
+use crate::net::{Conn, Listener, Net};
 use crate::types::TypeConfig;
 
 /// Largest message either way. An append entries request carries at most
@@ -177,21 +177,24 @@ pub trait LocalIdentity: Send + Sync + 'static {
 
 /// Connections to one peer node.
 pub struct Peer {
+    net: Arc<dyn Net>,
     local: Arc<dyn LocalIdentity>,
     target: u64,
     addr: String,
     bind_ip: Option<IpAddr>,
-    idle: Mutex<Vec<TcpStream>>,
+    idle: Mutex<Vec<Conn>>,
 }
 
 impl Peer {
     pub fn new(
+        net: Arc<dyn Net>,
         local: Arc<dyn LocalIdentity>,
         target: u64,
         addr: String,
         bind_ip: Option<IpAddr>,
     ) -> Peer {
         Peer {
+            net,
             local,
             target,
             addr,
@@ -205,31 +208,15 @@ impl Peer {
     }
 
     /// Opens a new connection to the peer, handshake done.
-    pub async fn connect(&self) -> Result<TcpStream, CallError> {
-        let connect_err = |source| CallError::Connect {
-            addr: self.addr.clone(),
-            source,
-        };
-        let target: SocketAddr = tokio::net::lookup_host(&self.addr)
+    pub async fn connect(&self) -> Result<Conn, CallError> {
+        let mut stream = self
+            .net
+            .connect(&self.addr, self.bind_ip)
             .await
-            .map_err(connect_err)?
-            .next()
-            .ok_or_else(|| connect_err(io::Error::other("the name resolves to no address")))?;
-        let socket = if target.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        }
-        .map_err(connect_err)?;
-        // Connect from the internal interface, so that the peer (and a test's proxy) sees
-        // which node a connection comes from.
-        if let Some(ip) = self.bind_ip {
-            if !ip.is_unspecified() && ip.is_ipv4() == target.is_ipv4() {
-                socket.bind(SocketAddr::new(ip, 0)).map_err(connect_err)?;
-            }
-        }
-        let mut stream = socket.connect(target).await.map_err(connect_err)?;
-        stream.set_nodelay(true).map_err(connect_err)?;
+            .map_err(|source| CallError::Connect {
+                addr: self.addr.clone(),
+                source,
+            })?;
         let hello = Hello {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
@@ -305,7 +292,7 @@ pub type StreamHandler = Arc<
 
 /// Accepts peer connections until `shutdown` fires.
 pub async fn serve(
-    listener: TcpListener,
+    mut listener: Box<dyn Listener>,
     local: Arc<dyn LocalIdentity>,
     handler: Handler,
     streams: StreamHandler,
@@ -339,13 +326,12 @@ pub async fn serve(
 }
 
 async fn serve_connection(
-    mut stream: TcpStream,
+    mut stream: Conn,
     local: Arc<dyn LocalIdentity>,
     handler: Handler,
     streams: StreamHandler,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> io::Result<()> {
-    stream.set_nodelay(true)?;
     let hello: Hello = read_frame(&mut stream).await?;
     if let Some(reason) = refusal(&hello, local.node_id(), local.cluster_id()) {
         tracing::warn!(from = hello.from, %reason, "refused a peer connection");
@@ -367,12 +353,12 @@ async fn serve_connection(
 }
 
 async fn serve_stream(
-    stream: TcpStream,
+    stream: Conn,
     streams: StreamHandler,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> io::Result<()> {
     use futures::StreamExt;
-    let (read, mut write) = stream.into_split();
+    let (read, mut write) = tokio::io::split(stream);
     let requests = futures::stream::unfold(read, |mut read| async move {
         match read_frame::<AppendEntriesRequest<TypeConfig>>(&mut read).await {
             Ok(request) => Some((request, read)),
@@ -499,8 +485,9 @@ mod tests {
 
     #[tokio::test]
     async fn calls_round_trip_and_handshake_refusals_surface() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
+        let net: Arc<dyn Net> = Arc::new(crate::net::TokioNet);
         let cluster = Uuid::new_v4();
         let handler: Handler = Arc::new(|request| {
             Box::pin(async move {
@@ -513,7 +500,7 @@ mod tests {
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let streams: StreamHandler = Arc::new(|_requests| Box::pin(futures::stream::empty()));
         tokio::spawn(serve(
-            listener,
+            Box::new(listener),
             Arc::new(Me(1, Some(cluster))),
             handler,
             streams,
@@ -525,7 +512,7 @@ mod tests {
             kind: stele_core::DeleteKind::Soft,
             created_ticks: 0,
         };
-        let peer = Peer::new(Arc::new(Me(2, None)), 1, addr.clone(), None);
+        let peer = Peer::new(net.clone(), Arc::new(Me(2, None)), 1, addr.clone(), None);
         for _ in 0..3 {
             let reply = peer
                 .call(&Request::Forward(command.clone()), Duration::from_secs(5))
@@ -536,13 +523,19 @@ mod tests {
                 Reply::Forwarded(Err(ForwardError::NotReady))
             ));
         }
-        let wrong_node = Peer::new(Arc::new(Me(2, None)), 9, addr.clone(), None);
+        let wrong_node = Peer::new(net.clone(), Arc::new(Me(2, None)), 9, addr.clone(), None);
         let err = wrong_node
             .call(&Request::Forward(command.clone()), Duration::from_secs(5))
             .await
             .unwrap_err();
         assert!(matches!(err, CallError::Refused { .. }), "{err}");
-        let other_cluster = Peer::new(Arc::new(Me(2, Some(Uuid::new_v4()))), 1, addr, None);
+        let other_cluster = Peer::new(
+            net.clone(),
+            Arc::new(Me(2, Some(Uuid::new_v4()))),
+            1,
+            addr,
+            None,
+        );
         let err = other_cluster
             .call(&Request::Forward(command), Duration::from_secs(5))
             .await

@@ -29,6 +29,7 @@ openraft::declare_raft_types!(
         R = CommandResult,
         NodeId = u64,
         Node = NodeAddr,
+        AsyncRuntime = crate::rt::SteleRuntime,
 );
 
 pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;

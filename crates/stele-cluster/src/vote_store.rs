@@ -10,12 +10,23 @@ use crate::types::Vote;
 pub enum VoteStore {
     File(PathBuf),
     Memory(Option<Vote>),
+    /// Held outside the node (the simulation's), as the bytes the file would hold.
+    Shared(crate::env::VoteSlot),
 }
 
 impl VoteStore {
     pub fn read(&self) -> io::Result<Option<Vote>> {
         match self {
             VoteStore::Memory(vote) => Ok(*vote),
+            VoteStore::Shared(slot) => match slot.lock().expect("vote slot lock").as_deref() {
+                Some(bytes) => serde_json::from_slice(bytes).map(Some).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("vote does not parse: {e}"),
+                    )
+                }),
+                None => Ok(None),
+            },
             VoteStore::File(path) => match std::fs::read(path) {
                 Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
                     io::Error::new(
@@ -33,6 +44,11 @@ impl VoteStore {
         match self {
             VoteStore::Memory(slot) => {
                 *slot = Some(*vote);
+                Ok(())
+            }
+            VoteStore::Shared(slot) => {
+                let bytes = serde_json::to_vec(vote).map_err(io::Error::other)?;
+                *slot.lock().expect("vote slot lock") = Some(bytes);
                 Ok(())
             }
             VoteStore::File(path) => {

@@ -198,7 +198,7 @@ impl LogError {
 
     /// A copy of this error for every caller that shares one failure (an `io::Error` cannot be
     /// cloned, so its kind and message are kept).
-    pub(crate) fn duplicate(&self) -> LogError {
+    pub fn duplicate(&self) -> LogError {
         match self {
             LogError::Io {
                 file,

@@ -1,0 +1,53 @@
+//! Deliberate bugs, compiled only with the `injected-bugs` feature, to show that the
+//! deterministic simulation's checks catch what they claim to (docs/reliability.md). One may
+//! be switched on per thread (the simulation runs each seed on one thread).
+
+use std::cell::Cell;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bug {
+    /// The committer answers sync requests without fsyncing (the idle checkpoint catch-up
+    /// syncs later).
+    AckBeforeFsync,
+    /// The committer runs the flush callbacks before the fsync that covers them.
+    FlushCallbackEarly,
+    /// The leader counts a follower's append as durable without sending it.
+    CommitWithoutQuorum,
+    /// A restarting node drops the last entry of its log.
+    TruncateCommitted,
+}
+
+impl Bug {
+    pub const ALL: [Bug; 4] = [
+        Bug::AckBeforeFsync,
+        Bug::FlushCallbackEarly,
+        Bug::CommitWithoutQuorum,
+        Bug::TruncateCommitted,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::AckBeforeFsync => "ack-before-fsync",
+            Bug::FlushCallbackEarly => "flush-callback-early",
+            Bug::CommitWithoutQuorum => "commit-without-quorum",
+            Bug::TruncateCommitted => "truncate-committed",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Bug> {
+        Bug::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+thread_local! {
+    static ACTIVE: Cell<Option<Bug>> = const { Cell::new(None) };
+}
+
+/// Switches one bug on (or none) for this thread.
+pub fn inject(bug: Option<Bug>) {
+    ACTIVE.with(|a| a.set(bug));
+}
+
+pub(crate) fn active(bug: Bug) -> bool {
+    ACTIVE.with(|a| a.get() == Some(bug))
+}

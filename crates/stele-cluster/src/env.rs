@@ -1,0 +1,52 @@
+//! [`NodeEnv`]: what a node is given besides its configuration — the network, the gossip
+//! client, storage and how the log is made durable. [`NodeEnv::production`] is what the
+//! `stele` binary uses (TCP, HTTP gossip, files or memory from the configuration, a writer
+//! thread); the deterministic simulation (`crates/stele-sim`) injects a simulated network, a
+//! fault-injecting disk and a committer task, and keeps them across the node's restarts.
+
+use std::sync::{Arc, Mutex};
+
+use stele_index::IndexOptions;
+use stele_log::Disk;
+
+pub use crate::committer::CommitMode;
+use crate::identity::Identity;
+use crate::net::{GossipClient, Net, TokioNet};
+
+/// The vote, kept by whoever injects storage so that it survives the node's restarts. It is
+/// replaced whole (the file store's atomic rename), as the JSON the file would hold.
+pub type VoteSlot = Arc<Mutex<Option<Vec<u8>>>>;
+
+/// Storage handed to a node instead of the data directory.
+#[derive(Clone)]
+pub struct InjectedStorage {
+    /// Where the chunk files live.
+    pub disk: Arc<dyn Disk>,
+    pub vote: VoteSlot,
+    pub identity: Identity,
+    /// The index is in memory: a restart rebuilds it from the log.
+    pub index_options: IndexOptions,
+}
+
+/// What a node runs on.
+#[derive(Clone)]
+pub struct NodeEnv {
+    pub net: Arc<dyn Net>,
+    /// `None`: gossip over HTTP with the configured timeout.
+    pub gossip: Option<Arc<dyn GossipClient>>,
+    /// `None`: the data directory (or memory) the configuration names.
+    pub storage: Option<InjectedStorage>,
+    pub commit: CommitMode,
+}
+
+impl NodeEnv {
+    /// TCP, HTTP gossip, the configured storage, a writer thread.
+    pub fn production() -> NodeEnv {
+        NodeEnv {
+            net: Arc::new(TokioNet),
+            gossip: None,
+            storage: None,
+            commit: CommitMode::Thread,
+        }
+    }
+}
