@@ -1000,6 +1000,12 @@ impl Node {
         Ok(())
     }
 
+    /// Whether a write or fsync of the log failed: the node then refuses writes until it
+    /// is restarted (a failed fsync is never retried, DESIGN.md decision 4).
+    pub fn log_failed(&self) -> bool {
+        self.inner.log.log.is_poisoned()
+    }
+
     /// The maximum size in bytes of one append (`MaxAppendSize`).
     pub fn max_append_size_bytes(&self) -> u32 {
         self.inner.config.max_append_size_bytes

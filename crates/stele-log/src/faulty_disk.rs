@@ -23,7 +23,7 @@ pub struct FaultyDisk {
     state: Arc<Mutex<FaultState>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct FaultState {
     next_inode: u64,
     /// Current directory: name → inode.
@@ -47,13 +47,13 @@ struct FaultState {
     write_count: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Pending {
     inode: u64,
     op: PendingOp,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum PendingOp {
     Write { offset: u64, data: Vec<u8> },
     Allocate { len: u64 },
@@ -128,6 +128,24 @@ impl FaultyDisk {
             .map(|(name, inode)| (name.clone(), state.images[inode].clone()))
             .collect();
         FaultyDisk::from_images(files)
+    }
+
+    /// A process crash, not a power loss: a new disk with everything written so far (the
+    /// operating system's page cache survives the process) that still remembers which of it
+    /// is not durable, so a later power loss loses it. Handles on this disk keep working but
+    /// are unrelated: a dead process's writes never reach the new disk.
+    pub fn detach(&self) -> FaultyDisk {
+        let state = self.lock().clone();
+        let mut names: Vec<&String> = state.live.keys().collect();
+        names.sort();
+        let files: Vec<(String, Vec<u8>)> = names
+            .into_iter()
+            .map(|name| (name.clone(), self.mem.contents(name).unwrap_or_default()))
+            .collect();
+        FaultyDisk {
+            mem: MemDisk::from_files(files),
+            state: Arc::new(Mutex::new(state)),
+        }
     }
 
     /// Power loss in the middle of the last unsynced write: the unsynced writes before it
@@ -386,5 +404,28 @@ impl DiskFile for FaultyFile {
 
     fn len(&self) -> io::Result<u64> {
         self.inner.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_keeps_unsynced_writes_until_a_power_loss_and_ignores_old_handles() {
+        let disk = FaultyDisk::new();
+        let file = disk.open("f", true).unwrap();
+        file.write_at(b"durable", 0).unwrap();
+        file.sync_data().unwrap();
+        disk.sync_dir().unwrap();
+        file.write_at(b"+cached", 7).unwrap();
+        let after = disk.detach();
+        assert_eq!(after.contents("f").unwrap(), b"durable+cached");
+        // The dead process's handle no longer reaches the new disk.
+        file.write_at(b"XXXXXXX", 0).unwrap();
+        file.sync_data().unwrap();
+        assert_eq!(after.contents("f").unwrap(), b"durable+cached");
+        // What was never synced is still lost by a power loss after the restart.
+        assert_eq!(after.crash().contents("f").unwrap(), b"durable");
     }
 }

@@ -455,6 +455,27 @@ fn check_node(
                 }
             }
         }
+        // A written append honoured its expected revision (streams are never deleted in
+        // these histories, so revisions are counts).
+        if let Some(first) = found.first().copied().flatten() {
+            let honoured = match append.expected {
+                Expected::Any => true,
+                Expected::NoStream => first.revision == 0,
+                Expected::StreamExists => first.revision > 0,
+                Expected::Exact(revision) => first.revision == revision + 1,
+            };
+            if !honoured {
+                errors.push(
+                    "expected-version",
+                    format!(
+                        "{node}: {} was sent expecting {:?} but its first event has revision {}",
+                        describe(),
+                        append.expected,
+                        first.revision
+                    ),
+                );
+            }
+        }
         // An append's events are consecutive in its stream.
         if present == append.event_ids.len() && present > 1 {
             let revisions: Vec<u64> = found.iter().flatten().map(|e| e.revision).collect();
@@ -665,6 +686,29 @@ mod tests {
             event_id: Uuid::new_v4(),
         });
         (history, log)
+    }
+
+    #[test]
+    fn an_append_written_against_its_expected_revision_is_caught() {
+        let history = History::new();
+        let mut log = Log::new();
+        let a = ids(1);
+        let outcome = log.write("a", &a);
+        history.record("a", a, Expected::Any, outcome);
+        // Acknowledged as if the stream had been at revision 4: it was at 0.
+        let b = ids(1);
+        let outcome = log.write("a", &b);
+        history.record("a", b, Expected::Exact(4), outcome);
+        expect_error(history.verify(&three(&log.events)), "expected-version");
+        // The same for an unknown outcome that was written, and for NoStream.
+        let history = History::new();
+        let mut log = Log::new();
+        log.write("x", &ids(1));
+        let c = ids(1);
+        log.write("x", &c);
+        history.record("x", c, Expected::NoStream, Outcome::Unknown("timeout".into()));
+        let result = history.verify(&three(&log.events));
+        expect_error(result, "expected-version");
     }
 
     #[test]

@@ -1,0 +1,616 @@
+//! One seeded run: a safety phase with faults and client writes, then a liveness phase after
+//! healing, then the history check against every node's `$all`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use stele_cluster::{AllReadRequest, AllStart, AppendOutcome, Direction, Node, VNodeState, WriteError};
+use stele_core::{ContentType, ExpectedRevision, ProposedEvent, StreamName};
+use stele_testkit::history::{Expected, History, Outcome, ReadEvent, Report};
+use tokio::time::Instant;
+
+use crate::cluster::{CrashKind, Shape, SimCluster};
+use crate::net::{Conditions, HostId};
+
+/// What one run does.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub seed: u64,
+    pub shape: Shape,
+    /// Simulated length of the safety phase.
+    pub safety: Duration,
+    /// Bound on the liveness phase: a leader, a write, convergence.
+    pub liveness_bound: Duration,
+    pub clients: usize,
+    pub faults: bool,
+    /// An injected bug to switch on (`injected-bugs` builds only).
+    pub bug: Option<String>,
+}
+
+impl RunConfig {
+    pub fn new(seed: u64, shape: Shape) -> RunConfig {
+        RunConfig {
+            seed,
+            shape,
+            safety: Duration::from_secs(30),
+            liveness_bound: Duration::from_secs(60),
+            clients: 4,
+            faults: true,
+            bug: None,
+        }
+    }
+}
+
+/// Fault kinds, counted per run.
+pub const FAULT_KINDS: [&str; 13] = [
+    "process crash",
+    "power loss",
+    "torn write",
+    "reordered write",
+    "fsync error",
+    "isolate node",
+    "one-way cut",
+    "split",
+    "slow network",
+    "lossy network",
+    "resign leader",
+    "set priority",
+    "fsync stop (node stopped)",
+];
+
+/// What a run found.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    pub seed: u64,
+    pub shape: String,
+    pub faults: BTreeMap<&'static str, u64>,
+    pub history: Option<Report>,
+    /// Acknowledged appends whose events are not on every node (must be 0).
+    pub lost: usize,
+    pub time_to_leader: Option<Duration>,
+    pub time_to_write: Option<Duration>,
+    pub time_to_converge: Option<Duration>,
+    /// Safety or liveness violations; empty when the run passed.
+    pub failures: Vec<String>,
+    /// FNV-1a over the run's events: the same seed gives the same trace.
+    pub trace_hash: u64,
+    pub simulated: Duration,
+}
+
+impl RunReport {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// The run's event log (hashed, not kept).
+struct Trace {
+    hash: u64,
+    start: Instant,
+    verbose: bool,
+}
+
+impl Trace {
+    fn note(&mut self, event: &str) {
+        let ms = self.start.elapsed().as_millis();
+        let line = format!("{ms} {event}");
+        for b in line.bytes().chain([b'\n']) {
+            self.hash ^= u64::from(b);
+            self.hash = self.hash.wrapping_mul(0x100_0000_01b3);
+        }
+        if self.verbose {
+            eprintln!("[sim {:>7.3}s] {event}", ms as f64 / 1000.0);
+        }
+    }
+}
+
+struct Shared {
+    cluster: Arc<SimCluster>,
+    rng: Mutex<SmallRng>,
+    trace: Mutex<Trace>,
+    history: History,
+    failures: Mutex<Vec<String>>,
+    faults: Mutex<BTreeMap<&'static str, u64>>,
+    stop_clients: AtomicBool,
+    stop_faults: AtomicBool,
+}
+
+impl Shared {
+    fn note(&self, event: impl AsRef<str>) {
+        self.trace.lock().expect("trace lock").note(event.as_ref());
+    }
+    fn fail(&self, failure: String) {
+        self.note(format!("FAILURE {failure}"));
+        self.failures.lock().expect("failures lock").push(failure);
+    }
+    fn count(&self, kind: &'static str) {
+        *self.faults.lock().expect("faults lock").entry(kind).or_default() += 1;
+    }
+    fn rand<T>(&self, f: impl FnOnce(&mut SmallRng) -> T) -> T {
+        f(&mut self.rng.lock().expect("rng lock"))
+    }
+}
+
+/// Runs one seed on its own single-threaded runtime with a paused clock.
+pub fn run(config: &RunConfig, verbose: bool) -> RunReport {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_time().start_paused(true);
+    #[cfg(tokio_unstable)]
+    builder.rng_seed(tokio::runtime::RngSeed::from_bytes(&config.seed.to_le_bytes()));
+    let runtime = builder.build().expect("building the simulation runtime");
+    let report = runtime.block_on(run_async(config.clone(), verbose));
+    // Tasks of crashed incarnations may still be parked; they die with the runtime.
+    runtime.shutdown_background();
+    stele_cluster::determinism::stop_simulating_this_thread();
+    report
+}
+
+async fn run_async(config: RunConfig, verbose: bool) -> RunReport {
+    // A fixed simulated wall clock (2027-01-15) so that timestamps are part of the trace.
+    stele_cluster::determinism::simulate_this_thread(config.seed, Duration::from_secs(1_800_000_000));
+    #[cfg(feature = "injected-bugs")]
+    stele_cluster::bugs::inject(config.bug.as_deref().and_then(stele_cluster::bugs::Bug::from_name));
+    let start = Instant::now();
+    let cluster = SimCluster::new(config.shape.clone(), config.seed, Duration::from_millis(2));
+    let shared = Arc::new(Shared {
+        cluster: cluster.clone(),
+        rng: Mutex::new(SmallRng::seed_from_u64(config.seed ^ 0x5eed_5eed)),
+        trace: Mutex::new(Trace {
+            hash: 0xcbf2_9ce4_8422_2325,
+            start,
+            verbose,
+        }),
+        history: History::new(),
+        failures: Mutex::new(Vec::new()),
+        faults: Mutex::new(BTreeMap::new()),
+        stop_clients: AtomicBool::new(false),
+        stop_faults: AtomicBool::new(false),
+    });
+    let mut report = RunReport {
+        seed: config.seed,
+        shape: config.shape.name(),
+        ..RunReport::default()
+    };
+    for i in 0..cluster.len() {
+        if let Err(e) = cluster.start(i).await {
+            shared.fail(e);
+        }
+    }
+    shared.note("started");
+
+    // Safety phase.
+    let monitor = tokio::spawn(monitor(shared.clone()));
+    let clients: Vec<_> = (0..config.clients)
+        .map(|c| tokio::spawn(client(shared.clone(), c)))
+        .collect();
+    let faults = config
+        .faults
+        .then(|| tokio::spawn(fault_schedule(shared.clone())));
+    tokio::time::sleep(config.safety).await;
+    shared.stop_faults.store(true, Ordering::SeqCst);
+    if let Some(faults) = faults {
+        let _ = faults.await;
+    }
+    shared.stop_clients.store(true, Ordering::SeqCst);
+    for c in clients {
+        let _ = c.await;
+    }
+    shared.note("safety phase over; healing");
+
+    // Liveness phase: heal everything, restart what is down.
+    let healed = Instant::now();
+    cluster.network.heal();
+    cluster.network.set_conditions(Conditions::default());
+    for i in 0..cluster.len() {
+        if cluster.node(i).is_none() {
+            if let Err(e) = cluster.start(i).await {
+                shared.fail(format!("restart after healing: {e}"));
+            }
+        }
+    }
+    let deadline = healed + config.liveness_bound;
+    report.time_to_leader = wait_for_leader(&shared, deadline).await.map(|t| t - healed);
+    if report.time_to_leader.is_none() {
+        shared.fail(format!("no leader within {:?} of healing", config.liveness_bound));
+    }
+    report.time_to_write = first_write(&shared, deadline).await.map(|t| t - healed);
+    if report.time_to_write.is_none() {
+        shared.fail(format!(
+            "no acknowledged write within {:?} of healing",
+            config.liveness_bound
+        ));
+    }
+    let reads = converge(&shared, deadline).await;
+    match &reads {
+        Ok(_) => report.time_to_converge = Some(Instant::now() - healed),
+        Err(why) => shared.fail(why.clone()),
+    }
+    monitor.abort();
+
+    // The history against every node.
+    let reads = match reads {
+        Ok(reads) => reads,
+        Err(_) => read_everywhere(&shared).unwrap_or_default(),
+    };
+    if !reads.is_empty() {
+        match shared.history.verify(&reads) {
+            Ok(r) => report.history = Some(r),
+            Err(errors) => {
+                report.lost = errors.iter().filter(|e| e.starts_with("[lost]")).count();
+                for e in errors {
+                    shared.fail(format!("history: {e}"));
+                }
+            }
+        }
+    }
+    if let Some((_, events)) = reads.first() {
+        let last = events.last().map(|e| (e.position, e.event_id));
+        shared.note(format!("final $all: {} events, last {last:?}", events.len()));
+    }
+    report.faults = shared.faults.lock().expect("faults lock").clone();
+    report.failures = shared.failures.lock().expect("failures lock").clone();
+    report.trace_hash = shared.trace.lock().expect("trace lock").hash;
+    report.simulated = start.elapsed();
+    report
+}
+
+/// Checks after every few milliseconds: at most one leader per term.
+async fn monitor(shared: Arc<Shared>) {
+    let mut leaders: BTreeMap<u64, u64> = BTreeMap::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for (_, node) in shared.cluster.live() {
+            let status = node.status();
+            if matches!(status.state, VNodeState::Leader | VNodeState::PreLeader) {
+                let leader = *leaders.entry(status.epoch_number).or_insert(status.node_id);
+                if leader != status.node_id {
+                    shared.fail(format!(
+                        "two leaders in term {}: {leader:016x} and {:016x}",
+                        status.epoch_number, status.node_id
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn stream_name(s: &str) -> StreamName {
+    StreamName::new(s).expect("a valid stream name")
+}
+
+fn events(n: usize) -> Vec<ProposedEvent> {
+    (0..n)
+        .map(|_| ProposedEvent {
+            id: stele_cluster::determinism::new_uuid(),
+            event_type: "sim".into(),
+            content_type: ContentType::Json,
+            custom_metadata: bytes::Bytes::new(),
+            data: bytes::Bytes::from_static(b"{\"simulated\":true}"),
+        })
+        .collect()
+}
+
+/// Sends one append through `node` and records it. Returns whether it was acknowledged.
+async fn append(
+    shared: &Shared,
+    client: usize,
+    node: &Node,
+    stream: &str,
+    expected: Expected,
+    count: usize,
+) -> Option<u64> {
+    let events = events(count);
+    let ids = events.iter().map(|e| e.id).collect();
+    let pending = shared.history.begin(stream, ids, expected);
+    let wire = match expected {
+        Expected::Any => ExpectedRevision::Any,
+        Expected::NoStream => ExpectedRevision::NoStream,
+        Expected::StreamExists => ExpectedRevision::StreamExists,
+        Expected::Exact(r) => ExpectedRevision::Exact(r),
+    };
+    let call = node.append(stream_name(stream), wire, events, false);
+    let result = tokio::time::timeout(Duration::from_secs(10), call).await;
+    let (outcome, revision) = match result {
+        Err(_) => (Outcome::Unknown("client timeout".into()), None),
+        Ok(Ok(AppendOutcome::Success {
+            current_revision: Some(revision),
+            position: Some(position),
+        })) => (
+            Outcome::Acked {
+                position: position.0,
+                next_expected_version: revision.0,
+            },
+            Some(revision.0),
+        ),
+        Ok(Ok(AppendOutcome::Success { .. })) => {
+            (Outcome::Unknown("success without a position".into()), None)
+        }
+        Ok(Ok(AppendOutcome::WrongExpectedVersion { current, .. })) => (
+            Outcome::Failed("wrong expected version".into()),
+            current.map(|c| c.0),
+        ),
+        Ok(Err(e @ WriteError::StreamDeleted(_))) => (Outcome::Failed(e.to_string()), None),
+        Ok(Err(e)) => (Outcome::Unknown(e.to_string()), None),
+    };
+    shared.note(format!("client {client} {stream} {expected:?} -> {outcome:?}"));
+    let acked = outcome.is_acked();
+    shared.history.finish(pending, outcome);
+    if acked {
+        revision
+    } else {
+        revision.map(|r| r | (1 << 63))
+    }
+}
+
+/// A client: appends to a few shared streams through random live nodes, with every kind of
+/// expected revision, until told to stop.
+async fn client(shared: Arc<Shared>, id: usize) {
+    let mut known: BTreeMap<String, u64> = BTreeMap::new();
+    while !shared.stop_clients.load(Ordering::SeqCst) {
+        let live = shared.cluster.live();
+        if live.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let (pick, stream, kind, count, pause) = shared.rand(|r| {
+            (
+                r.random_range(0..live.len()),
+                format!("stream-{}", r.random_range(0..4)),
+                r.random_range(0..10),
+                r.random_range(1..=3),
+                r.random_range(0..30),
+            )
+        });
+        let expected = match kind {
+            0..=4 => Expected::Any,
+            5..=7 => known.get(&stream).map_or(Expected::NoStream, |&r| Expected::Exact(r)),
+            8 => Expected::NoStream,
+            _ => Expected::StreamExists,
+        };
+        let node = live[pick].1.clone();
+        if let Some(r) = append(&shared, id, &node, &stream, expected, count).await {
+            // A wrong expected version tells the current revision too.
+            known.insert(stream.clone(), r & !(1 << 63));
+        }
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+fn pick_kind(r: &mut SmallRng) -> &'static str {
+    FAULT_KINDS[r.random_range(0..FAULT_KINDS.len() - 1)]
+}
+
+/// Injects faults at random moments until the safety phase ends. At most a minority of
+/// voters is down at once, so the cluster keeps taking writes under faults.
+async fn fault_schedule(shared: Arc<Shared>) {
+    let cluster = shared.cluster.clone();
+    let n = cluster.len();
+    let voters = cluster.shape.voters;
+    while !shared.stop_faults.load(Ordering::SeqCst) {
+        let wait = shared.rand(|r| r.random_range(200..2000));
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        // Nodes whose log failed stop; the harness restarts them (a failed fsync is never
+        // retried by the node itself).
+        for (i, node) in cluster.live() {
+            if node.log_failed() {
+                shared.count("fsync stop (node stopped)");
+                shared.note(format!("host {i}: log failed; restarting after a power loss"));
+                cluster.crash(i, CrashKind::PowerLoss);
+                schedule_restart(&shared, i);
+            }
+        }
+        let (kind, target) = shared.rand(|r| (pick_kind(r), r.random_range(0..n)));
+        let down_voters = (0..voters).filter(|&i| cluster.node(i).is_none()).count();
+        let may_down = down_voters < (voters - 1) / 2 || (voters == 3 && down_voters == 0);
+        let crash = |kind: CrashKind| {
+            if cluster.node(target).is_none() || (!cluster.is_replica(target) && !may_down) {
+                return false;
+            }
+            cluster.crash(target, kind);
+            schedule_restart(&shared, target);
+            true
+        };
+        let done = match kind {
+            "process crash" => crash(CrashKind::Process),
+            "power loss" => crash(CrashKind::PowerLoss),
+            "torn write" => {
+                let keep = shared.rand(|r| r.random_range(1..200));
+                crash(CrashKind::TornWrite { keep_bytes: keep })
+            }
+            "reordered write" => crash(CrashKind::ReorderedWrite),
+            "fsync error" => match cluster.node(target) {
+                Some(_) => {
+                    cluster.host(target).disk.fail_next_sync();
+                    true
+                }
+                None => false,
+            },
+            "isolate node" => {
+                for j in (0..n).filter(|&j| j != target) {
+                    cluster.network.cut(target, j);
+                    cluster.network.cut(j, target);
+                }
+                schedule_heal(&shared);
+                true
+            }
+            "one-way cut" => {
+                let other = (target + 1 + shared.rand(|r| r.random_range(0..n - 1))) % n;
+                cluster.network.cut(target, other);
+                schedule_heal(&shared);
+                true
+            }
+            "split" => {
+                let side: Vec<bool> = shared.rand(|r| (0..n).map(|_| r.random_bool(0.5)).collect());
+                for a in 0..n {
+                    for b in 0..n {
+                        if side[a] != side[b] {
+                            cluster.network.cut(a, b);
+                        }
+                    }
+                }
+                schedule_heal(&shared);
+                true
+            }
+            "slow network" => {
+                let max = shared.rand(|r| r.random_range(5..80));
+                cluster.network.set_conditions(Conditions {
+                    latency_min: Duration::from_millis(1),
+                    latency_max: Duration::from_millis(max),
+                    reset_rate: 0.0,
+                });
+                schedule_heal(&shared);
+                true
+            }
+            "lossy network" => {
+                cluster.network.set_conditions(Conditions {
+                    reset_rate: 0.02,
+                    ..Conditions::default()
+                });
+                schedule_heal(&shared);
+                true
+            }
+            "resign leader" => {
+                let leader = cluster.live().into_iter().find(|(_, node)| {
+                    node.status().state == VNodeState::Leader
+                });
+                match leader {
+                    Some((_, node)) => {
+                        let _ = node.resign().await;
+                        true
+                    }
+                    None => false,
+                }
+            }
+            "set priority" => match cluster.node(target) {
+                Some(node) => {
+                    let priority = shared.rand(|r| r.random_range(0..3));
+                    cluster.host(target).priority = priority;
+                    let _ = node.set_node_priority(priority).await;
+                    true
+                }
+                None => false,
+            },
+            _ => false,
+        };
+        if done {
+            shared.count(kind);
+            shared.note(format!("fault: {kind} on host {target}"));
+        }
+    }
+}
+
+fn schedule_restart(shared: &Arc<Shared>, host: HostId) {
+    let after = shared.rand(|r| r.random_range(200..4000));
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(after)).await;
+        if shared.stop_faults.load(Ordering::SeqCst) || shared.cluster.node(host).is_some() {
+            // The liveness phase restarts what is still down.
+            return;
+        }
+        shared.note(format!("restart host {host}"));
+        if let Err(e) = shared.cluster.start(host).await {
+            shared.fail(format!("restart after a crash: {e}"));
+        }
+    });
+}
+
+fn schedule_heal(shared: &Arc<Shared>) {
+    let after = shared.rand(|r| r.random_range(500..5000));
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(after)).await;
+        shared.note("network healed");
+        shared.cluster.network.heal();
+        shared.cluster.network.set_conditions(Conditions::default());
+    });
+}
+
+async fn wait_for_leader(shared: &Shared, deadline: Instant) -> Option<Instant> {
+    while Instant::now() < deadline {
+        let leads = shared.cluster.live().iter().any(|(_, node)| {
+            let status = node.status();
+            status.state == VNodeState::Leader && status.ready
+        });
+        if leads {
+            return Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+async fn first_write(shared: &Shared, deadline: Instant) -> Option<Instant> {
+    while Instant::now() < deadline {
+        let live = shared.cluster.live();
+        let pick = shared.rand(|r| r.random_range(0..live.len().max(1)));
+        if let Some((_, node)) = live.get(pick) {
+            let acked = append(shared, usize::MAX, node, "liveness", Expected::Any, 1).await;
+            if acked.is_some_and(|r| r & (1 << 63) == 0) {
+                return Some(Instant::now());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+fn read_all(node: &Node) -> Result<Vec<ReadEvent>, String> {
+    let request = AllReadRequest {
+        start: AllStart::Start,
+        direction: Direction::Forwards,
+        max_count: u64::MAX,
+    };
+    let events = node.read_all(&request, &|_| true).map_err(|e| e.to_string())?;
+    Ok(events
+        .into_iter()
+        .map(|e| ReadEvent {
+            stream: e.record.stream.as_str().to_owned(),
+            revision: e.revision.0,
+            position: e.position.0,
+            event_id: e.record.id,
+        })
+        .collect())
+}
+
+fn read_everywhere(shared: &Shared) -> Result<Vec<(String, Vec<ReadEvent>)>, String> {
+    shared
+        .cluster
+        .live()
+        .iter()
+        .map(|(i, node)| read_all(node).map(|events| (format!("host {i}"), events)))
+        .collect()
+}
+
+/// Waits until every node is up, applied to the same end and holds the same `$all`.
+async fn converge(shared: &Shared, deadline: Instant) -> Result<Vec<(String, Vec<ReadEvent>)>, String> {
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let live = shared.cluster.live();
+        if live.len() < shared.cluster.len() {
+            last = format!("{} of {} nodes up", live.len(), shared.cluster.len());
+            continue;
+        }
+        let indexes: Vec<u64> = live.iter().map(|(_, n)| n.status().last_log_index).collect();
+        let applied: Vec<u64> = live.iter().map(|(_, n)| n.status().chaser_checkpoint).collect();
+        if indexes.windows(2).any(|w| w[0] != w[1]) || applied.windows(2).any(|w| w[0] != w[1]) {
+            last = format!("log ends {indexes:?}, applied {applied:?}");
+            continue;
+        }
+        match read_everywhere(shared) {
+            Ok(reads) => {
+                if reads.windows(2).all(|w| w[0].1 == w[1].1) {
+                    return Ok(reads);
+                }
+                last = "nodes hold different $all".into();
+            }
+            Err(e) => last = format!("read failed: {e}"),
+        }
+    }
+    Err(format!("the cluster did not converge after healing: {last}"))
+}
