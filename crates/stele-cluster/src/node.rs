@@ -417,6 +417,13 @@ impl Node {
             enable_pre_vote: Some(true),
             // Replicate entries while the leader's own fsync runs, not after it.
             broadcast_submitted_on_append: Some(true),
+            // A restarted leader must win a new election, never resume its old term: with
+            // entries broadcast before the leader's own fsync, a leader that lost its unsynced
+            // tail to a power loss would otherwise reuse log ids its followers already hold
+            // with other content, and the logs diverge under acknowledged writes. Found by the
+            // deterministic simulation (docs/reliability.md; regression seeds in
+            // crates/stele-sim/tests/simulation.rs).
+            enable_leader_restore: Some(false),
             snapshot_policy: openraft::SnapshotPolicy::Never,
             max_payload_entries: 256,
             ..Default::default()
@@ -998,6 +1005,31 @@ impl Node {
         *self.inner.resigned_in_term.lock().expect("resign lock") = None;
         tracing::info!(priority, "node priority set");
         Ok(())
+    }
+
+    /// A digest of every log entry, in log order: (term, index, FNV-1a of its records'
+    /// bytes). For the simulation's diagnostics: two nodes whose digests differ at an index
+    /// both hold hold have diverging logs.
+    #[doc(hidden)]
+    pub fn entry_digests(&self) -> Vec<(u64, u64, u64)> {
+        let map = self.inner.log.entries.read().expect("entry map lock");
+        (0..map.len())
+            .map(|index| {
+                let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+                let mut term = 0;
+                for &position in map.positions(index).unwrap_or_default() {
+                    if let Ok((payload, _)) = self.inner.log.log.read(position) {
+                        if let Ok((header, _)) = crate::record::decode_header(&payload) {
+                            term = header.log_id.leader_id.term;
+                        }
+                        for b in payload.iter() {
+                            hash = (hash ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+                        }
+                    }
+                }
+                (term, index, hash)
+            })
+            .collect()
     }
 
     /// Whether a write or fsync of the log failed: the node then refuses writes until it

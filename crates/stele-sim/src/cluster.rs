@@ -246,7 +246,8 @@ impl GossipClient for SimGossip {
         message: &'a GossipMessage,
     ) -> BoxFuture<'a, Result<GossipMessage, GossipCallError>> {
         Box::pin(async move {
-            let unreachable = |why: &str| GossipCallError::Unreachable(format!("{endpoint:?}: {why}"));
+            let unreachable =
+                |why: &str| GossipCallError::Unreachable(format!("{endpoint:?}: {why}"));
             let cluster = self.cluster.upgrade().ok_or_else(|| unreachable("gone"))?;
             let addr: SocketAddr = format!("{}:{}", endpoint.0, endpoint.1)
                 .parse()

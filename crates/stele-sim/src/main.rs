@@ -192,7 +192,11 @@ fn summarize(configs: &[RunConfig], reports: &[RunReport], elapsed: Duration) {
     write.sort();
     let passed = reports.iter().filter(|r| r.passed()).count();
     println!();
-    println!("runs: {} ({passed} passed) in {:.0} s", configs.len(), elapsed.as_secs_f64());
+    println!(
+        "runs: {} ({passed} passed) in {:.0} s",
+        configs.len(),
+        elapsed.as_secs_f64()
+    );
     for (shape, n) in &shapes {
         println!("  {shape}: {n} seeds");
     }

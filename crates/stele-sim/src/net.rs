@@ -90,7 +90,11 @@ impl SimNetwork {
                 listeners: BTreeMap::new(),
                 cut: BTreeSet::new(),
                 incarnation: vec![0; host_ips.len()],
-                hosts_by_ip: host_ips.iter().enumerate().map(|(i, ip)| (*ip, i)).collect(),
+                hosts_by_ip: host_ips
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ip)| (*ip, i))
+                    .collect(),
                 conns: Vec::new(),
                 conditions: Conditions::default(),
                 rng: SmallRng::seed_from_u64(seed),
@@ -250,7 +254,10 @@ impl Net for HostNet {
                 let source = format!("{}:{port}", ip_of(&state, from));
                 if queue.send((server, source)).is_err() {
                     ctl.reset();
-                    return Err(io::Error::new(io::ErrorKind::ConnectionRefused, "listener gone"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionRefused,
+                        "listener gone",
+                    ));
                 }
                 client
             };
@@ -266,7 +273,9 @@ impl Net for HostNet {
             if state.listeners.contains_key(&addr) {
                 return Err(io::Error::new(io::ErrorKind::AddrInUse, addr.to_string()));
             }
-            state.listeners.insert(addr, (self.host, self.incarnation, tx));
+            state
+                .listeners
+                .insert(addr, (self.host, self.incarnation, tx));
             Ok(Box::new(SimListener { rx }) as Box<dyn Listener>)
         })
     }

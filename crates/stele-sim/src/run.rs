@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
-use stele_cluster::{AllReadRequest, AllStart, AppendOutcome, Direction, Node, VNodeState, WriteError};
+use stele_cluster::{
+    AllReadRequest, AllStart, AppendOutcome, Direction, Node, VNodeState, WriteError,
+};
 use stele_core::{ContentType, ExpectedRevision, ProposedEvent, StreamName};
 use stele_testkit::history::{Expected, History, Outcome, ReadEvent, Report};
 use tokio::time::Instant;
@@ -128,7 +130,12 @@ impl Shared {
         self.failures.lock().expect("failures lock").push(failure);
     }
     fn count(&self, kind: &'static str) {
-        *self.faults.lock().expect("faults lock").entry(kind).or_default() += 1;
+        *self
+            .faults
+            .lock()
+            .expect("faults lock")
+            .entry(kind)
+            .or_default() += 1;
     }
     fn rand<T>(&self, f: impl FnOnce(&mut SmallRng) -> T) -> T {
         f(&mut self.rng.lock().expect("rng lock"))
@@ -140,7 +147,9 @@ pub fn run(config: &RunConfig, verbose: bool) -> RunReport {
     let mut builder = tokio::runtime::Builder::new_current_thread();
     builder.enable_time().start_paused(true);
     #[cfg(tokio_unstable)]
-    builder.rng_seed(tokio::runtime::RngSeed::from_bytes(&config.seed.to_le_bytes()));
+    builder.rng_seed(tokio::runtime::RngSeed::from_bytes(
+        &config.seed.to_le_bytes(),
+    ));
     let runtime = builder.build().expect("building the simulation runtime");
     let report = runtime.block_on(run_async(config.clone(), verbose));
     // Tasks of crashed incarnations may still be parked; they die with the runtime.
@@ -151,9 +160,17 @@ pub fn run(config: &RunConfig, verbose: bool) -> RunReport {
 
 async fn run_async(config: RunConfig, verbose: bool) -> RunReport {
     // A fixed simulated wall clock (2027-01-15) so that timestamps are part of the trace.
-    stele_cluster::determinism::simulate_this_thread(config.seed, Duration::from_secs(1_800_000_000));
+    stele_cluster::determinism::simulate_this_thread(
+        config.seed,
+        Duration::from_secs(1_800_000_000),
+    );
     #[cfg(feature = "injected-bugs")]
-    stele_cluster::bugs::inject(config.bug.as_deref().and_then(stele_cluster::bugs::Bug::from_name));
+    stele_cluster::bugs::inject(
+        config
+            .bug
+            .as_deref()
+            .and_then(stele_cluster::bugs::Bug::from_name),
+    );
     let start = Instant::now();
     let cluster = SimCluster::new(config.shape.clone(), config.seed, Duration::from_millis(2));
     let shared = Arc::new(Shared {
@@ -215,7 +232,10 @@ async fn run_async(config: RunConfig, verbose: bool) -> RunReport {
     let deadline = healed + config.liveness_bound;
     report.time_to_leader = wait_for_leader(&shared, deadline).await.map(|t| t - healed);
     if report.time_to_leader.is_none() {
-        shared.fail(format!("no leader within {:?} of healing", config.liveness_bound));
+        shared.fail(format!(
+            "no leader within {:?} of healing",
+            config.liveness_bound
+        ));
     }
     report.time_to_write = first_write(&shared, deadline).await.map(|t| t - healed);
     if report.time_to_write.is_none() {
@@ -227,7 +247,12 @@ async fn run_async(config: RunConfig, verbose: bool) -> RunReport {
     let reads = converge(&shared, deadline).await;
     match &reads {
         Ok(_) => report.time_to_converge = Some(Instant::now() - healed),
-        Err(why) => shared.fail(why.clone()),
+        Err(why) => {
+            shared.fail(why.clone());
+            if let Some(divergence) = log_divergence(&shared) {
+                shared.fail(divergence);
+            }
+        }
     }
     monitor.abort();
 
@@ -249,7 +274,10 @@ async fn run_async(config: RunConfig, verbose: bool) -> RunReport {
     }
     if let Some((_, events)) = reads.first() {
         let last = events.last().map(|e| (e.position, e.event_id));
-        shared.note(format!("final $all: {} events, last {last:?}", events.len()));
+        shared.note(format!(
+            "final $all: {} events, last {last:?}",
+            events.len()
+        ));
     }
     report.faults = shared.faults.lock().expect("faults lock").clone();
     report.failures = shared.failures.lock().expect("failures lock").clone();
@@ -336,7 +364,9 @@ async fn append(
         Ok(Err(e @ WriteError::StreamDeleted(_))) => (Outcome::Failed(e.to_string()), None),
         Ok(Err(e)) => (Outcome::Unknown(e.to_string()), None),
     };
-    shared.note(format!("client {client} {stream} {expected:?} -> {outcome:?}"));
+    shared.note(format!(
+        "client {client} {stream} {expected:?} -> {outcome:?}"
+    ));
     let acked = outcome.is_acked();
     shared.history.finish(pending, outcome);
     if acked {
@@ -367,7 +397,9 @@ async fn client(shared: Arc<Shared>, id: usize) {
         });
         let expected = match kind {
             0..=4 => Expected::Any,
-            5..=7 => known.get(&stream).map_or(Expected::NoStream, |&r| Expected::Exact(r)),
+            5..=7 => known
+                .get(&stream)
+                .map_or(Expected::NoStream, |&r| Expected::Exact(r)),
             8 => Expected::NoStream,
             _ => Expected::StreamExists,
         };
@@ -398,7 +430,9 @@ async fn fault_schedule(shared: Arc<Shared>) {
         for (i, node) in cluster.live() {
             if node.log_failed() {
                 shared.count("fsync stop (node stopped)");
-                shared.note(format!("host {i}: log failed; restarting after a power loss"));
+                shared.note(format!(
+                    "host {i}: log failed; restarting after a power loss"
+                ));
                 cluster.crash(i, CrashKind::PowerLoss);
                 schedule_restart(&shared, i);
             }
@@ -474,9 +508,10 @@ async fn fault_schedule(shared: Arc<Shared>) {
                 true
             }
             "resign leader" => {
-                let leader = cluster.live().into_iter().find(|(_, node)| {
-                    node.status().state == VNodeState::Leader
-                });
+                let leader = cluster
+                    .live()
+                    .into_iter()
+                    .find(|(_, node)| node.status().state == VNodeState::Leader);
                 match leader {
                     Some((_, node)) => {
                         let _ = node.resign().await;
@@ -565,7 +600,9 @@ fn read_all(node: &Node) -> Result<Vec<ReadEvent>, String> {
         direction: Direction::Forwards,
         max_count: u64::MAX,
     };
-    let events = node.read_all(&request, &|_| true).map_err(|e| e.to_string())?;
+    let events = node
+        .read_all(&request, &|_| true)
+        .map_err(|e| e.to_string())?;
     Ok(events
         .into_iter()
         .map(|e| ReadEvent {
@@ -587,7 +624,10 @@ fn read_everywhere(shared: &Shared) -> Result<Vec<(String, Vec<ReadEvent>)>, Str
 }
 
 /// Waits until every node is up, applied to the same end and holds the same `$all`.
-async fn converge(shared: &Shared, deadline: Instant) -> Result<Vec<(String, Vec<ReadEvent>)>, String> {
+async fn converge(
+    shared: &Shared,
+    deadline: Instant,
+) -> Result<Vec<(String, Vec<ReadEvent>)>, String> {
     let mut last = String::new();
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -596,8 +636,14 @@ async fn converge(shared: &Shared, deadline: Instant) -> Result<Vec<(String, Vec
             last = format!("{} of {} nodes up", live.len(), shared.cluster.len());
             continue;
         }
-        let indexes: Vec<u64> = live.iter().map(|(_, n)| n.status().last_log_index).collect();
-        let applied: Vec<u64> = live.iter().map(|(_, n)| n.status().chaser_checkpoint).collect();
+        let indexes: Vec<u64> = live
+            .iter()
+            .map(|(_, n)| n.status().last_log_index)
+            .collect();
+        let applied: Vec<u64> = live
+            .iter()
+            .map(|(_, n)| n.status().chaser_checkpoint)
+            .collect();
         if indexes.windows(2).any(|w| w[0] != w[1]) || applied.windows(2).any(|w| w[0] != w[1]) {
             last = format!("log ends {indexes:?}, applied {applied:?}");
             continue;
@@ -612,5 +658,27 @@ async fn converge(shared: &Shared, deadline: Instant) -> Result<Vec<(String, Vec
             Err(e) => last = format!("read failed: {e}"),
         }
     }
-    Err(format!("the cluster did not converge after healing: {last}"))
+    Err(format!(
+        "the cluster did not converge after healing: {last}"
+    ))
+}
+
+/// The first log index at which two live nodes hold different entries, if any.
+fn log_divergence(shared: &Shared) -> Option<String> {
+    let logs: Vec<(HostId, Vec<(u64, u64, u64)>)> = shared
+        .cluster
+        .live()
+        .iter()
+        .map(|(i, n)| (*i, n.entry_digests()))
+        .collect();
+    let (first, base) = logs.first()?;
+    for (other, log) in &logs[1..] {
+        if let Some(at) = base.iter().zip(log).position(|(a, b)| a != b) {
+            return Some(format!(
+                "logs diverge: host {first} and host {other} differ at entry {at}: (term, index, digest) {:?} vs {:?}",
+                base[at], log[at]
+            ));
+        }
+    }
+    None
 }

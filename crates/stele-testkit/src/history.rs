@@ -706,7 +706,12 @@ mod tests {
         log.write("x", &ids(1));
         let c = ids(1);
         log.write("x", &c);
-        history.record("x", c, Expected::NoStream, Outcome::Unknown("timeout".into()));
+        history.record(
+            "x",
+            c,
+            Expected::NoStream,
+            Outcome::Unknown("timeout".into()),
+        );
         let result = history.verify(&three(&log.events));
         expect_error(result, "expected-version");
     }
