@@ -15,14 +15,18 @@ pub enum Bug {
     CommitWithoutQuorum,
     /// A restarting node drops the last entry of its log.
     TruncateCommitted,
+    /// A restarted leader resumes its term without an election (openraft's
+    /// `enable_leader_restore`): the real bug the simulation found first.
+    LeaderRestore,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 4] = [
+    pub const ALL: [Bug; 5] = [
         Bug::AckBeforeFsync,
         Bug::FlushCallbackEarly,
         Bug::CommitWithoutQuorum,
         Bug::TruncateCommitted,
+        Bug::LeaderRestore,
     ];
 
     pub fn name(self) -> &'static str {
@@ -31,6 +35,7 @@ impl Bug {
             Bug::FlushCallbackEarly => "flush-callback-early",
             Bug::CommitWithoutQuorum => "commit-without-quorum",
             Bug::TruncateCommitted => "truncate-committed",
+            Bug::LeaderRestore => "leader-restore",
         }
     }
 

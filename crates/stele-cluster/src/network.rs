@@ -187,6 +187,19 @@ impl RaftNetworkV2<TypeConfig> for NetworkClient {
     where
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
     {
+        #[cfg(feature = "injected-bugs")]
+        if crate::bugs::active(crate::bugs::Bug::CommitWithoutQuorum) {
+            // Injected bug: the follower is counted as holding every entry, never sent.
+            let replies = input.map(|request| {
+                let last = request
+                    .entries
+                    .last()
+                    .map(|e| e.log_id)
+                    .or(request.prev_log_id);
+                Ok(Ok(last))
+            });
+            return Box::pin(async move { Ok(Box::pin(replies) as BoxStream<'s, StreamItem>) });
+        }
         let peer = self.peer.clone();
         let (me, target) = (self.me, self.target);
         let response_timeout = (option.hard_ttl() * 10).max(Duration::from_secs(1));

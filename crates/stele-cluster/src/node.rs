@@ -303,6 +303,16 @@ pub fn now_ticks() -> i64 {
     since.as_secs() as i64 * TICKS_PER_SECOND + since.subsec_nanos() as i64 / 100
 }
 
+/// Whether a restarted leader may resume its term: never (see the raft configuration), except
+/// as the injected bug that shows the simulation catches it.
+fn leader_restore() -> bool {
+    #[cfg(feature = "injected-bugs")]
+    if crate::bugs::active(crate::bugs::Bug::LeaderRestore) {
+        return true;
+    }
+    false
+}
+
 /// Events read per index page by `$all` reads.
 const ALL_READ_PAGE_EVENTS: usize = 512;
 
@@ -391,7 +401,15 @@ impl Node {
         let started = Instant::now();
         let (log, report) = Log::open(disk, log_config)?;
         let log = Arc::new(log);
-        let entries = EntryMap::scan(&log)?;
+        #[allow(unused_mut)]
+        let mut entries = EntryMap::scan(&log)?;
+        #[cfg(feature = "injected-bugs")]
+        if crate::bugs::active(crate::bugs::Bug::TruncateCommitted) && !entries.is_empty() {
+            // Injected bug: the last entry, committed or not, is dropped at every start.
+            if let Some(position) = entries.truncate_from(entries.len() - 1) {
+                log.truncate(position)?;
+            }
+        }
         tracing::info!(
             log_end = log.end(),
             entries = entries.len(),
@@ -423,7 +441,7 @@ impl Node {
             // with other content, and the logs diverge under acknowledged writes. Found by the
             // deterministic simulation (docs/reliability.md; regression seeds in
             // crates/stele-sim/tests/simulation.rs).
-            enable_leader_restore: Some(false),
+            enable_leader_restore: Some(leader_restore()),
             snapshot_policy: openraft::SnapshotPolicy::Never,
             max_payload_entries: 256,
             ..Default::default()
@@ -1009,11 +1027,19 @@ impl Node {
 
     /// A digest of every log entry, in log order: (term, index, FNV-1a of its records'
     /// bytes). For the simulation's diagnostics: two nodes whose digests differ at an index
-    /// both hold hold have diverging logs.
+    /// both hold have diverging logs.
+    /// With `applied_only`, only the entries this node has applied (so committed). A failed
+    /// log reads nothing: ask only a node whose log has not failed.
     #[doc(hidden)]
-    pub fn entry_digests(&self) -> Vec<(u64, u64, u64)> {
+    pub fn entry_digests(&self, applied_only: bool) -> Vec<(u64, u64, u64)> {
+        let applied = self.inner.applied.next_index.load(Ordering::Acquire);
         let map = self.inner.log.entries.read().expect("entry map lock");
-        (0..map.len())
+        let end = if applied_only {
+            applied.min(map.len())
+        } else {
+            map.len()
+        };
+        (0..end)
             .map(|index| {
                 let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
                 let mut term = 0;

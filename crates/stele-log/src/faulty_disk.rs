@@ -135,7 +135,11 @@ impl FaultyDisk {
     /// is not durable, so a later power loss loses it. Handles on this disk keep working but
     /// are unrelated: a dead process's writes never reach the new disk.
     pub fn detach(&self) -> FaultyDisk {
-        let state = self.lock().clone();
+        let mut state = self.lock().clone();
+        // A fault armed for the dead process does not carry over to the next one.
+        state.fail_sync_after = None;
+        state.fail_write_after = None;
+        state.fail_sync_dir_after = None;
         let mut names: Vec<&String> = state.live.keys().collect();
         names.sort();
         let files: Vec<(String, Vec<u8>)> = names
@@ -222,6 +226,14 @@ impl FaultyDisk {
                 *b ^= mask;
             }
         }
+    }
+
+    /// Cancels every armed fault (failing writes and syncs) that has not fired yet.
+    pub fn disarm(&self) {
+        let mut state = self.lock();
+        state.fail_sync_after = None;
+        state.fail_write_after = None;
+        state.fail_sync_dir_after = None;
     }
 
     /// Makes the next `sync_data` (on any file) fail.

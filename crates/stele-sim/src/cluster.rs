@@ -191,9 +191,15 @@ impl SimCluster {
                 fsync_latency: self.fsync_latency,
             },
         };
-        let node = Node::start_with(config, env)
-            .await
-            .map_err(|e| format!("host {i} failed to start: {e}"))?;
+        let node = match Node::start_with(config, env).await {
+            Ok(node) => node,
+            Err(e) => {
+                // Whatever the failed start bound is released, as when a process exits.
+                self.network.crash(i);
+                self.host(i).incarnation += 1;
+                return Err(format!("host {i} failed to start: {e}"));
+            }
+        };
         let mut host = self.host(i);
         if host.incarnation != incarnation {
             // Crashed while starting.
