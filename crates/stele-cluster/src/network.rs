@@ -204,13 +204,30 @@ impl RaftNetworkV2<TypeConfig> for NetworkClient {
         let (me, target) = (self.me, self.target);
         let response_timeout = (option.hard_ttl() * 10).max(Duration::from_secs(1));
         Box::pin(async move {
-            let mut conn = peer
-                .connect()
-                .await
-                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-            write_frame(&mut conn, &Request::StreamAppend)
-                .await
-                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            // Bounded: a connection whose handshake reply is lost (a partition that began
+            // mid-handshake) would otherwise stall replication to this follower for good.
+            // Found by the deterministic simulation.
+            let open = async {
+                let mut conn = peer
+                    .connect()
+                    .await
+                    .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+                write_frame(&mut conn, &Request::StreamAppend)
+                    .await
+                    .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+                Ok::<_, RPCError<TypeConfig>>(conn)
+            };
+            let conn = match tokio::time::timeout(response_timeout, open).await {
+                Ok(conn) => conn?,
+                Err(_) => {
+                    return Err(RPCError::Timeout(Timeout {
+                        action: RPCTypes::AppendEntries,
+                        id: me,
+                        target,
+                        timeout: response_timeout,
+                    }))
+                }
+            };
             let (read, mut write) = tokio::io::split(conn);
             let (pending_tx, pending_rx) = tokio::sync::mpsc::channel::<()>(PIPELINE_DEPTH);
             let writer = tokio::spawn(async move {
