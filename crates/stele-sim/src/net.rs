@@ -63,9 +63,12 @@ impl ConnCtl {
     }
 }
 
+/// Where a listener hands its accepted connections.
+type AcceptQueue = mpsc::UnboundedSender<(Conn, String)>;
+
 struct State {
     /// Listening sockets: address → (host, incarnation, queue of accepted connections).
-    listeners: BTreeMap<SocketAddr, (HostId, u64, mpsc::UnboundedSender<(Conn, String)>)>,
+    listeners: BTreeMap<SocketAddr, (HostId, u64, AcceptQueue)>,
     /// Directed cuts: bytes from `.0` to `.1` are dropped.
     cut: BTreeSet<(HostId, HostId)>,
     /// Each host's incarnation; a handle of an older one is fenced off.

@@ -681,7 +681,8 @@ async fn converge(
 
 /// The first log index at which two live nodes hold different entries, if any.
 fn log_divergence(shared: &Shared) -> Option<String> {
-    let logs: Vec<(HostId, Vec<(u64, u64, u64)>)> = shared
+    type Digests = Vec<(u64, u64, u64)>;
+    let logs: Vec<(HostId, Digests)> = shared
         .cluster
         .live()
         .iter()
