@@ -1058,6 +1058,13 @@ impl Node {
             .collect()
     }
 
+    /// The log position up to which the chunk headers vouch for the records: a damaged record
+    /// below it is corruption, one above it may be a torn write that recovery cuts.
+    #[doc(hidden)]
+    pub fn log_checkpoint(&self) -> u64 {
+        self.inner.log.log.checkpoint()
+    }
+
     /// Whether a write or fsync of the log failed: the node then refuses writes until it
     /// is restarted (a failed fsync is never retried, DESIGN.md decision 4).
     pub fn log_failed(&self) -> bool {

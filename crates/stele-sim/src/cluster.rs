@@ -19,6 +19,8 @@ use crate::net::{HostId, SimNetwork};
 
 pub const HTTP_PORT: u16 = 2113;
 pub const INTERNAL_PORT: u16 = 1112;
+/// Small chunks: runs cross chunk boundaries.
+pub const CHUNK_SIZE_BYTES: u64 = 256 * 1024;
 
 /// How a node went down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,10 @@ pub struct Host {
     pub priority: i32,
     pub node: Option<Node>,
     pub incarnation: u64,
+    /// The log checkpoint when the node last went down: records below it must verify.
+    pub checkpoint_at_crash: u64,
+    /// A bit flipped in the chunk files while the node was down: (file, offset).
+    pub flipped: Option<(String, u64)>,
 }
 
 /// Shape and timing of a simulated cluster.
@@ -88,6 +94,8 @@ impl SimCluster {
                     priority: 0,
                     node: None,
                     incarnation: 0,
+                    checkpoint_at_crash: 0,
+                    flipped: None,
                 })
             })
             .collect();
@@ -135,8 +143,7 @@ impl SimCluster {
         NodeConfig {
             db_dir: None,
             index_dir: None,
-            // Small chunks: runs cross chunk boundaries.
-            chunk_size_bytes: 256 * 1024,
+            chunk_size_bytes: CHUNK_SIZE_BYTES,
             max_append_size_bytes: 64 * 1024,
             max_append_event_size_bytes: 16 * 1024,
             cluster_size: self.shape.voters as u32,
@@ -216,6 +223,9 @@ impl SimCluster {
     pub fn crash(&self, i: HostId, kind: CrashKind) {
         let mut host = self.host(i);
         host.incarnation += 1;
+        if let Some(node) = &host.node {
+            host.checkpoint_at_crash = node.log_checkpoint();
+        }
         self.network.crash(i);
         host.disk = match kind {
             CrashKind::Process => host.disk.detach(),
@@ -228,6 +238,36 @@ impl SimCluster {
         if let Some(node) = host.node.take() {
             stop_in_background(node);
         }
+    }
+}
+
+impl SimCluster {
+    /// The operator replaces a node whose data is damaged: a new, empty disk and a new
+    /// identity at the same address (the controller admits it in place of the old member).
+    pub fn wipe(&self, i: HostId) {
+        let mut host = self.host(i);
+        assert!(host.node.is_none(), "wipe a node that is down");
+        host.disk = FaultyDisk::new();
+        host.vote = Arc::new(Mutex::new(None));
+        host.identity = NodeIdentity::fresh();
+        host.checkpoint_at_crash = 0;
+        host.flipped = None;
+    }
+
+    /// Flips one bit of a down node's first chunk, below its checkpoint (so in records that
+    /// must verify). Returns where, or `None` if the node has no such records.
+    pub fn flip_bit(&self, i: HostId, at: u64, bit: u8) -> Option<(String, u64)> {
+        let mut host = self.host(i);
+        if host.node.is_some() || host.checkpoint_at_crash == 0 {
+            return None;
+        }
+        let file = stele_log::chunk_file_name(0);
+        let limit = host.checkpoint_at_crash.min(CHUNK_SIZE_BYTES);
+        let offset = stele_log::CHUNK_HEADER_BYTES + at % limit;
+        host.disk.durable_bytes(&file, offset, 1)?;
+        host.disk.flip_bit(&file, offset, bit);
+        host.flipped = Some((file.clone(), offset));
+        Some((file, offset))
     }
 }
 

@@ -47,13 +47,14 @@ impl RunConfig {
     }
 }
 
-/// Fault kinds, counted per run.
+/// The faults the schedule picks from, each equally likely at every step.
 pub const FAULT_KINDS: [&str; 13] = [
     "process crash",
     "power loss",
     "torn write",
     "reordered write",
     "fsync error",
+    "bit flip",
     "isolate node",
     "one-way cut",
     "split",
@@ -61,7 +62,6 @@ pub const FAULT_KINDS: [&str; 13] = [
     "lossy network",
     "resign leader",
     "set priority",
-    "fsync stop (node stopped)",
 ];
 
 /// What a run found.
@@ -230,7 +230,7 @@ async fn run_async(config: RunConfig, verbose: bool) -> RunReport {
             cluster.crash(i, CrashKind::PowerLoss);
         }
         if cluster.node(i).is_none() {
-            if let Err(e) = cluster.start(i).await {
+            if let Err(e) = restart(&shared, i).await {
                 shared.fail(format!("restart after healing: {e}"));
             }
         }
@@ -429,7 +429,7 @@ async fn client(shared: Arc<Shared>, id: usize) {
 }
 
 fn pick_kind(r: &mut SmallRng) -> &'static str {
-    FAULT_KINDS[r.random_range(0..FAULT_KINDS.len() - 1)]
+    FAULT_KINDS[r.random_range(0..FAULT_KINDS.len())]
 }
 
 /// Injects faults at random moments until the safety phase ends. At most a minority of
@@ -472,6 +472,18 @@ async fn fault_schedule(shared: Arc<Shared>) {
                 crash(CrashKind::TornWrite { keep_bytes: keep })
             }
             "reordered write" => crash(CrashKind::ReorderedWrite),
+            "bit flip" => {
+                let (at, bit) =
+                    shared.rand(|r| (r.random_range(0..u64::MAX), r.random_range(0..8)));
+                let down = (0..n).find(|&i| cluster.node((target + i) % n).is_none());
+                match down.and_then(|i| cluster.flip_bit((target + i) % n, at, bit)) {
+                    Some((file, offset)) => {
+                        shared.note(format!("bit {bit} flipped in {file} at {offset}"));
+                        true
+                    }
+                    None => false,
+                }
+            }
             "fsync error" => match cluster.node(target) {
                 Some(_) => {
                     cluster.host(target).disk.fail_next_sync();
@@ -564,10 +576,42 @@ fn schedule_restart(shared: &Arc<Shared>, host: HostId) {
             return;
         }
         shared.note(format!("restart host {host}"));
-        if let Err(e) = shared.cluster.start(host).await {
+        if let Err(e) = restart(&shared, host).await {
             shared.fail(format!("restart after a crash: {e}"));
         }
     });
+}
+
+/// Starts a node that is down. A node whose records were damaged must refuse to start,
+/// naming the chunk file and the offset; the operator then wipes it and it rejoins.
+async fn restart(shared: &Shared, host: HostId) -> Result<(), String> {
+    let flipped = shared.cluster.host(host).flipped.take();
+    match shared.cluster.start(host).await {
+        Ok(()) => {
+            if let Some((file, offset)) = flipped {
+                shared.count("bit flip not detected");
+                shared.fail(format!(
+                    "host {host} started with a flipped bit in {file} at {offset}, below its checkpoint"
+                ));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let Some((file, offset)) = flipped else {
+                return Err(e);
+            };
+            let named = format!("corrupt log file {file} at offset");
+            if !e.contains(&named) {
+                return Err(format!(
+                    "the flipped bit in {file} at {offset} was reported as: {e}"
+                ));
+            }
+            shared.count("bit flip detected at start");
+            shared.note(format!("host {host} refused to start ({e}); wiped"));
+            shared.cluster.wipe(host);
+            shared.cluster.start(host).await
+        }
+    }
 }
 
 fn schedule_heal(shared: &Arc<Shared>) {
