@@ -5,6 +5,7 @@
 //! openraft's types stay inside this crate (DESIGN.md decision 1): the API sees only
 //! [`Node`] and the domain types of `stele-core`.
 
+pub mod blocking;
 #[cfg(feature = "injected-bugs")]
 pub mod bugs;
 mod committer;

@@ -102,14 +102,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
     ) -> Result<Vec<Entry>, io::Error> {
         let (start, end) = range_to_indexes(&range);
         let shared = self.shared.clone();
-        // Off the async workers in production; inline on a current-thread runtime (the
-        // simulation), where a blocking thread would escape the simulated scheduler.
-        if tokio::runtime::Handle::current().runtime_flavor()
-            == tokio::runtime::RuntimeFlavor::CurrentThread
-        {
-            return shared.read_entries(start, end);
-        }
-        tokio::task::spawn_blocking(move || shared.read_entries(start, end))
+        crate::blocking::spawn(move || shared.read_entries(start, end))
             .await
             .map_err(io::Error::other)?
     }

@@ -14,8 +14,10 @@
 //! with "at most one leader per term" checked every 20 ms; then everything heals and within
 //! a bound there must be a leader, an acknowledged write and a cluster whose nodes all hold
 //! the same `$all`; finally the shared history checker (`stele_testkit::history`) verifies
-//! every append against every node.
+//! every append against every node, and one catch-up subscription per host (resumed after
+//! every crash) must have been delivered exactly the converged `$all`.
 
 pub mod cluster;
 pub mod net;
 pub mod run;
+pub mod subscriber;

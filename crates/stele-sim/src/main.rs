@@ -206,6 +206,11 @@ fn summarize(configs: &[RunConfig], reports: &[RunReport], elapsed: Duration) {
     }
     println!("appends: {acked} acknowledged and verified on every node, {failed} refused, {unknown} outcome unknown");
     println!("acknowledged appends lost: {lost}");
+    let subscribed: usize = reports.iter().map(|r| r.subscribed_events).sum();
+    let subscriptions: u64 = reports.iter().map(|r| r.subscriptions).sum();
+    println!(
+        "catch-up subscriptions: {subscribed} events delivered over {subscriptions} subscriptions (one follower per host, resumed after each crash), each exactly $all"
+    );
     let ms = |d: Duration| d.as_millis();
     println!(
         "after healing, time to a leader: p50 {} ms, p99 {} ms, max {} ms",

@@ -396,7 +396,7 @@ fn resolved(
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ReadError> + Send + 'static,
 ) -> Result<T, Halt> {
-    match tokio::task::spawn_blocking(f).await {
+    match stele_cluster::blocking::spawn(f).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(Halt::Failed(status::read_error(&error))),
         Err(join) => Err(Halt::Failed(status::internal(&format!(

@@ -268,7 +268,7 @@ struct PreparedPage {
     at_end: bool,
 }
 
-/// The outcome of a blocking read started with `spawn_blocking`.
+/// The outcome of a blocking read started with `stele_cluster::blocking::spawn`.
 fn joined<T>(result: Result<Result<T, ReadError>, tokio::task::JoinError>) -> Result<T, Halt> {
     match result {
         Ok(Ok(value)) => Ok(value),
@@ -367,7 +367,7 @@ impl AllSubscription {
         let filter = self.filter.as_ref().map(|f| f.filter.clone());
         let resolve_links = self.common.resolve_links;
         let format = self.common.format;
-        tokio::task::spawn_blocking(move || {
+        stele_cluster::blocking::spawn(move || {
             let page = node.read_all_range(from, to, SUBSCRIPTION_PAGE_EVENTS)?;
             let items = page
                 .events
