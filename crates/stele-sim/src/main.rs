@@ -174,6 +174,7 @@ fn summarize(configs: &[RunConfig], reports: &[RunReport], elapsed: Duration) {
     let (mut acked, mut unknown, mut failed, mut lost) = (0, 0, 0, 0);
     let mut leader = Vec::new();
     let mut write = Vec::new();
+    let mut leaderless = Vec::new();
     for r in reports {
         *shapes.entry(r.shape.clone()).or_default() += 1;
         for (k, v) in &r.faults {
@@ -186,10 +187,12 @@ fn summarize(configs: &[RunConfig], reports: &[RunReport], elapsed: Duration) {
         }
         lost += r.lost;
         leader.extend(r.time_to_leader);
+        leaderless.push(r.longest_leaderless);
         write.extend(r.time_to_write);
     }
     leader.sort();
     write.sort();
+    leaderless.sort();
     let passed = reports.iter().filter(|r| r.passed()).count();
     println!();
     println!(
@@ -212,6 +215,12 @@ fn summarize(configs: &[RunConfig], reports: &[RunReport], elapsed: Duration) {
         "catch-up subscriptions: {subscribed} events delivered over {subscriptions} subscriptions (one follower per host, resumed after each crash), each exactly $all"
     );
     let ms = |d: Duration| d.as_millis();
+    println!(
+        "under faults, longest stretch without a serving leader per run: p50 {} ms, p99 {} ms, max {} ms",
+        ms(percentile(&leaderless, 0.5)),
+        ms(percentile(&leaderless, 0.99)),
+        ms(leaderless.last().copied().unwrap_or_default())
+    );
     println!(
         "after healing, time to a leader: p50 {} ms, p99 {} ms, max {} ms",
         ms(percentile(&leader, 0.5)),

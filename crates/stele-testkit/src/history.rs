@@ -276,6 +276,67 @@ impl History {
     }
 }
 
+/// Checks what a subscription to `$all` delivered, `(position, event id)` in order, against a
+/// node's full `$all`: it must be exactly that sequence (or, with `prefix`, a prefix of it) —
+/// no gap, no duplicate, nothing reordered, nothing that is not in the log.
+pub fn verify_delivery(
+    name: &str,
+    delivered: &[(u64, Uuid)],
+    all: &[ReadEvent],
+    prefix: bool,
+) -> Result<(), Vec<String>> {
+    let mut errors = Errors::default();
+    let mut seen: HashSet<Uuid> = HashSet::new();
+    for window in delivered.windows(2) {
+        if window[1].0 <= window[0].0 {
+            errors.push(
+                "subscription-order",
+                format!(
+                    "{name}: position {} delivered after {}",
+                    window[1].0, window[0].0
+                ),
+            );
+        }
+    }
+    for (position, id) in delivered {
+        if !seen.insert(*id) {
+            errors.push(
+                "subscription-duplicate",
+                format!("{name}: event {id} at {position} delivered twice"),
+            );
+        }
+    }
+    let expected: Vec<(u64, Uuid)> = all.iter().map(|e| (e.position, e.event_id)).collect();
+    match delivered.iter().zip(&expected).position(|(a, b)| a != b) {
+        Some(at) => errors.push(
+            "subscription-gap",
+            format!(
+                "{name}: delivered {:?} at index {at} where $all has {:?}",
+                delivered[at], expected[at]
+            ),
+        ),
+        None if delivered.len() > expected.len() => errors.push(
+            "subscription-extra",
+            format!(
+                "{name}: delivered {} events, $all has {}",
+                delivered.len(),
+                expected.len()
+            ),
+        ),
+        None if !prefix && delivered.len() < expected.len() => errors.push(
+            "subscription-gap",
+            format!(
+                "{name}: delivered {} events, $all has {}; missing from {:?}",
+                delivered.len(),
+                expected.len(),
+                expected[delivered.len()]
+            ),
+        ),
+        None => {}
+    }
+    errors.into_result(())
+}
+
 /// Errors grouped by check, each group capped at [`MAX_ERRORS_PER_CHECK`].
 #[derive(Default)]
 struct Errors {
@@ -291,7 +352,7 @@ impl Errors {
         }
     }
 
-    fn into_result(self, report: Report) -> Result<Report, Vec<String>> {
+    fn into_result<T>(self, report: T) -> Result<T, Vec<String>> {
         if self.by_check.is_empty() {
             return Ok(report);
         }
@@ -686,6 +747,34 @@ mod tests {
             event_id: Uuid::new_v4(),
         });
         (history, log)
+    }
+
+    #[test]
+    fn a_subscription_must_deliver_exactly_all() {
+        let mut log = Log::new();
+        log.write("a", &ids(4));
+        let all = &log.events;
+        let exact: Vec<(u64, Uuid)> = all.iter().map(|e| (e.position, e.event_id)).collect();
+        assert!(verify_delivery("s", &exact, all, false).is_ok());
+        assert!(verify_delivery("s", &exact[..2], all, true).is_ok());
+        let check = |delivered: Vec<(u64, Uuid)>, prefix: bool, check: &str| {
+            let errors = verify_delivery("s", &delivered, all, prefix).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.starts_with(&format!("[{check}]"))),
+                "expected [{check}]: {errors:?}"
+            );
+        };
+        check(exact[..3].to_vec(), false, "subscription-gap");
+        check(vec![exact[0], exact[2], exact[3]], true, "subscription-gap");
+        check(
+            vec![exact[0], exact[1], exact[1]],
+            true,
+            "subscription-duplicate",
+        );
+        check(vec![exact[1], exact[0]], true, "subscription-order");
+        let mut extra = exact.clone();
+        extra.push((1_000, Uuid::new_v4()));
+        check(extra, false, "subscription-extra");
     }
 
     #[test]
