@@ -139,7 +139,7 @@ fn run_all(configs: &[RunConfig], args: &Args) -> Vec<RunReport> {
                 let report = run(c, args.verbose);
                 let acked = report.history.map_or(0, |h| h.acked);
                 println!(
-                    "seed {:>6} {:<20} {} acked {:>5} faults {:>3} leader {:>6} ms write {:>6} ms converged {:>6} ms trace {:016x} ({:.1} s real, {:.0} s simulated)",
+                    "seed {:>6} {:<20} {} acked {:>5} faults {:>3} leader {:>6} ms write {:>6} ms converged {:>6} ms failover {:>5} ms trace {:016x} ({:.1} s real, {:.0} s simulated)",
                     c.seed,
                     report.shape,
                     if report.passed() { "ok  " } else { "FAIL" },
@@ -148,6 +148,7 @@ fn run_all(configs: &[RunConfig], args: &Args) -> Vec<RunReport> {
                     report.time_to_leader.map_or(-1, |d| d.as_millis() as i64),
                     report.time_to_write.map_or(-1, |d| d.as_millis() as i64),
                     report.time_to_converge.map_or(-1, |d| d.as_millis() as i64),
+                    report.failover_write.map_or(-1, |d| d.as_millis() as i64),
                     report.trace_hash,
                     t.elapsed().as_secs_f64(),
                     report.simulated.as_secs_f64(),
@@ -175,6 +176,8 @@ fn summarize(configs: &[RunConfig], reports: &[RunReport], elapsed: Duration) {
     let mut leader = Vec::new();
     let mut write = Vec::new();
     let mut leaderless = Vec::new();
+    let mut failover_leader = Vec::new();
+    let mut failover_write = Vec::new();
     for r in reports {
         *shapes.entry(r.shape.clone()).or_default() += 1;
         for (k, v) in &r.faults {
@@ -188,11 +191,15 @@ fn summarize(configs: &[RunConfig], reports: &[RunReport], elapsed: Duration) {
         lost += r.lost;
         leader.extend(r.time_to_leader);
         leaderless.push(r.longest_leaderless);
+        failover_leader.extend(r.failover_leader);
+        failover_write.extend(r.failover_write);
         write.extend(r.time_to_write);
     }
     leader.sort();
     write.sort();
     leaderless.sort();
+    failover_leader.sort();
+    failover_write.sort();
     let passed = reports.iter().filter(|r| r.passed()).count();
     println!();
     println!(
@@ -232,5 +239,17 @@ fn summarize(configs: &[RunConfig], reports: &[RunReport], elapsed: Duration) {
         ms(percentile(&write, 0.5)),
         ms(percentile(&write, 0.99)),
         ms(write.last().copied().unwrap_or_default())
+    );
+    println!(
+        "leader power loss on a healed cluster, time to a new leader: p50 {} ms, p99 {} ms, max {} ms",
+        ms(percentile(&failover_leader, 0.5)),
+        ms(percentile(&failover_leader, 0.99)),
+        ms(failover_leader.last().copied().unwrap_or_default())
+    );
+    println!(
+        "leader power loss on a healed cluster, time to an acknowledged write: p50 {} ms, p99 {} ms, max {} ms",
+        ms(percentile(&failover_write, 0.5)),
+        ms(percentile(&failover_write, 0.99)),
+        ms(failover_write.last().copied().unwrap_or_default())
     );
 }

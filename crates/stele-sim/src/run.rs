@@ -77,6 +77,10 @@ pub struct RunReport {
     pub time_to_leader: Option<Duration>,
     pub time_to_write: Option<Duration>,
     pub time_to_converge: Option<Duration>,
+    /// After the leader of the converged cluster loses power: time to a new leader and to
+    /// an acknowledged write.
+    pub failover_leader: Option<Duration>,
+    pub failover_write: Option<Duration>,
     /// The longest stretch of the safety phase in which no node led (faults included: it
     /// says how long elections took under them, and that they never looped).
     pub longest_leaderless: Duration,
@@ -316,11 +320,47 @@ async fn run_async(config: RunConfig, verbose: bool) -> RunReport {
     }
     stop_subscribers.store(true, Ordering::SeqCst);
 
-    // The history against every node.
+    // Failover on a healthy cluster: the leader's power fails; a new leader must be elected
+    // and take a write within the bound; the old leader comes back and catches up.
     let reads = match reads {
-        Ok(reads) => reads,
+        Ok(reads) => {
+            let leader = cluster.live().into_iter().find(|(i, node)| {
+                *i < cluster.shape.voters && node.status().state == VNodeState::Leader
+            });
+            match leader {
+                Some((old, _)) => {
+                    shared.note(format!("failover: power loss on the leader, host {old}"));
+                    cluster.crash(old, CrashKind::PowerLoss);
+                    let crashed = Instant::now();
+                    let deadline = crashed + config.liveness_bound;
+                    report.failover_leader = wait_for_leader(&shared, deadline)
+                        .await
+                        .map(|t| t - crashed);
+                    report.failover_write =
+                        first_write(&shared, deadline).await.map(|t| t - crashed);
+                    if report.failover_write.is_none() {
+                        shared.fail(format!(
+                            "no acknowledged write within {:?} of the leader's power loss",
+                            config.liveness_bound
+                        ));
+                    }
+                    if let Err(e) = restart(&shared, old).await {
+                        shared.fail(format!("restart after the failover: {e}"));
+                    }
+                    let deadline = Instant::now() + config.liveness_bound;
+                    let again = converge(&shared, deadline).await;
+                    if let Err(why) = &again {
+                        shared.fail(format!("after the failover: {why}"));
+                    }
+                    again.unwrap_or(reads)
+                }
+                None => reads,
+            }
+        }
         Err(_) => read_everywhere(&shared).unwrap_or_default(),
     };
+
+    // The history against every node.
     if !reads.is_empty() {
         match shared.history.verify(&reads) {
             Ok(r) => report.history = Some(r),
