@@ -324,6 +324,17 @@ async fn run_async(config: RunConfig, verbose: bool) -> RunReport {
     // and take a write within the bound; the old leader comes back and catches up.
     let reads = match reads {
         Ok(reads) => {
+            // Only once every voter is a voter again (a wiped one replaced its old self).
+            let deadline = Instant::now() + config.liveness_bound;
+            while Instant::now() < deadline
+                && !(0..cluster.shape.voters).all(|i| {
+                    cluster.node(i).is_some_and(|n| {
+                        matches!(n.status().state, VNodeState::Leader | VNodeState::Follower)
+                    })
+                })
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             let leader = cluster.live().into_iter().find(|(i, node)| {
                 *i < cluster.shape.voters && node.status().state == VNodeState::Leader
             });
@@ -564,7 +575,12 @@ async fn fault_schedule(shared: Arc<Shared>) {
         // retried by the node itself).
         for (i, node) in cluster.live() {
             if node.log_failed() {
-                shared.count("fsync stop (node stopped)");
+                shared.count("node stopped after an I/O error");
+                let syncs = cluster.host(i).disk.sync_count();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if cluster.host(i).disk.sync_count() != syncs {
+                    shared.fail(format!("host {i}: fsync retried after its log failed"));
+                }
                 shared.note(format!(
                     "host {i}: log failed; restarting after a power loss"
                 ));
