@@ -285,6 +285,22 @@ async fn lead(node: &Node, metrics: &Metrics, state: &mut ControlState) {
         return;
     };
     let membership = metrics.membership_config.membership().clone();
+
+    // A membership change interrupted between its two phases (the leader that started it
+    // lost leadership) leaves a joint configuration, in which a quorum needs a majority of
+    // the old voters too — including a replaced node that will never come back. Finish it.
+    // Found by the deterministic simulation: after a replacement cut short by an election,
+    // the loss of one more voter left the cluster without a leader for good.
+    let joint = membership.get_joint_config();
+    if joint.len() > 1 {
+        if let Some(target) = joint.last().cloned() {
+            tracing::info!(voters = ?target, "finishing an interrupted membership change");
+            if let Err(e) = node.inner.raft.change_membership(target, false).await {
+                tracing::warn!(error = %e, "finishing the membership change failed");
+            }
+        }
+        return;
+    }
     let in_cluster: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
     let members = node.inner.members.members();

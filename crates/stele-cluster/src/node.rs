@@ -1058,6 +1058,20 @@ impl Node {
             .collect()
     }
 
+    /// The voter sets of the membership this node knows: one set, or two while a change is
+    /// under way (joint consensus).
+    #[doc(hidden)]
+    pub fn voter_configs(&self) -> Vec<Vec<u64>> {
+        let metrics = self.inner.raft.metrics().borrow_watched().clone();
+        metrics
+            .membership_config
+            .membership()
+            .get_joint_config()
+            .iter()
+            .map(|set| set.iter().copied().collect())
+            .collect()
+    }
+
     /// The log position up to which the chunk headers vouch for the records: a damaged record
     /// below it is corruption, one above it may be a torn write that recovery cuts.
     #[doc(hidden)]

@@ -324,16 +324,27 @@ async fn run_async(config: RunConfig, verbose: bool) -> RunReport {
     // and take a write within the bound; the old leader comes back and catches up.
     let reads = match reads {
         Ok(reads) => {
-            // Only once every voter is a voter again (a wiped one replaced its old self).
+            // Only once the membership is exactly the voters running now (a wiped one has
+            // replaced its old self, no change is half done): one failure at a time.
             let deadline = Instant::now() + config.liveness_bound;
+            let mut voters: Vec<u64> = (0..cluster.shape.voters)
+                .map(|i| cluster.host(i).identity.node_id)
+                .collect();
+            voters.sort();
             while Instant::now() < deadline
                 && !(0..cluster.shape.voters).all(|i| {
-                    cluster.node(i).is_some_and(|n| {
-                        matches!(n.status().state, VNodeState::Leader | VNodeState::Follower)
-                    })
+                    cluster
+                        .node(i)
+                        .is_some_and(|n| n.voter_configs() == [voters.clone()])
                 })
             {
                 tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if Instant::now() >= deadline {
+                shared.fail(format!(
+                    "the membership did not settle to the running voters {voters:x?} within {:?}",
+                    config.liveness_bound
+                ));
             }
             let leader = cluster.live().into_iter().find(|(i, node)| {
                 *i < cluster.shape.voters && node.status().state == VNodeState::Leader

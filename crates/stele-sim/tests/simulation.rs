@@ -117,3 +117,11 @@ fn regression_replication_stream_handshake_stalled() {
         regression(seed, voters);
     }
 }
+
+/// A replacement of a wiped voter was cut short by an election, leaving a joint membership
+/// that needed the wiped node's old identity for a quorum: one more failure, and no leader
+/// ever again. The controller now finishes an interrupted membership change.
+#[test]
+fn regression_interrupted_membership_change_is_finished() {
+    regression(68, 3);
+}
