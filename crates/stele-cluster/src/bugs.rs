@@ -9,7 +9,8 @@ pub enum Bug {
     /// The committer answers sync requests without fsyncing (the idle checkpoint catch-up
     /// syncs later).
     AckBeforeFsync,
-    /// The committer runs the flush callbacks before the fsync that covers them.
+    /// The committer runs the flush callbacks when the fsync that covers them starts, not
+    /// when it is done.
     FlushCallbackEarly,
     /// The leader counts a follower's append as durable without sending it.
     CommitWithoutQuorum,

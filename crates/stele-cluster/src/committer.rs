@@ -125,6 +125,20 @@ async fn run(log: Arc<Log>, queue: Arc<Queue>, fsync_latency: Duration) {
         } else {
             queue.wake.notified().await;
         }
+        #[cfg(feature = "injected-bugs")]
+        if crate::bugs::active(crate::bugs::Bug::FlushCallbackEarly) {
+            // Injected bug: the callbacks fire when the fsync starts, not when it is done (a
+            // crash during the fsync loses acknowledged entries).
+            let mut ops = queue.ops.lock().expect("commit queue lock");
+            let batch: Vec<Op> = ops.drain(..).collect();
+            for op in batch {
+                match op {
+                    Op::Sync(done) => done(Ok(())),
+                    truncate => ops.push_back(truncate),
+                }
+            }
+            ops.push_back(Op::Sync(Box::new(|_| ())));
+        }
         if !fsync_latency.is_zero() {
             tokio::time::sleep(fsync_latency).await;
         }
@@ -151,15 +165,6 @@ async fn run(log: Arc<Log>, queue: Arc<Queue>, fsync_latency: Duration) {
 /// One fsync for every waiting request, then their callbacks in order.
 fn commit(log: &Log, waiting: &mut Vec<SyncDone>) {
     if waiting.is_empty() {
-        return;
-    }
-    #[cfg(feature = "injected-bugs")]
-    if crate::bugs::active(crate::bugs::Bug::FlushCallbackEarly) {
-        // Injected bug: acknowledge, then sync (a crash in between loses acknowledged data).
-        for done in waiting.drain(..) {
-            done(Ok(()));
-        }
-        let _ = log.sync();
         return;
     }
     #[cfg(feature = "injected-bugs")]
