@@ -23,12 +23,16 @@ pub struct LogShared {
     pub log: Arc<Log>,
     pub entries: RwLock<EntryMap>,
     vote: Mutex<VoteStore>,
+    /// Entries this node has told openraft are durable (the count from the start of the
+    /// log): what a crash must never take away. Lowered only by truncations.
+    pub acknowledged: std::sync::atomic::AtomicU64,
 }
 
 impl LogShared {
     pub fn new(log: Arc<Log>, entries: EntryMap, vote: VoteStore) -> Arc<LogShared> {
         Arc::new(LogShared {
             log,
+            acknowledged: std::sync::atomic::AtomicU64::new(entries.len()),
             entries: RwLock::new(entries),
             vote: Mutex::new(vote),
         })
@@ -168,6 +172,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             shape.push((entry.log_id, records.len()));
             payloads.extend(records);
         }
+        let mut count = None;
         if !payloads.is_empty() {
             let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
             // Written (not yet durable) before returning, so readers see the entries at once,
@@ -179,12 +184,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 map.push(log_id, &positions[next..next + count]);
                 next += count;
             }
+            count = Some(map.len());
         }
+        let shared = self.shared.clone();
         // Group commit: every sync request waiting shares one fsync, and the callback runs
         // only after it. A failed fsync is never retried: the log is poisoned.
         self.committer.sync(Box::new(move |result| {
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "log flush failed; the node stops accepting writes");
+            match (&result, count) {
+                (Err(e), _) => {
+                    tracing::error!(error = %e, "log flush failed; the node stops accepting writes")
+                }
+                (Ok(()), Some(count)) => {
+                    shared
+                        .acknowledged
+                        .fetch_max(count, std::sync::atomic::Ordering::AcqRel);
+                }
+                (Ok(()), None) => {}
             }
             callback.io_completed(result.map_err(|e| io::Error::other(e.to_string())));
         }));
@@ -199,6 +214,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .write()
             .expect("entry map lock")
             .truncate_from(from);
+        self.shared
+            .acknowledged
+            .fetch_min(from, std::sync::atomic::Ordering::AcqRel);
         if let Some(position) = position {
             tracing::info!(
                 from_index = from,
@@ -217,6 +235,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             rx.await
                 .map_err(|_| io::Error::other("the log writer thread stopped"))?
                 .map_err(io::Error::other)?;
+            // Syncs queued before the truncation may have raised it meanwhile.
+            self.shared
+                .acknowledged
+                .fetch_min(from, std::sync::atomic::Ordering::AcqRel);
         }
         Ok(())
     }

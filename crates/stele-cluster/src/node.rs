@@ -1058,6 +1058,13 @@ impl Node {
             .collect()
     }
 
+    /// How many log entries (from the start) this node has reported durable to the
+    /// consensus engine: a crash must never leave it with fewer, or different ones.
+    #[doc(hidden)]
+    pub fn acknowledged_entries(&self) -> u64 {
+        self.inner.log.acknowledged.load(Ordering::Acquire)
+    }
+
     /// The voter sets of the membership this node knows: one set, or two while a change is
     /// under way (joint consensus).
     #[doc(hidden)]

@@ -48,6 +48,10 @@ pub struct Host {
     pub checkpoint_at_crash: u64,
     /// A bit flipped in the chunk files while the node was down: (file, offset).
     pub flipped: Option<(String, u64)>,
+    /// What the node had reported durable when it went down: that many entries, and the
+    /// digests of its log then (`None` if its log had failed and could not be read).
+    pub acknowledged_at_crash: u64,
+    pub digests_at_crash: Option<Vec<(u64, u64, u64)>>,
 }
 
 /// Shape and timing of a simulated cluster.
@@ -96,6 +100,8 @@ impl SimCluster {
                     incarnation: 0,
                     checkpoint_at_crash: 0,
                     flipped: None,
+                    acknowledged_at_crash: 0,
+                    digests_at_crash: None,
                 })
             })
             .collect();
@@ -223,8 +229,10 @@ impl SimCluster {
     pub fn crash(&self, i: HostId, kind: CrashKind) {
         let mut host = self.host(i);
         host.incarnation += 1;
-        if let Some(node) = &host.node {
+        if let Some(node) = host.node.clone() {
             host.checkpoint_at_crash = node.log_checkpoint();
+            host.acknowledged_at_crash = node.acknowledged_entries();
+            host.digests_at_crash = (!node.log_failed()).then(|| node.entry_digests(false));
         }
         self.network.crash(i);
         host.disk = match kind {
@@ -252,6 +260,8 @@ impl SimCluster {
         host.identity = NodeIdentity::fresh();
         host.checkpoint_at_crash = 0;
         host.flipped = None;
+        host.acknowledged_at_crash = 0;
+        host.digests_at_crash = None;
     }
 
     /// Flips one bit of a down node's first chunk, below its checkpoint (so in records that

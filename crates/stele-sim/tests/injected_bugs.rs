@@ -34,12 +34,12 @@ fn seeds_to_catch(bug: &str, voters: usize, limit: u64) -> u64 {
 
 #[test]
 fn acknowledging_before_fsync_is_caught() {
-    seeds_to_catch("ack-before-fsync", 3, 8);
+    seeds_to_catch("ack-before-fsync", 3, 3);
 }
 
 #[test]
 fn firing_the_flush_callback_early_is_caught() {
-    seeds_to_catch("flush-callback-early", 3, 20);
+    seeds_to_catch("flush-callback-early", 3, 3);
 }
 
 #[test]
@@ -49,7 +49,7 @@ fn committing_without_a_quorum_is_caught() {
 
 #[test]
 fn truncating_a_committed_entry_is_caught() {
-    seeds_to_catch("truncate-committed", 3, 6);
+    seeds_to_catch("truncate-committed", 3, 3);
 }
 
 #[test]
