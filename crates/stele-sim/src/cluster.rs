@@ -197,7 +197,7 @@ impl SimCluster {
             gossip: Some(Arc::new(SimGossip {
                 cluster: Arc::downgrade(self),
                 from: i,
-                incarnation: self.network.handle(i),
+                net: self.network.handle(i),
             })),
             storage: Some(storage),
             commit: CommitMode::Task {
@@ -292,7 +292,8 @@ fn stop_in_background(node: Node) {
 struct SimGossip {
     cluster: std::sync::Weak<SimCluster>,
     from: HostId,
-    incarnation: crate::net::HostNet,
+    /// This incarnation's view of the network (fenced once the host crashes).
+    net: crate::net::HostNet,
 }
 
 impl GossipClient for SimGossip {
@@ -312,7 +313,7 @@ impl GossipClient for SimGossip {
                 return Err(unreachable("no such host"));
             };
             let net = &cluster.network;
-            if !self.incarnation.is_current() || !net.flows(self.from, to) {
+            if !self.net.is_current() || !net.flows(self.from, to) {
                 std::future::pending::<()>().await;
             }
             tokio::time::sleep(net.latency()).await;

@@ -195,11 +195,6 @@ fn summarize(configs: &[RunConfig], reports: &[RunReport], elapsed: Duration) {
         failover_write.extend(r.failover_write);
         write.extend(r.time_to_write);
     }
-    leader.sort();
-    write.sort();
-    leaderless.sort();
-    failover_leader.sort();
-    failover_write.sort();
     let passed = reports.iter().filter(|r| r.passed()).count();
     println!();
     println!(
@@ -221,35 +216,30 @@ fn summarize(configs: &[RunConfig], reports: &[RunReport], elapsed: Duration) {
     println!(
         "catch-up subscriptions: {subscribed} events delivered over {subscriptions} subscriptions (one follower per host, resumed after each crash), each exactly $all"
     );
-    let ms = |d: Duration| d.as_millis();
-    println!(
-        "under faults, longest stretch without a serving leader per run: p50 {} ms, p99 {} ms, max {} ms",
-        ms(percentile(&leaderless, 0.5)),
-        ms(percentile(&leaderless, 0.99)),
-        ms(leaderless.last().copied().unwrap_or_default())
+    distribution(
+        "under faults, longest stretch without a serving leader per run",
+        leaderless,
     );
-    println!(
-        "after healing, time to a leader: p50 {} ms, p99 {} ms, max {} ms",
-        ms(percentile(&leader, 0.5)),
-        ms(percentile(&leader, 0.99)),
-        ms(leader.last().copied().unwrap_or_default())
+    distribution("after healing, time to a leader", leader);
+    distribution("after healing, time to the first acknowledged write", write);
+    distribution(
+        "leader power loss on a healed cluster, time to a new leader",
+        failover_leader,
     );
-    println!(
-        "after healing, time to the first acknowledged write: p50 {} ms, p99 {} ms, max {} ms",
-        ms(percentile(&write, 0.5)),
-        ms(percentile(&write, 0.99)),
-        ms(write.last().copied().unwrap_or_default())
+    distribution(
+        "leader power loss on a healed cluster, time to an acknowledged write",
+        failover_write,
     );
+}
+
+/// Prints p50, p99 and the maximum of a set of durations.
+fn distribution(what: &str, mut values: Vec<Duration>) {
+    values.sort();
+    let ms = |p: f64| percentile(&values, p).as_millis();
+    let max = values.last().copied().unwrap_or_default().as_millis();
     println!(
-        "leader power loss on a healed cluster, time to a new leader: p50 {} ms, p99 {} ms, max {} ms",
-        ms(percentile(&failover_leader, 0.5)),
-        ms(percentile(&failover_leader, 0.99)),
-        ms(failover_leader.last().copied().unwrap_or_default())
-    );
-    println!(
-        "leader power loss on a healed cluster, time to an acknowledged write: p50 {} ms, p99 {} ms, max {} ms",
-        ms(percentile(&failover_write, 0.5)),
-        ms(percentile(&failover_write, 0.99)),
-        ms(failover_write.last().copied().unwrap_or_default())
+        "{what}: p50 {} ms, p99 {} ms, max {max} ms",
+        ms(0.5),
+        ms(0.99)
     );
 }

@@ -478,7 +478,15 @@ fn events(n: usize) -> Vec<ProposedEvent> {
         .collect()
 }
 
-/// Sends one append through `node` and records it. Returns whether it was acknowledged.
+/// What a client learned from one append.
+struct Sent {
+    acked: bool,
+    /// The stream's revision, when the answer told it (acknowledged or wrong expected
+    /// version).
+    revision: Option<u64>,
+}
+
+/// Sends one append through `node` and records it in the history.
 async fn append(
     shared: &Shared,
     client: usize,
@@ -486,7 +494,7 @@ async fn append(
     stream: &str,
     expected: Expected,
     count: usize,
-) -> Option<u64> {
+) -> Sent {
     let events = events(count);
     let ids = events.iter().map(|e| e.id).collect();
     let pending = shared.history.begin(stream, ids, expected);
@@ -525,11 +533,7 @@ async fn append(
     ));
     let acked = outcome.is_acked();
     shared.history.finish(pending, outcome);
-    if acked {
-        revision
-    } else {
-        revision.map(|r| r | (1 << 63))
-    }
+    Sent { acked, revision }
 }
 
 /// A client: appends to a few shared streams through random live nodes, with every kind of
@@ -560,9 +564,12 @@ async fn client(shared: Arc<Shared>, id: usize) {
             _ => Expected::StreamExists,
         };
         let node = live[pick].1.clone();
-        if let Some(r) = append(&shared, id, &node, &stream, expected, count).await {
-            // A wrong expected version tells the current revision too.
-            known.insert(stream.clone(), r & !(1 << 63));
+        // A wrong expected version tells the current revision too.
+        if let Some(r) = append(&shared, id, &node, &stream, expected, count)
+            .await
+            .revision
+        {
+            known.insert(stream.clone(), r);
         }
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
@@ -829,8 +836,8 @@ async fn first_write(shared: &Shared, deadline: Instant) -> Option<Instant> {
         let live = shared.cluster.live();
         let pick = shared.rand(|r| r.random_range(0..live.len().max(1)));
         if let Some((_, node)) = live.get(pick) {
-            let acked = append(shared, usize::MAX, node, "liveness", Expected::Any, 1).await;
-            if acked.is_some_and(|r| r & (1 << 63) == 0) {
+            let sent = append(shared, usize::MAX, node, "liveness", Expected::Any, 1).await;
+            if sent.acked {
                 return Some(Instant::now());
             }
         }
