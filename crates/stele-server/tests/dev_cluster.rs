@@ -20,24 +20,36 @@ const CONNECTION_STRING_TIMEOUT: Duration = Duration::from_secs(120);
 /// SIGKILL, plus room.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The first of `count` consecutive ports that are all free on 127.0.0.1 now and do not
-/// overlap `avoid` (a range already chosen). `stele dev-cluster` uses the base port on
-/// distinct loopback addresses where it can, and base + k on 127.0.0.1 where it cannot, so
-/// the whole range is checked.
+/// The first of `count` consecutive ports, below the kernel's ephemeral range (so that no
+/// other test's `bind(…:0)` or outgoing connection can take one of them between this check
+/// and the cluster's start), that are all free now on every loopback address the cluster
+/// may use and do not overlap `avoid` (a range already chosen). `stele dev-cluster` uses the
+/// base port on distinct loopback addresses where it can, and base + k on 127.0.0.1 where it
+/// cannot, so the whole range is checked on each address.
 fn free_port_range(count: u16, avoid: Option<(u16, u16)>) -> u16 {
-    for _ in 0..100 {
-        let base = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("binding a free port")
-            .port();
-        let Some(end) = base.checked_add(count) else {
-            continue;
-        };
+    let mut state = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    for _ in 0..1000 {
+        // xorshift: a fresh candidate each round, different in every test process.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let base = 20_000 + (state % 12_000) as u16;
+        let end = base + count;
         if avoid.is_some_and(|(start, len)| base < start + len && start < end) {
             continue;
         }
-        let all_free =
-            (base..end).all(|port| TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok());
+        let all_free = (1..=count as u8).all(|last| {
+            let ip = Ipv4Addr::new(127, 0, 0, last);
+            // An address this host cannot bind at all (127.0.0.2 on macOS) is one the
+            // cluster will not use either.
+            (base..end).all(|port| match TcpListener::bind((ip, port)) {
+                Ok(_) => true,
+                Err(e) => e.kind() == std::io::ErrorKind::AddrNotAvailable,
+            })
+        });
         if all_free {
             return base;
         }
