@@ -1,7 +1,8 @@
 //! Clusters of real `stele` processes on loopback (stele-testkit's `TestCluster`): forming
 //! from EventStoreDB YAML files, "not leader" answers and forwarding, a leader killed under
-//! concurrent writers, an isolated leader, a read-only replica, and moving leadership by
-//! resignation and priority (DESIGN.md decisions 1 and 3; PROTOCOL.md §8, §9).
+//! concurrent writers (with a `$all` subscription on a follower checked for gaps and
+//! duplicates across the failover), an isolated leader, a read-only replica, and moving
+//! leadership by resignation and priority (DESIGN.md decisions 1 and 3; PROTOCOL.md §8, §9).
 //!
 //! Every scenario starts its own cluster of three voters (four processes at most); the
 //! scenarios run one at a time (`SERIAL`) because the machines that run them have two
@@ -19,7 +20,8 @@ use common::*;
 use kurrentdb::{CurrentRevision, Error, ReadStreamOptions};
 use stele_proto::streams::append_req::options::ExpectedStreamRevision;
 use stele_proto::streams::append_resp;
-use stele_testkit::client::{append_recorded, connect, json_events};
+use stele_testkit::client::{append_recorded, connect, json_events, AllSubscriber};
+use stele_testkit::history::verify_delivery;
 use stele_testkit::{ClusterOptions, Expected, History, Outcome, TestCluster};
 use tonic::Code;
 use uuid::Uuid;
@@ -339,6 +341,12 @@ async fn leader_sigkill_under_writers_loses_nothing() {
     let _serial = SERIAL.lock().await;
     let mut cluster = TestCluster::start(cluster_options()).await;
     let old_leader = cluster.wait_for_leader(&[], ELECTION_TIMEOUT).await;
+    // A subscription to `$all` on a node that survives, running through the failover.
+    let watched = cluster
+        .voters()
+        .find(|&k| k != old_leader)
+        .expect("a follower");
+    let subscriber = AllSubscriber::start(cluster.node_connection_string(watched));
 
     let writers = Arc::new(Writers {
         history: History::new(),
@@ -410,6 +418,39 @@ async fn leader_sigkill_under_writers_loses_nothing() {
     cluster.restart(old_leader);
     cluster.wait_ready(old_leader, CATCH_UP_TIMEOUT).await;
     verify_history(&cluster, &writers.history, &[0, 1, 2]).await;
+
+    // The subscription delivered exactly the watched node's `$all`: no gap, no duplicate,
+    // in order, across the failover (and across any resubscription it needed).
+    let all = cluster
+        .read_all(watched, CATCH_UP_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let caught_up = eventually(CATCH_UP_TIMEOUT, || async {
+        let delivered = subscriber.delivered();
+        if delivered.len() >= all.len() {
+            Ok(delivered)
+        } else {
+            Err(format!(
+                "the subscription on node {watched} delivered {} of {} events",
+                delivered.len(),
+                all.len()
+            ))
+        }
+    })
+    .await;
+    let delivered = match caught_up {
+        Ok(delivered) => delivered,
+        Err(e) => panic!("{e}\n{}", cluster.diagnostics().await),
+    };
+    if let Err(errors) = verify_delivery(&format!("node{watched}"), &delivered, &all, false) {
+        panic!("subscription check failed:\n{}", errors.join("\n"));
+    }
+    println!(
+        "subscription on node {watched}: {} events delivered without gap or duplicate, \
+         {} resubscriptions",
+        delivered.len(),
+        subscriber.resubscriptions()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,12 +1,19 @@
 //! Client-side helpers over the official Rust client (`kurrentdb`): read a node's whole
-//! `$all` as [`ReadEvent`]s, and append while recording the attempt in a [`History`].
+//! `$all` as [`ReadEvent`]s, append while recording the attempt in a [`History`], and
+//! record what a subscription to `$all` delivers ([`AllSubscriber`]).
 //!
-//! What it deliberately does not do: retry. A test that wants retries writes them, so that
-//! every attempt is recorded as what it was.
+//! Appends are deliberately never retried: a test that wants retries writes them, so that
+//! every attempt is recorded as what it was. The subscriber does subscribe again after a
+//! failure (that is what is being checked: no gap, no duplicate across it) and counts it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kurrentdb::{AppendToStreamOptions, Client, ClientSettings, EventData, ReadAllOptions};
+use kurrentdb::{
+    AppendToStreamOptions, Client, ClientSettings, EventData, Position, ReadAllOptions,
+    StreamPosition, SubscribeToAllOptions,
+};
 use uuid::Uuid;
 
 use crate::history::{Expected, History, Outcome, ReadEvent};
@@ -116,4 +123,91 @@ pub async fn append_recorded(
     };
     history.finish(pending, outcome.clone());
     (outcome, error)
+}
+
+/// A subscription to `$all` on one node, from the start, that records every user event
+/// (stream not starting with `$`) it is delivered as `(commit position, event id)`, for
+/// [`crate::history::verify_delivery`]. When the subscription fails or ends it subscribes
+/// again after the last position it recorded, as an application does, and counts that.
+/// Dropping it stops it.
+pub struct AllSubscriber {
+    delivered: Arc<Mutex<Vec<(u64, Uuid)>>>,
+    resubscriptions: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AllSubscriber {
+    /// Starts subscribing through `connection_string` (a single-node string with
+    /// `nodePreference=follower` subscribes on exactly that node). Must be called inside a
+    /// tokio runtime.
+    pub fn start(connection_string: String) -> AllSubscriber {
+        let delivered = Arc::new(Mutex::new(Vec::new()));
+        let resubscriptions = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(subscribe_all_loop(
+            connection_string,
+            Arc::clone(&delivered),
+            Arc::clone(&resubscriptions),
+        ));
+        AllSubscriber {
+            delivered,
+            resubscriptions,
+            task,
+        }
+    }
+
+    /// What has been delivered so far, in delivery order.
+    pub fn delivered(&self) -> Vec<(u64, Uuid)> {
+        self.delivered.lock().expect("delivered lock").clone()
+    }
+
+    /// How many times the subscription was made again after a failure or an end.
+    pub fn resubscriptions(&self) -> u64 {
+        self.resubscriptions.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for AllSubscriber {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn subscribe_all_loop(
+    connection_string: String,
+    delivered: Arc<Mutex<Vec<(u64, Uuid)>>>,
+    resubscriptions: Arc<AtomicU64>,
+) {
+    let mut first = true;
+    loop {
+        if !first {
+            resubscriptions.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        first = false;
+        let Ok(client) = connect(&connection_string) else {
+            continue;
+        };
+        let last = delivered.lock().expect("delivered lock").last().copied();
+        let from = match last {
+            Some((commit, _)) => StreamPosition::Position(Position {
+                commit,
+                prepare: commit,
+            }),
+            None => StreamPosition::Start,
+        };
+        let options = SubscribeToAllOptions::default()
+            .position(from)
+            .requires_leader(false);
+        let mut subscription = client.subscribe_to_all(&options).await;
+        while let Ok(resolved) = subscription.next().await {
+            let event = resolved.get_original_event();
+            if event.stream_id().starts_with('$') {
+                continue;
+            }
+            delivered
+                .lock()
+                .expect("delivered lock")
+                .push((event.position.commit, event.id));
+        }
+    }
 }
