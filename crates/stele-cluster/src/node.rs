@@ -1058,6 +1058,13 @@ impl Node {
             .collect()
     }
 
+    /// How many log entries this node has applied (so knows committed), counted from the
+    /// start of the log like [`Node::acknowledged_entries`].
+    #[doc(hidden)]
+    pub fn applied_entries(&self) -> u64 {
+        self.inner.applied.next_index.load(Ordering::Acquire)
+    }
+
     /// How many log entries (from the start) this node has reported durable to the
     /// consensus engine: a crash must never leave it with fewer, or different ones.
     #[doc(hidden)]
