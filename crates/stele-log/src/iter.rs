@@ -46,7 +46,7 @@ impl LogIter {
             }
         };
         let position = self.shared.layout.chunk_start(located.chunk) + located.offset;
-        let (payload, next) = self.shared.read_record(reader, &located, self.position)?;
+        let (payload, next) = self.shared.read_record(reader, &located)?;
         self.position = next;
         Ok((position, payload))
     }

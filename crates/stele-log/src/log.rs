@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::chunk::chunk_file_name;
 use crate::chunk_reader::ChunkReader;
 use crate::disk::{Disk, DiskFile};
-use crate::error::LogError;
+use crate::error::{Corruption, LogError};
 use crate::iter::LogIter;
 use crate::layout::Layout;
 use crate::record::RECORD_HEADER_BYTES;
@@ -178,7 +178,7 @@ impl Log {
         let located = self.shared.locate(position, end)?;
         let name = chunk_file_name(located.chunk);
         let mut reader = ChunkReader::new(located.file.clone(), name, self.shared.layout, 0);
-        self.shared.read_record(&mut reader, &located, position)
+        self.shared.read_record(&mut reader, &located)
     }
 
     /// Iterates over records from `from` up to the end as of this call.
@@ -241,15 +241,25 @@ impl Shared {
         &self,
         reader: &mut ChunkReader,
         at: &Located,
-        position: u64,
     ) -> Result<(Vec<u8>, u64), LogError> {
         let layout = self.layout;
-        let header = reader
-            .header(at.offset)?
-            .ok_or(LogError::InvalidPosition(position))?;
+        // `locate` put the position below the chunk's end, where a record must start (every
+        // caller reads positions the log itself returned): a header that does not frame a
+        // record there is damage, reported with the file and offset like a bad checksum.
+        let damaged = |length: u32| {
+            LogError::corrupt(
+                &chunk_file_name(at.chunk),
+                layout.file_offset(at.offset),
+                Corruption::RecordLength {
+                    length,
+                    room: at.limit.saturating_sub(at.offset + RECORD_HEADER_BYTES),
+                },
+            )
+        };
+        let header = reader.header(at.offset)?.ok_or_else(|| damaged(0))?;
         let record_end = at.offset + header.record_bytes();
         if header.length == 0 || record_end > at.limit {
-            return Err(LogError::InvalidPosition(position));
+            return Err(damaged(header.length));
         }
         let payload = reader.payload(at.offset, header)?;
         let next = if at.sealed_end == Some(record_end) {
@@ -332,6 +342,34 @@ mod tests {
                 Err(LogError::InvalidPosition(_) | LogError::Corrupt { .. })
             ));
         }
+    }
+
+    #[test]
+    fn a_damaged_length_under_a_running_log_is_corruption_naming_file_and_offset() {
+        let disk = MemDisk::new();
+        let (log, _) = open(&disk);
+        let positions = log.append(&[b"first", b"second", b"third"]).unwrap();
+        log.sync().unwrap();
+        let file = chunk_file_name(0);
+        let at = log.shared.layout.file_offset(positions[1]);
+        // The top bit of the second record's length: it now runs past the chunk's data.
+        disk.file(&file)
+            .unwrap()
+            .with_data(|data| data[at as usize + 3] ^= 0x80);
+        for read in [
+            log.read(positions[1]).map(|_| ()),
+            log.iter(0).try_for_each(|r| r.map(|_| ())),
+        ] {
+            match read {
+                Err(LogError::Corrupt {
+                    file: named,
+                    offset,
+                    detail: Corruption::RecordLength { .. },
+                }) => assert_eq!((named.as_str(), offset), (file.as_str(), at)),
+                other => panic!("expected the damaged length reported as corruption: {other:?}"),
+            }
+        }
+        assert_eq!(log.read(positions[0]).unwrap().0, b"first");
     }
 
     #[test]
