@@ -46,7 +46,8 @@ pub struct Host {
     pub incarnation: u64,
     /// The log checkpoint when the node last went down: records below it must verify.
     pub checkpoint_at_crash: u64,
-    /// A bit flipped in the chunk files while the node was down: (file, offset).
+    /// A bit flipped in the chunk files (while the node was down, or under the running
+    /// node until the operator stops it): (file, offset). Cleared by a wipe.
     pub flipped: Option<(String, u64)>,
     /// What the node had reported durable when it went down: that many entries, and the
     /// digests of its log then (`None` if its log had failed and could not be read).
@@ -264,20 +265,31 @@ impl SimCluster {
         host.digests_at_crash = None;
     }
 
-    /// Flips one bit of a down node's first chunk, below its checkpoint (so in records that
-    /// must verify). Returns where, or `None` if the node has no such records.
+    /// Flips one bit of a node's first chunk below its checkpoint (so in records that must
+    /// verify): a down node's checkpoint when it went down, a running node's current one.
+    /// Returns where, or `None` if the node has no such records.
     pub fn flip_bit(&self, i: HostId, at: u64, bit: u8) -> Option<(String, u64)> {
         let mut host = self.host(i);
-        if host.node.is_some() || host.checkpoint_at_crash == 0 {
+        let checkpoint = match &host.node {
+            Some(node) => node.log_checkpoint(),
+            None => host.checkpoint_at_crash,
+        };
+        if checkpoint == 0 {
             return None;
         }
         let file = stele_log::chunk_file_name(0);
-        let limit = host.checkpoint_at_crash.min(CHUNK_SIZE_BYTES);
+        let limit = checkpoint.min(CHUNK_SIZE_BYTES);
         let offset = stele_log::CHUNK_HEADER_BYTES + at % limit;
         host.disk.durable_bytes(&file, offset, 1)?;
         host.disk.flip_bit(&file, offset, bit);
         host.flipped = Some((file.clone(), offset));
         Some((file, offset))
+    }
+
+    /// Whether host `i` runs with a flipped bit the operator has not dealt with yet.
+    pub fn rotting(&self, i: HostId) -> bool {
+        let host = self.host(i);
+        host.node.is_some() && host.flipped.is_some()
     }
 }
 

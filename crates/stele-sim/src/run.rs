@@ -259,6 +259,11 @@ async fn run_async(config: RunConfig, verbose: bool) -> RunReport {
             shared.note(format!("host {i}: log failed; restarting"));
             cluster.crash(i, CrashKind::PowerLoss);
         }
+        // A node running on a damaged log is stopped by the operator (then wiped).
+        if cluster.rotting(i) {
+            shared.note(format!("operator stops host {i} (damaged log)"));
+            cluster.crash(i, CrashKind::Process);
+        }
         if cluster.node(i).is_none() {
             if let Err(e) = restart(&shared, i).await {
                 shared.fail(format!("restart after healing: {e}"));
@@ -425,7 +430,8 @@ async fn monitor(shared: Arc<Shared>) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         for (host, node) in shared.cluster.live() {
-            if node.log_failed() {
+            // A damaged log reads wrong digests; its node is stopped and wiped soon.
+            if node.log_failed() || shared.cluster.rotting(host) {
                 continue;
             }
             let applied = node.entry_digests(true);
@@ -665,7 +671,9 @@ async fn fault_schedule(shared: Arc<Shared>) {
             }
         }
         let (kind, target) = shared.rand(|r| (pick_kind(r), r.random_range(0..n)));
-        let down_voters = (0..voters).filter(|&i| cluster.node(i).is_none()).count();
+        let down_voters = (0..voters)
+            .filter(|&i| cluster.node(i).is_none() || cluster.rotting(i))
+            .count();
         let may_down = down_voters < (voters - 1) / 2 || (voters == 3 && down_voters == 0);
         let crash = |kind: CrashKind| {
             if cluster.node(target).is_none() || (!cluster.is_replica(target) && !may_down) {
@@ -692,12 +700,25 @@ async fn fault_schedule(shared: Arc<Shared>) {
                 let down = (0..n)
                     .map(|i| (target + i) % n)
                     .find(|&i| cluster.node(i).is_none() && (i >= voters || voter_wipes_left));
-                match down.and_then(|i| cluster.flip_bit(i, at, bit).map(|f| (i, f))) {
+                // With no such node down, the bit rots under a running one (it will be
+                // stopped, so it counts as down from now on).
+                let running = (down.is_none()
+                    && cluster.node(target).is_some()
+                    && !cluster.rotting(target)
+                    && (target >= voters || (voter_wipes_left && may_down)))
+                    .then_some(target);
+                match down
+                    .or(running)
+                    .and_then(|i| cluster.flip_bit(i, at, bit).map(|f| (i, f)))
+                {
                     Some((host, (file, offset))) => {
                         if host < voters {
                             voter_flips += 1;
                         }
                         shared.note(format!("bit {bit} flipped in {file} at {offset}"));
+                        if running.is_some() {
+                            rot_found_by_reading(&shared, host, &file, offset);
+                        }
                         true
                     }
                     None => false,
@@ -783,6 +804,44 @@ async fn fault_schedule(shared: Arc<Shared>) {
             shared.note(format!("fault: {kind} on host {target}"));
         }
     }
+}
+
+/// A bit flipped under running host `host`: a scan of its log must find it, naming the
+/// chunk file, and the node keeps running (a failed read poisons nothing) until the operator
+/// stops it a while later; it then refuses to start and is wiped (`restart`). Meanwhile it
+/// may be asked to read the damaged record (a subscription, a lagging follower) and must
+/// answer with an error, never with the damaged bytes.
+fn rot_found_by_reading(shared: &Arc<Shared>, host: HostId, file: &str, offset: u64) {
+    shared.count("bit flip under a running node");
+    let Some(node) = shared.cluster.node(host) else {
+        return;
+    };
+    match node.scan_log() {
+        Ok(records) => shared.fail(format!(
+            "host {host}: a scan of its {records} records missed the bit flipped in {file} at {offset}"
+        )),
+        Err(e) if e.contains(&format!("corrupt log file {file} at offset")) => {
+            shared.count("bit rot found by a scan");
+        }
+        Err(e) => shared.fail(format!(
+            "host {host}: the bit flipped in {file} at {offset} was reported as: {e}"
+        )),
+    }
+    let after = shared.rand(|r| r.random_range(200..3000));
+    let incarnation = shared.cluster.host(host).incarnation;
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(after)).await;
+        if shared.stop_faults.load(Ordering::SeqCst)
+            || shared.cluster.host(host).incarnation != incarnation
+        {
+            // Down already (its restart finds the flip), or left to the liveness phase.
+            return;
+        }
+        shared.note(format!("operator stops host {host} (damaged log)"));
+        shared.cluster.crash(host, CrashKind::Process);
+        schedule_restart(&shared, host);
+    });
 }
 
 fn schedule_restart(shared: &Arc<Shared>, host: HostId) {
