@@ -1,14 +1,18 @@
 //! Who makes the log's appends durable for the log store: `stele-log`'s [`GroupCommitter`]
 //! (a writer thread; production), or a [`TaskCommitter`] — the same ordering and batching
 //! done by a tokio task, for the deterministic simulation, where no thread may run outside
-//! the simulated scheduler. Both share one fsync among every request waiting, run the
-//! callbacks only after it, and order truncations after the syncs queued before them.
+//! the simulated scheduler. Both run `stele-log`'s batch step, so both share one fsync among
+//! every request waiting, run the callbacks only after it, and order truncations after the
+//! syncs queued before them.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use stele_log::{GroupCommitter, Log, LogError, SyncDone, TruncateDone, CHECKPOINT_IDLE};
+use stele_log::{
+    catch_up_checkpoint, checkpoint_lags, perform_batch, CommitOp, GroupCommitter, Log, LogError,
+    SyncDone, TruncateDone, CHECKPOINT_IDLE,
+};
 use tokio::sync::Notify;
 
 /// How the log store's appends become durable.
@@ -47,29 +51,26 @@ impl Committer {
     pub(crate) fn sync(&self, done: SyncDone) {
         match self {
             Committer::Thread(c) => c.sync(done),
-            Committer::Task(c) => c.push(Op::Sync(done)),
+            Committer::Task(c) => c.push(CommitOp::Sync(done)),
         }
     }
 
     pub(crate) fn truncate(&self, position: u64, done: TruncateDone) {
         match self {
             Committer::Thread(c) => c.truncate(position, done),
-            Committer::Task(c) => c.push(Op::Truncate(position, done)),
+            Committer::Task(c) => c.push(CommitOp::Truncate(position, done)),
         }
     }
 }
 
-enum Op {
-    Sync(SyncDone),
-    Truncate(u64, TruncateDone),
-}
-
 struct Queue {
-    ops: Mutex<VecDeque<Op>>,
+    ops: Mutex<VecDeque<CommitOp>>,
     wake: Notify,
 }
 
-/// The group committer as a tokio task.
+/// The group committer as a tokio task: its own queue and wake-ups, `stele-log`'s batch step
+/// (`perform_batch`, `catch_up_checkpoint`), so both committers order, batch and answer the
+/// same way.
 pub(crate) struct TaskCommitter {
     queue: Arc<Queue>,
     task: tokio::task::JoinHandle<()>,
@@ -85,7 +86,7 @@ impl TaskCommitter {
         TaskCommitter { queue, task }
     }
 
-    fn push(&self, op: Op) {
+    fn push(&self, op: CommitOp) {
         self.queue
             .ops
             .lock()
@@ -101,8 +102,9 @@ impl Drop for TaskCommitter {
         // Whoever still waits learns that nothing more will become durable.
         for op in self.queue.ops.lock().expect("commit queue lock").drain(..) {
             match op {
-                Op::Sync(done) => done(Err(LogError::Stopped)),
-                Op::Truncate(_, done) => done(Err(LogError::Stopped)),
+                CommitOp::Append(_, done) => done(Err(LogError::Stopped)),
+                CommitOp::Sync(done) => done(Err(LogError::Stopped)),
+                CommitOp::Truncate(_, done) => done(Err(LogError::Stopped)),
             }
         }
     }
@@ -110,16 +112,13 @@ impl Drop for TaskCommitter {
 
 async fn run(log: Arc<Log>, queue: Arc<Queue>, fsync_latency: Duration) {
     loop {
-        let lags = !log.is_poisoned() && log.checkpoint() < log.durable_end();
-        if lags {
+        if checkpoint_lags(&log) {
             // As the thread does: bring the header checkpoint up once the queue is idle.
             if tokio::time::timeout(CHECKPOINT_IDLE, queue.wake.notified())
                 .await
                 .is_err()
             {
-                if let Err(error) = log.sync() {
-                    tracing::error!(%error, "checkpoint catch-up sync failed");
-                }
+                catch_up_checkpoint(&log);
                 continue;
             }
         } else {
@@ -130,57 +129,40 @@ async fn run(log: Arc<Log>, queue: Arc<Queue>, fsync_latency: Duration) {
             // Injected bug: the callbacks fire when the fsync starts, not when it is done (a
             // crash during the fsync loses acknowledged entries).
             let mut ops = queue.ops.lock().expect("commit queue lock");
-            let batch: Vec<Op> = ops.drain(..).collect();
+            let batch: Vec<CommitOp> = ops.drain(..).collect();
             for op in batch {
                 match op {
-                    Op::Sync(done) => done(Ok(())),
-                    truncate => ops.push_back(truncate),
+                    CommitOp::Sync(done) => done(Ok(())),
+                    other => ops.push_back(other),
                 }
             }
-            ops.push_back(Op::Sync(Box::new(|_| ())));
+            ops.push_back(CommitOp::Sync(Box::new(|_| ())));
         }
         if !fsync_latency.is_zero() {
             tokio::time::sleep(fsync_latency).await;
         }
-        let batch: Vec<Op> = queue
+        let batch: Vec<CommitOp> = queue
             .ops
             .lock()
             .expect("commit queue lock")
             .drain(..)
             .collect();
-        let mut waiting: Vec<SyncDone> = Vec::new();
-        for op in batch {
-            match op {
-                Op::Sync(done) => waiting.push(done),
-                Op::Truncate(position, done) => {
-                    commit(&log, &mut waiting);
-                    done(log.truncate(position));
+        #[cfg(feature = "injected-bugs")]
+        if crate::bugs::active(crate::bugs::Bug::AckBeforeFsync) {
+            // Injected bug: acknowledge without syncing at all (the checkpoint catch-up syncs
+            // later, when the queue is idle).
+            for op in batch {
+                match op {
+                    CommitOp::Sync(done) => done(Ok(())),
+                    CommitOp::Truncate(position, done) => done(log.truncate(position)),
+                    CommitOp::Append(payloads, done) => {
+                        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+                        done(log.append(&refs));
+                    }
                 }
             }
+            continue;
         }
-        commit(&log, &mut waiting);
-    }
-}
-
-/// One fsync for every waiting request, then their callbacks in order.
-fn commit(log: &Log, waiting: &mut Vec<SyncDone>) {
-    if waiting.is_empty() {
-        return;
-    }
-    #[cfg(feature = "injected-bugs")]
-    if crate::bugs::active(crate::bugs::Bug::AckBeforeFsync) {
-        // Injected bug: acknowledge without syncing at all (the checkpoint catch-up syncs
-        // later, when the queue is idle).
-        for done in waiting.drain(..) {
-            done(Ok(()));
-        }
-        return;
-    }
-    let synced = log.sync().map(|_| ());
-    for done in waiting.drain(..) {
-        done(match &synced {
-            Ok(()) => Ok(()),
-            Err(error) => Err(error.duplicate()),
-        });
+        perform_batch(&log, batch);
     }
 }

@@ -1,7 +1,8 @@
 //! [`GroupCommitter`]: a writer thread that turns many concurrent appends into few fsyncs. It
 //! takes one operation from a bounded queue, drains what else is queued, performs them in order,
 //! syncs once, and only then runs the callbacks. It owns ordering and batching; the log does the
-//! I/O.
+//! I/O. The batch step itself ([`perform_batch`], [`catch_up_checkpoint`]) is public so that
+//! another scheduler (the simulation's tokio task in `stele-cluster`) runs the very same one.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
@@ -23,11 +24,18 @@ pub type TruncateDone = Box<dyn FnOnce(Result<(), LogError>) + Send>;
 /// Called once everything appended before the request is durable, or with the error.
 pub type SyncDone = Box<dyn FnOnce(Result<(), LogError>) + Send>;
 
-enum Op {
+/// One queued operation of a group commit.
+pub enum CommitOp {
+    /// Append these records; `done` gets their positions once durable.
     Append(Vec<Vec<u8>>, AppendDone),
+    /// Truncate at this position, in order with the operations around it.
     Truncate(u64, TruncateDone),
+    /// Make everything appended so far durable (records the caller wrote with
+    /// [`Log::append`] included).
     Sync(SyncDone),
 }
+
+use CommitOp as Op;
 
 /// Owns the writer thread over a shared [`Log`]. Dropping it stops the thread after the queued
 /// operations are done, like [`GroupCommitter::stop`].
@@ -137,12 +145,15 @@ fn run(log: &Log, receiver: &Receiver<Op>, batch_ops_max: usize) {
                 Err(_) => break,
             }
         }
-        perform(log, batch);
+        perform_batch(log, batch);
     }
     catch_up_checkpoint(log);
 }
 
-fn perform(log: &Log, batch: Vec<Op>) {
+/// Performs `batch` in order: appends are written, a truncation first makes what came before
+/// it durable (and answers it), and one sync at the end covers the rest; every callback runs
+/// only after the sync that covers its operation, with that sync's error if it failed.
+pub fn perform_batch(log: &Log, batch: Vec<CommitOp>) {
     let mut pending: Pending = Vec::new();
     for op in batch {
         match op {
@@ -184,13 +195,15 @@ fn commit(log: &Log, pending: &mut Pending) {
     }
 }
 
-fn checkpoint_lags(log: &Log) -> bool {
+/// Whether the header checkpoint trails the durable end (and the log still works): then an
+/// idle queue should [`catch_up_checkpoint`].
+pub fn checkpoint_lags(log: &Log) -> bool {
     !log.is_poisoned() && log.checkpoint() < log.durable_end()
 }
 
 /// When the queue is idle and the header checkpoint trails the durable end, one more header
 /// write and sync lets it catch up, so a restart verifies as much as possible strictly.
-fn catch_up_checkpoint(log: &Log) {
+pub fn catch_up_checkpoint(log: &Log) {
     if !checkpoint_lags(log) {
         return;
     }

@@ -33,7 +33,10 @@ pub use disk::{Disk, DiskFile};
 pub use error::{Corruption, IoOp, LogError};
 pub use faulty_disk::FaultyDisk;
 pub use fs_disk::FsDisk;
-pub use group_commit::{AppendDone, GroupCommitter, SyncDone, TruncateDone, CHECKPOINT_IDLE};
+pub use group_commit::{
+    catch_up_checkpoint, checkpoint_lags, perform_batch, AppendDone, CommitOp, GroupCommitter,
+    SyncDone, TruncateDone, CHECKPOINT_IDLE,
+};
 pub use iter::LogIter;
 pub use log::{Log, LogConfig, CHUNK_SIZE_BYTES_MAX, CHUNK_SIZE_BYTES_MIN};
 pub use mem_disk::MemDisk;
