@@ -35,12 +35,10 @@ pub enum CommitOp {
     Sync(SyncDone),
 }
 
-use CommitOp as Op;
-
 /// Owns the writer thread over a shared [`Log`]. Dropping it stops the thread after the queued
 /// operations are done, like [`GroupCommitter::stop`].
 pub struct GroupCommitter {
-    sender: Option<SyncSender<Op>>,
+    sender: Option<SyncSender<CommitOp>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -65,7 +63,9 @@ impl GroupCommitter {
     /// this committer, and must not panic (a panic ends the writer thread; later operations then
     /// fail with `Stopped`).
     pub fn append(&self, payloads: Vec<Vec<u8>>, done: AppendDone) {
-        if let Err(mpsc::SendError(Op::Append(_, done))) = self.send(Op::Append(payloads, done)) {
+        if let Err(mpsc::SendError(CommitOp::Append(_, done))) =
+            self.send(CommitOp::Append(payloads, done))
+        {
             done(Err(LogError::Stopped));
         }
     }
@@ -73,7 +73,8 @@ impl GroupCommitter {
     /// Queues a truncation, performed in order with the appends around it. `done` runs once it
     /// is durable.
     pub fn truncate(&self, position: u64, done: TruncateDone) {
-        if let Err(mpsc::SendError(Op::Truncate(_, done))) = self.send(Op::Truncate(position, done))
+        if let Err(mpsc::SendError(CommitOp::Truncate(_, done))) =
+            self.send(CommitOp::Truncate(position, done))
         {
             done(Err(LogError::Stopped));
         }
@@ -84,12 +85,12 @@ impl GroupCommitter {
     /// once, like openraft's log storage, writes them directly and asks only for the sync
     /// here). Concurrent requests share one fsync. `done` runs after that fsync.
     pub fn sync(&self, done: SyncDone) {
-        if let Err(mpsc::SendError(Op::Sync(done))) = self.send(Op::Sync(done)) {
+        if let Err(mpsc::SendError(CommitOp::Sync(done))) = self.send(CommitOp::Sync(done)) {
             done(Err(LogError::Stopped));
         }
     }
 
-    fn send(&self, op: Op) -> Result<(), mpsc::SendError<Op>> {
+    fn send(&self, op: CommitOp) -> Result<(), mpsc::SendError<CommitOp>> {
         match &self.sender {
             Some(sender) => sender.send(op),
             None => Err(mpsc::SendError(op)),
@@ -121,7 +122,7 @@ impl Drop for GroupCommitter {
 /// Appends written but not yet covered by a sync, with their callbacks.
 type Pending = Vec<(AppendDone, Result<Vec<u64>, LogError>)>;
 
-fn run(log: &Log, receiver: &Receiver<Op>, batch_ops_max: usize) {
+fn run(log: &Log, receiver: &Receiver<CommitOp>, batch_ops_max: usize) {
     loop {
         let first = if checkpoint_lags(log) {
             match receiver.recv_timeout(CHECKPOINT_IDLE) {
@@ -157,16 +158,16 @@ pub fn perform_batch(log: &Log, batch: Vec<CommitOp>) {
     let mut pending: Pending = Vec::new();
     for op in batch {
         match op {
-            Op::Append(payloads, done) => {
+            CommitOp::Append(payloads, done) => {
                 let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
                 pending.push((done, log.append(&refs)));
             }
-            Op::Sync(done) => {
+            CommitOp::Sync(done) => {
                 // An empty "append" that succeeded: the batch's one sync covers it.
                 let done: AppendDone = Box::new(move |result| done(result.map(|_| ())));
                 pending.push((done, Ok(Vec::new())));
             }
-            Op::Truncate(position, done) => {
+            CommitOp::Truncate(position, done) => {
                 // What came before the truncation is made durable (and acknowledged) first.
                 commit(log, &mut pending);
                 done(log.truncate(position));
