@@ -186,23 +186,25 @@ impl StateMachine {
                         first_revision,
                         last_revision,
                     } => {
-                        let found = |rev: u64| -> SmResult<u64> {
-                            self.index
-                                .stream_range(stream, rev, true, 1)
+                        // Read through the writer: the original append may be in this very
+                        // batch (a replay after a crash applies both together), and the
+                        // replay must decide exactly as the first apply did.
+                        let found = |rev: u64, id: &uuid::Uuid| -> SmResult<u64> {
+                            w.event_position(stream, rev, id)
                                 .map_err(index_err)?
-                                .first()
-                                .map(|&(_, p)| p)
                                 .ok_or_else(|| {
                                     io::Error::other(format!(
                                         "index lost revision {rev} of {stream} in a retry"
                                     ))
                                 })
                         };
+                        let first_id = &events[0].id;
+                        let last_id = &events[events.len() - 1].id;
                         Ok(CommandResult::Appended {
                             first_revision: StreamRevision(first_revision),
                             last_revision: StreamRevision(last_revision),
-                            first_position: LogPosition(found(first_revision)?),
-                            last_position: LogPosition(found(last_revision)?),
+                            first_position: LogPosition(found(first_revision, first_id)?),
+                            last_position: LogPosition(found(last_revision, last_id)?),
                         })
                     }
                     AppendDecision::WrongExpectedVersion { current } => {

@@ -26,8 +26,9 @@ pub struct IndexWriter<'a> {
     /// Stream ids seen in this transaction, so that putting many events to one stream looks
     /// its id up once.
     stream_ids: HashMap<StreamName, u64>,
-    /// The pending events by id, so that the idempotency lookup sees them.
-    pending_ids: HashMap<u128, (u64, u64)>,
+    /// The pending events by id (stream id, revision, position), so that the idempotency
+    /// lookup and the answer to a retry see them.
+    pending_ids: HashMap<u128, (u64, u64, u64)>,
 }
 
 impl std::fmt::Debug for IndexWriter<'_> {
@@ -92,7 +93,7 @@ impl<'a> IndexWriter<'a> {
     /// The stream and revision an event id was written at, including this transaction's
     /// writes: the idempotency lookup.
     pub fn event_revision(&self, id: &uuid::Uuid) -> Result<Option<(StreamName, u64)>, IndexError> {
-        if let Some(&(stream_id, revision)) = self.pending_ids.get(&id.as_u128()) {
+        if let Some(&(stream_id, revision, _)) = self.pending_ids.get(&id.as_u128()) {
             let name = match self.batch.new_streams.iter().find(|(i, _)| *i == stream_id) {
                 Some((_, name)) => name.clone(),
                 None => self.view().stream_name(stream_id)?,
@@ -100,6 +101,29 @@ impl<'a> IndexWriter<'a> {
             return Ok(Some((name, revision)));
         }
         self.view().event_revision(id)
+    }
+
+    /// The log position of `stream`'s revision `revision`, whose event has id `id`, including
+    /// this transaction's writes: how an idempotent retry is answered with the original
+    /// positions, also when the original append is in the same transaction (a replay after a
+    /// crash applies both in one batch).
+    pub fn event_position(
+        &self,
+        stream: &StreamName,
+        revision: u64,
+        id: &uuid::Uuid,
+    ) -> Result<Option<u64>, IndexError> {
+        if let Some(&(_, pending_revision, position)) = self.pending_ids.get(&id.as_u128()) {
+            if pending_revision == revision {
+                return Ok(Some(position));
+            }
+        }
+        Ok(self
+            .view()
+            .stream_range(stream, revision, true, 1)?
+            .first()
+            .filter(|&&(r, _)| r == revision)
+            .map(|&(_, p)| p))
     }
 
     /// The stream's id, assigning the next one (and an empty record) to a stream never seen.
@@ -140,7 +164,8 @@ impl<'a> IndexWriter<'a> {
         self.batch
             .events
             .push((stream_id, revision, position, id.as_u128()));
-        self.pending_ids.insert(id.as_u128(), (stream_id, revision));
+        self.pending_ids
+            .insert(id.as_u128(), (stream_id, revision, position));
         Ok(())
     }
 
