@@ -413,3 +413,60 @@ async fn acknowledged_appends_survive_a_sigkill_under_concurrent_load() {
         assert_eq!(written.next_expected_version, last + 1);
     }
 }
+
+/// Issue 11, item 1: a node never served again after a crash that followed an idempotent
+/// retry. After a SIGKILL the index is rebuilt from the log, and the original append and
+/// its same-id retry were replayed in one index transaction; the retry's answer was read
+/// from the committed index, which did not hold the original yet, so replay failed ("index
+/// lost revision 1 of idem-1 in a retry"), openraft stopped, and `/health/live` stayed 503
+/// after every restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_an_idempotent_retry_restarts_and_serves() {
+    let mut node = TestNode::start(persistent()).await;
+    let first = client(&node);
+    first
+        .append_to_stream(
+            "idem-1",
+            &expecting(StreamState::NoStream),
+            json_event("first", 0),
+        )
+        .await
+        .expect("appending the first event");
+    let x = json_event_with_id("x", 1, Uuid::new_v4());
+    let written = first
+        .append_to_stream(
+            "idem-1",
+            &expecting(StreamState::StreamRevision(0)),
+            x.clone(),
+        )
+        .await
+        .expect("appending X");
+    // What a client does when its first attempt timed out: the same event, the same
+    // expected revision. It is answered as the original was.
+    let retried = first
+        .append_to_stream("idem-1", &expecting(StreamState::StreamRevision(0)), x)
+        .await
+        .expect("retrying X");
+    assert_eq!(retried.next_expected_version, written.next_expected_version);
+    assert_eq!(retried.position, written.position);
+
+    for round in 0..2 {
+        node.sigkill();
+        node.restart().await;
+        let client = client(&node);
+        let events = read_stream(&client, "idem-1", &ReadStreamOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("reading idem-1 after restart {round}: {e:?}"));
+        assert_eq!(revisions(&events), vec![0, 1], "restart {round}");
+        // The retry is still answered with the original position after the replay.
+        let again = client
+            .append_to_stream(
+                "idem-1",
+                &expecting(StreamState::StreamRevision(0)),
+                json_event_with_id("x", 1, events[1].id),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("retrying X after restart {round}: {e:?}"));
+        assert_eq!(again.position, written.position, "restart {round}");
+    }
+}
