@@ -2,7 +2,7 @@
 //! errors the API maps to the wire in one place.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -257,6 +257,9 @@ pub(crate) struct NodeInner {
     /// The term in which this node resigned leadership, if it has not been given a priority
     /// since.
     pub(crate) resigned_in_term: Mutex<Option<u64>>,
+    /// Whether this follower or replica has caught up with the leader's commit (with
+    /// hysteresis: see [`FALLEN_BEHIND_ENTRIES`]).
+    pub(crate) caught_up: AtomicBool,
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
     /// Set when an operator asks the process to stop (`/admin/shutdown`, `Operations.Shutdown`).
     stop_requested: tokio::sync::watch::Sender<bool>,
@@ -316,9 +319,14 @@ fn leader_restore() -> bool {
 /// Events read per index page by `$all` reads.
 const ALL_READ_PAGE_EVENTS: usize = 512;
 
-/// A follower or replica whose applied state is within this many entries of what the leader
-/// reports committed has caught up (and `/health/live` answers 204).
+/// A follower or replica whose applied state comes within this many entries of what the
+/// leader reports committed has caught up (and `/health/live` answers 204).
 const CAUGHT_UP_ENTRIES: u64 = 256;
+
+/// A follower or replica that has caught up is catching up again only once it falls this far
+/// behind: under load its applied state trails the commit by a batch or two, which is not
+/// catching up, and probes must not see it flap (issue 11, item 4).
+const FALLEN_BEHIND_ENTRIES: u64 = 16 * 1024;
 
 /// The cluster id stored with the membership in the log, if any.
 pub(crate) fn membership_cluster_id(membership: &crate::types::Membership) -> Option<Uuid> {
@@ -493,6 +501,7 @@ impl Node {
                 members,
                 priority,
                 resigned_in_term: Mutex::new(None),
+                caught_up: AtomicBool::new(false),
                 shutdown,
                 stop_requested,
             }),
@@ -905,16 +914,27 @@ impl Node {
         let applied_next = self.inner.applied.next_index.load(Ordering::Acquire);
         let membership = metrics.membership_config.membership();
         let initialized = membership.nodes().next().is_some();
-        let applied_local = metrics
-            .local_committed
-            .is_none_or(|c| applied_next > c.index);
+        // A leader is PreLeader only until it has applied the first entry of its own term
+        // (the blank it appends on election): from then on everything before its term is
+        // applied, and a state machine a few entries behind its commit under load still
+        // leads (issue 11, item 4).
+        let applied_own_term = metrics
+            .last_applied
+            .is_some_and(|applied| applied.leader_id.term == metrics.current_term);
         let following = metrics.current_leader.is_some_and(|leader| leader != me);
         let lag = metrics
             .cluster_committed
             .map_or(0, |c| (c.index + 1).saturating_sub(applied_next));
-        let caught_up = following && lag <= CAUGHT_UP_ENTRIES;
+        let caught_up = if !following {
+            false
+        } else if lag <= CAUGHT_UP_ENTRIES {
+            true
+        } else {
+            self.inner.caught_up.load(Ordering::Relaxed) && lag <= FALLEN_BEHIND_ENTRIES
+        };
+        self.inner.caught_up.store(caught_up, Ordering::Relaxed);
         let state = match metrics.state {
-            ServerState::Leader if applied_local => VNodeState::Leader,
+            ServerState::Leader if applied_own_term => VNodeState::Leader,
             ServerState::Leader => VNodeState::PreLeader,
             ServerState::Follower if caught_up => VNodeState::Follower,
             ServerState::Follower => VNodeState::CatchingUp,
