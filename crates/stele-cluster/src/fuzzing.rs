@@ -11,3 +11,12 @@ pub fn encode_record(header: &RecordHeader, body: &RecordBody) -> Vec<u8> {
     postcard::to_io(body, &mut bytes).expect("bodies always encode");
     bytes
 }
+
+/// Hands `command` to the node as if a peer had forwarded it over the internal port, for tests
+/// and fuzz targets of what a hostile peer can send.
+pub async fn forward(
+    node: &crate::Node,
+    command: stele_core::Command,
+) -> Result<stele_core::CommandResult, crate::transport::ForwardError> {
+    node.handle_forward(command).await
+}

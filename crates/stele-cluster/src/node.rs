@@ -80,8 +80,33 @@ pub enum WriteError {
     NotReady,
     #[error("operation timed out")]
     Timeout,
+    /// A command no client request could produce (a forwarded one from a peer, say): an
+    /// invalid stream name, or an event that names another stream.
+    #[error("invalid write: {0}")]
+    Invalid(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<stele_core::InvalidCommand> for WriteError {
+    fn from(e: stele_core::InvalidCommand) -> WriteError {
+        use stele_core::InvalidCommand;
+        match e {
+            InvalidCommand::AppendTooLarge { max_bytes } => {
+                WriteError::MaximumAppendSizeExceeded { max_bytes }
+            }
+            InvalidCommand::EventTooLarge {
+                event_id,
+                size_bytes,
+                max_bytes,
+            } => WriteError::MaximumAppendEventSizeExceeded {
+                event_id,
+                size_bytes,
+                max_bytes,
+            },
+            other => WriteError::Invalid(other.to_string()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -593,6 +618,9 @@ impl Node {
         if self.inner.log.log.is_poisoned() {
             return Err(WriteError::NotReady);
         }
+        // Every command is checked here, whichever way it came: a client's through the API,
+        // or a peer's forwarded one (deserialised, so never checked by StreamName::new).
+        stele_core::validate_command(&command, &self.write_limits())?;
         match self.leader_check() {
             Ok(()) => self.write_local(command).await,
             Err(leader) if requires_leader => Err(WriteError::NotLeader { leader }),
@@ -678,19 +706,6 @@ impl Node {
         events: Vec<ProposedEvent>,
         requires_leader: bool,
     ) -> Result<AppendOutcome, WriteError> {
-        let max_event = self.inner.config.max_append_event_size_bytes;
-        if let Some(event) = events.iter().find(|e| e.size_bytes() > max_event as usize) {
-            return Err(WriteError::MaximumAppendEventSizeExceeded {
-                event_id: event.id,
-                size_bytes: event.size_bytes().min(u32::MAX as usize) as u32,
-                max_bytes: max_event,
-            });
-        }
-        let size: usize = events.iter().map(ProposedEvent::size_bytes).sum();
-        let max = self.inner.config.max_append_size_bytes;
-        if size > max as usize {
-            return Err(WriteError::MaximumAppendSizeExceeded { max_bytes: max });
-        }
         let created = now_ticks();
         let records = events
             .into_iter()
@@ -1133,6 +1148,14 @@ impl Node {
     }
 
     /// The maximum size in bytes of one append (`MaxAppendSize`).
+    /// `MaxAppendSize` and `MaxAppendEventSize`, as every write is checked against them.
+    pub fn write_limits(&self) -> stele_core::WriteLimits {
+        stele_core::WriteLimits {
+            max_append_size_bytes: self.inner.config.max_append_size_bytes,
+            max_append_event_size_bytes: self.inner.config.max_append_event_size_bytes,
+        }
+    }
+
     pub fn max_append_size_bytes(&self) -> u32 {
         self.inner.config.max_append_size_bytes
     }

@@ -220,6 +220,39 @@ mod tests {
         assert_eq!(encode_entry(&entry), payloads);
     }
 
+    /// The size an append is counted at (stele_core::validation) must bound what each of its
+    /// records costs in the log, or a chunk sized for MaxAppendSize could be too small for a
+    /// legal append: the worst case of every varint and length prefix.
+    #[test]
+    fn an_event_record_costs_at_most_what_validation_counts() {
+        let mut worst = event("s", 1);
+        worst.stream = StreamName::new("x".repeat(stele_core::MAX_STREAM_NAME_BYTES)).unwrap();
+        worst.created_ticks = i64::MIN;
+        worst.event_type = "t".repeat(70_000);
+        worst.custom_metadata = Bytes::from(vec![1; 70_000]);
+        worst.data = Bytes::from(vec![2; 3_000_000]);
+        let leader = openraft::impls::leader_id_adv::LeaderId {
+            term: u64::MAX,
+            node_id: u64::MAX,
+        };
+        let entry = Entry {
+            log_id: LogId::new(leader, u64::MAX),
+            payload: openraft::EntryPayload::Normal(Command::Append {
+                stream: worst.stream.clone(),
+                expected: ExpectedRevision::Exact(u64::MAX),
+                events: vec![worst.clone(); 2],
+            }),
+        };
+        for payload in encode_entry(&entry) {
+            let in_log = payload.len() + stele_log::RECORD_HEADER_BYTES as usize;
+            assert!(
+                in_log <= worst.stored_size_bytes(),
+                "{in_log} bytes in the log, counted as {}",
+                worst.stored_size_bytes()
+            );
+        }
+    }
+
     #[test]
     fn entries_round_trip() {
         round_trip(Entry {

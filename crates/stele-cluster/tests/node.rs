@@ -390,3 +390,67 @@ async fn events_over_the_maximum_event_size_are_refused() {
         })
     );
 }
+
+/// Issue 11, item 5: writes a peer forwarded over the internal port skipped the client API's
+/// checks. An append to `$all`, to the empty stream name (the event landed in the stream its
+/// record named) and a 20 MB event were all applied, and every `$all` read from the start
+/// failed after that. The leader now checks every command as it checks a client's.
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_writes_are_checked_like_client_writes() {
+    use stele_core::{Command, EventRecord};
+    let node = start(None).await;
+    let smuggled = |name: &str| -> StreamName { serde_json::from_value(name.into()).unwrap() };
+    let record = |stream: StreamName, data_bytes: usize| EventRecord {
+        stream,
+        id: uuid::Uuid::new_v4(),
+        event_type: "t".into(),
+        content_type: ContentType::Binary,
+        created_ticks: 0,
+        custom_metadata: Bytes::new(),
+        data: Bytes::from(vec![0u8; data_bytes]),
+    };
+    let append = |stream: StreamName, events: Vec<EventRecord>| Command::Append {
+        stream,
+        expected: ExpectedRevision::Any,
+        events,
+    };
+    let hostile = [
+        append(smuggled("$all"), vec![record(smuggled("$all"), 1)]),
+        append(smuggled(""), vec![record(stream("victim"), 1)]),
+        append(stream("mine"), vec![record(stream("victim"), 1)]),
+        append(stream("big"), vec![record(stream("big"), 20 * 1024 * 1024)]),
+        append(smuggled(&"n".repeat(5000)), vec![]),
+    ];
+    for command in hostile {
+        let shown = command.to_string();
+        let answer = stele_cluster::fuzzing::forward(&node, command).await;
+        assert!(answer.is_err(), "{shown} was applied: {answer:?}");
+    }
+    // Nothing of it reached the log, and the node still serves.
+    assert!(
+        matches!(
+            read(&node, "victim", StreamStart::Start, Direction::Forwards),
+            StreamReadResult::NotFound
+        ),
+        "no event landed in another stream"
+    );
+    let ok = stele_cluster::fuzzing::forward(
+        &node,
+        append(stream("fine"), vec![record(stream("fine"), 10)]),
+    )
+    .await;
+    assert!(ok.is_ok(), "{ok:?}");
+    let all = node
+        .read_all(
+            &AllReadRequest {
+                start: AllStart::Start,
+                direction: Direction::Forwards,
+                max_count: u64::MAX,
+            },
+            &|_| true,
+        )
+        .expect("reading $all from the start");
+    assert!(all
+        .iter()
+        .all(|e| e.record.stream.as_str() == "fine" || e.record.stream.is_system()));
+}

@@ -12,13 +12,15 @@ pub mod event;
 pub mod metadata;
 pub mod position;
 pub mod stream;
+pub mod validation;
 
 pub use command::{Command, CommandResult, DeleteKind};
 pub use decision::{decide_append, decide_delete, AppendDecision, DeleteDecision, StreamState};
 pub use event::{ContentType, EventRecord, ProposedEvent, RecordedEvent};
 pub use metadata::StreamMetadata;
 pub use position::{ExpectedRevision, LogPosition, StreamRevision};
-pub use stream::{StreamName, StreamNameError};
+pub use stream::{StreamName, StreamNameError, MAX_STREAM_NAME_BYTES};
+pub use validation::{validate_command, InvalidCommand, WriteLimits, EVENT_RECORD_OVERHEAD_BYTES};
 
 /// .NET ticks (100 ns units) per second; EventStoreDB timestamps are ticks since the Unix
 /// epoch on the wire (`created` metadata).

@@ -24,9 +24,7 @@ const SAMPLE_INTERVAL: Duration = Duration::from_millis(150);
 #[tokio::test(flavor = "multi_thread")]
 async fn a_busy_leader_stays_leader_and_live() {
     let cluster = TestCluster::start(ClusterOptions::new(STELE)).await;
-    let leader = cluster
-        .wait_for_leader(&[], Duration::from_secs(30))
-        .await;
+    let leader = cluster.wait_for_leader(&[], Duration::from_secs(30)).await;
     let client = connect(&cluster.connection_string()).expect("a client");
 
     let stop = Arc::new(AtomicBool::new(false));

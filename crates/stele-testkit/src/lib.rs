@@ -299,6 +299,21 @@ impl TestNode {
         self.spawn_process();
     }
 
+    /// The process's resident memory in bytes (Linux `/proc`), `None` when it is not running.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    }
+
     /// Whether `GET /health/live` answers 204 right now.
     pub async fn is_live(&self) -> bool {
         let url = format!("{}/health/live", self.http_url());

@@ -305,6 +305,7 @@ pub fn write_error(stream: &str, error: &WriteError) -> Status {
         WriteError::NotLeader { leader } => not_leader(leader.as_ref()),
         WriteError::NotReady => not_ready(),
         WriteError::Timeout => timeout(&format!("write to stream '{stream}' timed out")),
+        WriteError::Invalid(detail) => invalid_argument(detail.as_str()),
         WriteError::Internal(detail) => internal(detail),
     }
 }
@@ -427,6 +428,7 @@ pub fn batch_append_error(error: &WriteError) -> Result<google_rpc::Status, Stat
         WriteError::Timeout => Ok(in_band_timeout()),
         WriteError::NotLeader { leader } => Err(not_leader(leader.as_ref())),
         WriteError::NotReady => Err(not_ready()),
+        WriteError::Invalid(detail) => Ok(in_band_bad_request(detail.as_str())),
         WriteError::Internal(detail) => {
             tracing::error!(detail, "batch append failed; answered in band as Unknown");
             Ok(in_band_unknown())

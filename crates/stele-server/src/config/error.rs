@@ -81,6 +81,15 @@ pub enum ConfigError {
         option: &'static str,
         message: String,
     },
+    /// Two options that cannot both be in force: the node would silently ignore one.
+    #[error("options {option} ({origin}) and {other} ({other_origin}) conflict: {message}")]
+    Conflict {
+        option: &'static str,
+        origin: Box<Origin>,
+        other: &'static str,
+        other_origin: Box<Origin>,
+        message: &'static str,
+    },
 }
 
 fn did_you_mean(suggestion: &Option<String>) -> String {

@@ -97,6 +97,7 @@ pub fn parse_with_files(
             .map(|o| o.name);
         return Err(ConfigError::TlsNotSupported { certificate_option });
     }
+    refuse_conflicts(&options, &resolver)?;
     validate(&options)?;
     for (name, origin) in &resolver.not_acted {
         warnings.push(format!(
@@ -130,6 +131,55 @@ fn unknown_option(setting: &Setting) -> ConfigError {
     }
 }
 
+/// Options that would be silently ignored because another one is in force: the node says so
+/// and does not start, so what runs is what the operator believes runs (issue 11, item 7).
+fn refuse_conflicts(options: &Options, resolver: &Resolver) -> Result<(), ConfigError> {
+    let conflict = |option: &'static str, other: &'static str, message: &'static str| {
+        let origin = |name| {
+            Box::new(
+                resolver
+                    .setting(name)
+                    .map_or(Origin::Default, |s| s.origin.clone()),
+            )
+        };
+        Err(ConfigError::Conflict {
+            option,
+            origin: origin(option),
+            other,
+            other_origin: origin(other),
+            message,
+        })
+    };
+    if options.mem_db && resolver.setting("Db").is_some() {
+        return conflict(
+            "MemDb",
+            "Db",
+            "MemDb keeps nothing on disk, so the database directory would not be used; \
+             remove one of them",
+        );
+    }
+    if options.insecure {
+        let certificate_option = OPTIONS
+            .iter()
+            .filter(|o| o.name.starts_with("Certificate") || o.name.starts_with("TrustedRoot"))
+            .find(|o| resolver.setting(o.name).is_some())
+            .map(|o| o.name);
+        if let Some(certificate_option) = certificate_option {
+            return conflict(
+                "Insecure",
+                certificate_option,
+                "Insecure serves plaintext without certificates, so the certificate \
+                 settings would be ignored; remove one of them",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The smallest chunk: room for any record that is not an event (a delete names a stream of
+/// up to `MAX_STREAM_NAME_BYTES`; a membership change lists every node).
+pub const MIN_CHUNK_SIZE_BYTES: u64 = 64 * 1024;
+
 /// Checks that involve what a value means rather than its type.
 fn validate(options: &Options) -> Result<(), ConfigError> {
     let invalid = |option, message: &str| {
@@ -141,11 +191,23 @@ fn validate(options: &Options) -> Result<(), ConfigError> {
     if options.cluster_size == 0 {
         return invalid("ClusterSize", "a cluster has at least one node");
     }
-    if options.chunk_size == 0 {
-        return invalid("ChunkSize", "must be greater than 0");
-    }
     if options.max_append_size == 0 {
         return invalid("MaxAppendSize", "must be greater than 0");
+    }
+    // Every record must fit in one chunk. An event's record costs at most what the append
+    // counts for it (stele_core::validation), and an append is at most MaxAppendSize; other
+    // records (deletes, membership changes) are under MIN_CHUNK_SIZE_BYTES. A chunk too small
+    // for a legal append stopped consensus on the first such append (issue 11, item 7).
+    let smallest = u64::from(options.max_append_size).max(MIN_CHUNK_SIZE_BYTES);
+    if options.chunk_size < smallest {
+        return Err(ConfigError::Invalid {
+            option: "ChunkSize",
+            message: format!(
+                "{} is smaller than the largest record the node may have to write: it must be at \
+                 least MaxAppendSize ({}) and at least {MIN_CHUNK_SIZE_BYTES}",
+                options.chunk_size, options.max_append_size
+            ),
+        });
     }
     Ok(())
 }

@@ -416,12 +416,88 @@ fn without_insecure_the_node_refuses_to_start() {
     assert!(e
         .to_string()
         .starts_with("TLS is not supported yet: set --insecure"));
-    // With Insecure, certificates are recognised and named in a warning.
-    let (_, warnings) = ok(&["--insecure", "--certificate-file", "/etc/node.crt"], &[]);
-    assert_eq!(warnings.len(), 1);
+    // With Insecure, certificate settings would be ignored: the node says so and stops
+    // instead of serving plaintext after a warning (issue 11, item 7).
+    let e = err(&["--insecure", "--certificate-file", "/etc/node.crt"], &[]);
     assert!(
-        warnings[0].starts_with("option CertificateFile "),
-        "{warnings:?}"
+        matches!(
+            e,
+            ConfigError::Conflict {
+                option: "Insecure",
+                other: "CertificateFile",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("plaintext"), "{e}");
+}
+
+/// Issue 11, item 7: `--mem-db --db DIR` kept everything in memory without a word, and a chunk
+/// smaller than the largest legal append was accepted; one such append then stopped consensus.
+#[test]
+fn settings_that_would_be_ignored_or_stop_the_node_are_refused() {
+    let e = err(&["--insecure", "--mem-db", "--db", "/var/lib/stele"], &[]);
+    assert!(
+        matches!(
+            e,
+            ConfigError::Conflict {
+                option: "MemDb",
+                other: "Db",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(ok(&["--insecure", "--mem-db"], &[]).0.mem_db);
+    let (o, _) = ok(&["--insecure", "--mem-db", "false", "--db", "/d"], &[]);
+    assert_eq!(o.db, Path::new("/d"));
+
+    for size in ["100", "65536", "1048575"] {
+        let e = err(&["--insecure", "--chunk-size", size], &[]);
+        assert!(
+            matches!(
+                e,
+                ConfigError::Invalid {
+                    option: "ChunkSize",
+                    ..
+                }
+            ),
+            "{size}: {e:?}"
+        );
+        assert!(e.to_string().contains("MaxAppendSize (1048576)"), "{e}");
+    }
+    // A chunk that holds the largest append is fine, and so is a smaller append limit.
+    ok(&["--insecure", "--chunk-size", "1048576"], &[]);
+    ok(
+        &[
+            "--insecure",
+            "--chunk-size",
+            "65536",
+            "--max-append-size",
+            "65536",
+        ],
+        &[],
+    );
+    let e = err(
+        &[
+            "--insecure",
+            "--chunk-size",
+            "32768",
+            "--max-append-size",
+            "1024",
+        ],
+        &[],
+    );
+    assert!(
+        matches!(
+            e,
+            ConfigError::Invalid {
+                option: "ChunkSize",
+                ..
+            }
+        ),
+        "{e:?}"
     );
 }
 

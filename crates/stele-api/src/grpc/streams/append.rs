@@ -55,7 +55,8 @@ pub async fn append(
             message.custom_metadata,
             message.data,
         )?;
-        size_bytes = size_bytes.saturating_add(event.size_bytes());
+        // What the append costs in the log, as the node counts it (stele_core::validation).
+        size_bytes = size_bytes.saturating_add(event.stored_size_bytes(&stream));
         if size_bytes > max_bytes as usize {
             return Err(status::maximum_append_size_exceeded(max_bytes));
         }

@@ -418,7 +418,10 @@ impl<W: BatchWriter> Worker<W> {
                 message.data,
             ) {
                 Ok(event) => {
-                    pending.size_bytes = pending.size_bytes.saturating_add(event.size_bytes());
+                    // What the append costs in the log, as the node and classic Append count it.
+                    pending.size_bytes = pending
+                        .size_bytes
+                        .saturating_add(event.stored_size_bytes(&pending.stream));
                     if pending.size_bytes > self.max_append_size_bytes as usize {
                         failure = Some(status::in_band_maximum_append_size_exceeded(
                             self.max_append_size_bytes,
