@@ -116,7 +116,9 @@ pub enum DeleteDecision {
 }
 
 /// Decides a delete or tombstone. Deleting a stream that does not exist with `Any` succeeds,
-/// as in EventStoreDB.
+/// as in EventStoreDB; with `StreamExists` or a revision it is a wrong expected version
+/// (actual: no stream). A soft-deleted stream keeps its last revision for later deletes and
+/// tombstones, as in EventStoreDB, where a soft delete only truncates the stream.
 pub fn decide_delete(state: &StreamState, expected: ExpectedRevision) -> DeleteDecision {
     if state.tombstoned {
         return DeleteDecision::StreamDeleted;
@@ -125,7 +127,7 @@ pub fn decide_delete(state: &StreamState, expected: ExpectedRevision) -> DeleteD
         ExpectedRevision::Any => true,
         ExpectedRevision::NoStream => !state.exists(),
         ExpectedRevision::StreamExists => state.exists(),
-        ExpectedRevision::Exact(n) => state.exists() && state.last_revision == Some(n),
+        ExpectedRevision::Exact(n) => state.last_revision == Some(n),
     };
     if ok {
         DeleteDecision::Delete
@@ -229,6 +231,36 @@ mod tests {
         assert_eq!(
             decide_delete(&s, ExpectedRevision::Any),
             DeleteDecision::StreamDeleted
+        );
+    }
+
+    /// Issue 11, item 10: after a soft delete the stream refused deletes and tombstones that
+    /// named its last revision, which EventStoreDB accepts; a stream that never existed
+    /// answers a wrong expected version for `StreamExists` and any revision.
+    #[test]
+    fn deletes_follow_eventstoredb() {
+        use ExpectedRevision::*;
+        let never = StreamState::default();
+        for expected in [StreamExists, Exact(0), Exact(5)] {
+            assert_eq!(
+                decide_delete(&never, expected),
+                DeleteDecision::WrongExpectedVersion { current: None },
+                "{expected:?}"
+            );
+        }
+        assert_eq!(decide_delete(&never, Any), DeleteDecision::Delete);
+        let soft_deleted = StreamState {
+            last_revision: Some(2),
+            deleted_before: Some(3),
+            tombstoned: false,
+        };
+        assert_eq!(
+            decide_delete(&soft_deleted, Exact(2)),
+            DeleteDecision::Delete
+        );
+        assert_eq!(
+            decide_delete(&soft_deleted, Exact(1)),
+            DeleteDecision::WrongExpectedVersion { current: None }
         );
     }
 }

@@ -146,6 +146,66 @@ async fn a_delete_with_the_wrong_expected_revision_is_refused() {
     assert_eq!(revisions(&events), vec![0, 1, 2]);
 }
 
+/// Issue 11, item 10: a soft-deleted stream refused a later delete or tombstone naming its
+/// last revision, which EventStoreDB accepts (a soft delete only truncates the stream); and a
+/// stream that never existed must answer WrongExpectedVersion for `StreamExists` or a revision.
+#[tokio::test(flavor = "multi_thread")]
+async fn deletes_of_missing_and_soft_deleted_streams_answer_as_eventstoredb() {
+    let (_node, client) = start_in_memory().await;
+    for state in [StreamState::StreamExists, StreamState::StreamRevision(0)] {
+        let delete = client
+            .delete_stream(
+                "never-written",
+                &DeleteStreamOptions::default().stream_state(state),
+            )
+            .await;
+        assert!(
+            matches!(&delete, Err(Error::Grpc { code, message })
+                if *code == tonic::Code::FailedPrecondition
+                    && message.contains("WrongExpectedVersion")),
+            "deleting a stream that never existed with {state:?}: {delete:?}"
+        );
+        let tombstone = client
+            .tombstone_stream(
+                "never-written",
+                &TombstoneStreamOptions::default().stream_state(state),
+            )
+            .await;
+        assert!(
+            tombstone.is_err(),
+            "tombstoning a stream that never existed with {state:?}: {tombstone:?}"
+        );
+    }
+
+    let stream = "soft-then-more";
+    client
+        .append_to_stream(
+            stream,
+            &expecting(StreamState::NoStream),
+            vec![json_event("t", 0), json_event("t", 1), json_event("t", 2)],
+        )
+        .await
+        .expect("seeding the stream");
+    let revision_2 = || DeleteStreamOptions::default().stream_state(StreamState::StreamRevision(2));
+    client
+        .delete_stream(stream, &revision_2())
+        .await
+        .expect("soft delete at revision 2");
+    client
+        .delete_stream(stream, &revision_2())
+        .await
+        .expect("a second soft delete at the same revision");
+    client
+        .tombstone_stream(
+            stream,
+            &TombstoneStreamOptions::default().stream_state(StreamState::StreamRevision(2)),
+        )
+        .await
+        .expect("a tombstone at the last revision after a soft delete");
+    let read = read_stream(&client, stream, &ReadStreamOptions::default()).await;
+    assert!(matches!(read, Err(Error::ResourceDeleted)), "{read:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tombstoned_stream_refuses_reads_appends_and_deletes() {
     let (_node, client) = start_in_memory().await;
