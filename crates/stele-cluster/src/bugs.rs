@@ -19,15 +19,20 @@ pub enum Bug {
     /// A restarted leader resumes its term without an election (openraft's
     /// `enable_leader_restore`): the real bug the simulation found first.
     LeaderRestore,
+    /// An idempotent retry is answered from the committed index instead of the batch being
+    /// applied, so a replay that applies the original and its retry together fails and the
+    /// node never serves again (issue 11, item 1, put back).
+    RetryReadsCommittedIndex,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 5] = [
+    pub const ALL: [Bug; 6] = [
         Bug::AckBeforeFsync,
         Bug::FlushCallbackEarly,
         Bug::CommitWithoutQuorum,
         Bug::TruncateCommitted,
         Bug::LeaderRestore,
+        Bug::RetryReadsCommittedIndex,
     ];
 
     pub fn name(self) -> &'static str {
@@ -37,6 +42,7 @@ impl Bug {
             Bug::CommitWithoutQuorum => "commit-without-quorum",
             Bug::TruncateCommitted => "truncate-committed",
             Bug::LeaderRestore => "leader-restore",
+            Bug::RetryReadsCommittedIndex => "retry-reads-committed-index",
         }
     }
 

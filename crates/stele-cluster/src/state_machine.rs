@@ -190,6 +190,20 @@ impl StateMachine {
                         // batch (a replay after a crash applies both together), and the
                         // replay must decide exactly as the first apply did.
                         let found = |rev: u64, id: &uuid::Uuid| -> SmResult<u64> {
+                            #[cfg(feature = "injected-bugs")]
+                            if crate::bugs::active(crate::bugs::Bug::RetryReadsCommittedIndex) {
+                                return self
+                                    .index
+                                    .stream_range(stream, rev, true, 1)
+                                    .map_err(index_err)?
+                                    .first()
+                                    .map(|&(_, p)| p)
+                                    .ok_or_else(|| {
+                                        io::Error::other(format!(
+                                            "index lost revision {rev} of {stream} in a retry"
+                                        ))
+                                    });
+                            }
                             w.event_position(stream, rev, id)
                                 .map_err(index_err)?
                                 .ok_or_else(|| {

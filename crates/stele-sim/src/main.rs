@@ -37,7 +37,8 @@ struct Args {
     #[arg(long)]
     no_faults: bool,
     /// Switch on an injected bug (build with `--features injected-bugs`): ack-before-fsync,
-    /// flush-callback-early, commit-without-quorum, truncate-committed.
+    /// flush-callback-early, commit-without-quorum, truncate-committed, leader-restore,
+    /// retry-reads-committed-index.
     #[arg(long)]
     bug: Option<String>,
     /// Stop at the first failing seed.

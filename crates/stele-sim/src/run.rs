@@ -550,7 +550,16 @@ struct Sent {
     revision: Option<u64>,
 }
 
-/// Sends one append through `node` and records it in the history.
+/// Attempts of one append at most: the first and two retries.
+const APPEND_ATTEMPTS_MAX: usize = 3;
+
+/// Sends one append through `node` and records it in the history. When the outcome is
+/// unknown (a timeout, a lost connection, a leader change), the client usually retries as
+/// real clients do: the same events (the same ids) with the same expected revision, through
+/// any live node. The server must answer a retry of a written append with the original
+/// result, and a node that replays both after a crash must decide as it first did (issue 11,
+/// item 1). The history records the attempts as one append: sent at the first, answered at
+/// the last.
 async fn append(
     shared: &Shared,
     client: usize,
@@ -568,29 +577,49 @@ async fn append(
         Expected::StreamExists => ExpectedRevision::StreamExists,
         Expected::Exact(r) => ExpectedRevision::Exact(r),
     };
-    let call = node.append(stream_name(stream), wire, events, false);
-    let result = tokio::time::timeout(Duration::from_secs(10), call).await;
-    let (outcome, revision) = match result {
-        Err(_) => (Outcome::Unknown("client timeout".into()), None),
-        Ok(Ok(AppendOutcome::Success {
-            current_revision: Some(revision),
-            position: Some(position),
-        })) => (
-            Outcome::Acked {
-                position: position.0,
-                next_expected_version: revision.0,
-            },
-            Some(revision.0),
-        ),
-        Ok(Ok(AppendOutcome::Success { .. })) => {
-            (Outcome::Unknown("success without a position".into()), None)
+    let mut node = node.clone();
+    let mut attempt = 1;
+    let (outcome, revision) = loop {
+        let call = node.append(stream_name(stream), wire, events.clone(), false);
+        let result = tokio::time::timeout(Duration::from_secs(10), call).await;
+        let (outcome, revision) = match result {
+            Err(_) => (Outcome::Unknown("client timeout".into()), None),
+            Ok(Ok(AppendOutcome::Success {
+                current_revision: Some(revision),
+                position: Some(position),
+            })) => (
+                Outcome::Acked {
+                    position: position.0,
+                    next_expected_version: revision.0,
+                },
+                Some(revision.0),
+            ),
+            Ok(Ok(AppendOutcome::Success { .. })) => {
+                (Outcome::Unknown("success without a position".into()), None)
+            }
+            Ok(Ok(AppendOutcome::WrongExpectedVersion { current, .. })) => (
+                Outcome::Failed("wrong expected version".into()),
+                current.map(|c| c.0),
+            ),
+            Ok(Err(e @ WriteError::StreamDeleted(_))) => (Outcome::Failed(e.to_string()), None),
+            Ok(Err(e)) => (Outcome::Unknown(e.to_string()), None),
+        };
+        if !matches!(outcome, Outcome::Unknown(_)) || attempt == APPEND_ATTEMPTS_MAX {
+            break (outcome, revision);
         }
-        Ok(Ok(AppendOutcome::WrongExpectedVersion { current, .. })) => (
-            Outcome::Failed("wrong expected version".into()),
-            current.map(|c| c.0),
-        ),
-        Ok(Err(e @ WriteError::StreamDeleted(_))) => (Outcome::Failed(e.to_string()), None),
-        Ok(Err(e)) => (Outcome::Unknown(e.to_string()), None),
+        let (retry, pause) = shared.rand(|r| (r.random_range(0..10) < 7, r.random_range(0..500)));
+        let live = shared.cluster.live();
+        if !retry || live.is_empty() {
+            break (outcome, revision);
+        }
+        shared.note(format!(
+            "client {client} {stream} {expected:?} -> {outcome:?}; retrying with the same ids"
+        ));
+        shared.count("append retried with the same ids");
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let pick = shared.rand(|r| r.random_range(0..live.len()));
+        node = live[pick].1.clone();
+        attempt += 1;
     };
     shared.note(format!(
         "client {client} {stream} {expected:?} -> {outcome:?}"
