@@ -80,6 +80,10 @@ pub enum WriteError {
     NotReady,
     #[error("operation timed out")]
     Timeout,
+    /// A write or fsync of this node's log failed (a full disk, say): it takes no writes until
+    /// it is restarted; reads of what was durable go on.
+    #[error("the log stopped after an I/O error: {0}")]
+    LogFailed(String),
     /// A command no client request could produce (a forwarded one from a peer, say): an
     /// invalid stream name, or an event that names another stream.
     #[error("invalid write: {0}")]
@@ -604,6 +608,12 @@ impl Node {
         if !requires_leader {
             return Ok(());
         }
+        // A single node whose log failed (a full disk) has no leader to send readers to and
+        // can take no writes anywhere: what it has durable is the latest there is, so it
+        // serves reads that ask for the leader (issue 11, item 8).
+        if self.inner.config.cluster_size == 1 && self.log_failed() {
+            return Ok(());
+        }
         self.leader_check()
             .map_err(|leader| ReadError::NotLeader { leader })
     }
@@ -615,8 +625,8 @@ impl Node {
         command: Command,
         requires_leader: bool,
     ) -> Result<CommandResult, WriteError> {
-        if self.inner.log.log.is_poisoned() {
-            return Err(WriteError::NotReady);
+        if let Some(cause) = self.inner.log.log.poison_cause() {
+            return Err(WriteError::LogFailed(cause.message.clone()));
         }
         // Every command is checked here, whichever way it came: a client's through the API,
         // or a peer's forwarded one (deserialised, so never checked by StreamName::new).
@@ -766,12 +776,11 @@ impl Node {
     }
 
     fn read_event(&self, position: u64, revision: u64) -> Result<RecordedEvent, ReadError> {
-        let (payload, _) = self
-            .inner
-            .log
-            .log
-            .read(position)
-            .map_err(|e| ReadError::Internal(e.to_string()))?;
+        let (payload, _) = self.inner.log.log.read(position).map_err(|e| match e {
+            // Past what was durable when the log failed: not served until a restart.
+            stele_log::LogError::Poisoned => ReadError::NotReady,
+            e => ReadError::Internal(e.to_string()),
+        })?;
         let (_, body) = decode_record(&payload)
             .map_err(|e| ReadError::Internal(format!("record at log position {position}: {e}")))?;
         match body {
@@ -1147,7 +1156,11 @@ impl Node {
         self.inner.log.log.is_poisoned()
     }
 
-    /// The maximum size in bytes of one append (`MaxAppendSize`).
+    /// What stopped the log, once a write or fsync failed.
+    pub fn log_failure(&self) -> Option<stele_log::PoisonCause> {
+        self.inner.log.log.poison_cause().cloned()
+    }
+
     /// `MaxAppendSize` and `MaxAppendEventSize`, as every write is checked against them.
     pub fn write_limits(&self) -> stele_core::WriteLimits {
         stele_core::WriteLimits {
@@ -1156,6 +1169,7 @@ impl Node {
         }
     }
 
+    /// The maximum size in bytes of one append (`MaxAppendSize`).
     pub fn max_append_size_bytes(&self) -> u32 {
         self.inner.config.max_append_size_bytes
     }

@@ -38,7 +38,7 @@ pub use group_commit::{
     SyncDone, TruncateDone, CHECKPOINT_IDLE,
 };
 pub use iter::LogIter;
-pub use log::{Log, LogConfig, CHUNK_SIZE_BYTES_MAX, CHUNK_SIZE_BYTES_MIN};
+pub use log::{Log, LogConfig, PoisonCause, CHUNK_SIZE_BYTES_MAX, CHUNK_SIZE_BYTES_MIN};
 pub use mem_disk::MemDisk;
 pub use record::RECORD_HEADER_BYTES;
 pub use recovery::RecoveryReport;

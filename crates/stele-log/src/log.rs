@@ -42,6 +42,30 @@ pub struct Log {
     pub(crate) shared: Arc<Shared>,
 }
 
+/// What poisoned a log: the error, and whether it was the file system running out of space
+/// (which an operator can fix by freeing space and restarting the node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoisonCause {
+    pub message: String,
+    pub out_of_space: bool,
+}
+
+impl PoisonCause {
+    pub(crate) fn of(error: &LogError) -> PoisonCause {
+        let out_of_space = match error {
+            LogError::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::StorageFull
+                    || source.raw_os_error() == Some(28) // ENOSPC on Linux and macOS
+            }
+            _ => false,
+        };
+        PoisonCause {
+            message: error.to_string(),
+            out_of_space,
+        }
+    }
+}
+
 /// State shared by the log, its iterators and its writer.
 pub(crate) struct Shared {
     pub disk: Arc<dyn Disk>,
@@ -54,6 +78,8 @@ pub(crate) struct Shared {
     /// The header checkpoint of the last chunk.
     pub checkpoint: AtomicU64,
     pub poisoned: AtomicBool,
+    /// What poisoned the log, set once with `poisoned`.
+    pub poison_cause: std::sync::OnceLock<PoisonCause>,
     /// Successful data syncs (fsyncs of chunk files) since the log was opened.
     pub syncs: AtomicU64,
 }
@@ -101,6 +127,7 @@ impl Log {
             durable_end: AtomicU64::new(end),
             checkpoint: AtomicU64::new(checkpoint),
             poisoned: AtomicBool::new(false),
+            poison_cause: std::sync::OnceLock::new(),
             syncs: AtomicU64::new(0),
         };
         Ok((
@@ -162,10 +189,18 @@ impl Log {
         self.shared.layout.max_payload_bytes()
     }
 
-    /// True once a write or sync has failed; every operation then returns `Poisoned`, reads
-    /// included (after a failed fsync the page cache may no longer match the disk).
+    /// True once a write or sync has failed. Every write then returns `Poisoned`, and so does
+    /// a read at or past the durable end: after a failed fsync the page cache may no longer
+    /// match the disk for what was written since the last good sync. Records below the
+    /// durable end were synced before the failure and are still read (issue 11, item 8: a
+    /// full disk stopped every read).
     pub fn is_poisoned(&self) -> bool {
         self.shared.poisoned.load(Ordering::Acquire)
+    }
+
+    /// What poisoned the log, once it is.
+    pub fn poison_cause(&self) -> Option<&PoisonCause> {
+        self.shared.poison_cause.get()
     }
 
     /// The payload of the record at `position` and the position of the next record. Works for
@@ -199,7 +234,15 @@ impl Shared {
     /// Resolves `position` for a read bounded by `end`. A position at the padding start of a
     /// sealed chunk names the same place as the next chunk's start.
     pub fn locate(&self, position: u64, end: u64) -> Result<Located, LogError> {
-        self.check_poisoned()?;
+        let end = if self.poisoned.load(Ordering::Acquire) {
+            let durable_end = self.durable_end.load(Ordering::Acquire);
+            if position >= durable_end {
+                return Err(LogError::Poisoned);
+            }
+            end.min(durable_end)
+        } else {
+            end
+        };
         if position >= end {
             return Err(LogError::InvalidPosition(position));
         }

@@ -9,6 +9,7 @@ use crate::chunk::{chunk_file_name, create_chunk, write_header, ChunkHeader};
 use crate::chunk_reader::{ChunkReader, Probe};
 use crate::disk::DiskFile;
 use crate::error::{IoOp, LogError};
+use crate::log::PoisonCause;
 use crate::log::Shared;
 use crate::record::{encode_header, encode_into, RECORD_HEADER_BYTES};
 use crate::recovery::zero_range;
@@ -44,8 +45,12 @@ impl Writer {
 impl Shared {
     /// Marks the log poisoned and hands the error back.
     fn poison(&self, error: LogError) -> LogError {
+        let _ = self.poison_cause.set(PoisonCause::of(&error));
         self.poisoned.store(true, Ordering::Release);
-        tracing::error!(%error, "log poisoned: refusing every further operation");
+        tracing::error!(
+            %error,
+            "log poisoned: refusing every further write; reads of durable records go on"
+        );
         error
     }
 

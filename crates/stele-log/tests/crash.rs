@@ -283,6 +283,30 @@ fn failing_sync_poisons_and_is_never_retried() {
     assert_eq!(disk.sync_count(), syncs, "sync_data was called again");
 }
 
+/// Issue 11, item 8: a full disk poisoned the log and every read failed with it, so a node
+/// with its disk full served nothing. What was synced before the failure is on disk: it is
+/// still read; what came after is not.
+#[test]
+fn durable_records_stay_readable_after_a_failed_sync() {
+    let disk = FaultyDisk::new();
+    let (log, _) = open(&disk, SIZE);
+    let durable = log.append(&[b"kept", b"also kept"]).unwrap();
+    log.sync().unwrap();
+    let unsynced = log.append(&[b"not synced"]).unwrap();
+    disk.fail_next_sync();
+    assert!(log.sync().is_err());
+    assert!(log.is_poisoned());
+    let cause = log.poison_cause().expect("the cause is kept");
+    assert!(cause.message.contains("sync"), "{cause:?}");
+    assert!(!cause.out_of_space);
+    assert_eq!(log.read(durable[0]).unwrap().0, b"kept");
+    assert_eq!(log.read(durable[1]).unwrap().0, b"also kept");
+    assert!(matches!(log.read(unsynced[0]), Err(LogError::Poisoned)));
+    let read: Vec<_> = log.iter(0).take(2).map(|r| r.unwrap()).collect();
+    assert_eq!(read.len(), 2);
+    assert!(matches!(log.append(&[b"x"]), Err(LogError::Poisoned)));
+}
+
 #[test]
 fn failing_write_poisons() {
     let disk = FaultyDisk::new();

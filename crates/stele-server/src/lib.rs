@@ -5,5 +5,6 @@
 pub mod bench;
 pub mod config;
 pub mod dev_cluster;
+pub mod log_watch;
 pub mod logging;
 pub mod run;

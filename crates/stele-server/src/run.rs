@@ -1,6 +1,8 @@
 //! Running a node: configuration options become a [`NodeConfig`], the node starts, and one
 //! listener serves gRPC and HTTP until SIGINT or SIGTERM.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -86,10 +88,23 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
     let http = stele_api::http::router(node.clone(), persistent.clone());
     let grpc = stele_api::grpc::routes(node.clone(), persistent);
     let stop = node.clone();
-    let stop = async move {
-        tokio::select! {
-            _ = shutdown_signal() => {}
-            _ = stop.stop_requested() => {}
+    let failed = Arc::new(std::sync::Mutex::new(None));
+    let log_failure = crate::log_watch::wait_for_failure(
+        node.clone(),
+        options.db_dir().map(Path::to_path_buf),
+        options.chunk_size,
+    );
+    let stop = {
+        let failed = failed.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = stop.stop_requested() => {}
+                message = log_failure => {
+                    tracing::error!("{message}");
+                    *failed.lock().expect("failure lock") = Some(message);
+                }
+            }
         }
     };
     stele_api::serve::serve(listener, http, grpc, stop)
@@ -97,6 +112,9 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
         .context("serving")?;
     tracing::info!("shutting down");
     node.shutdown().await;
+    if let Some(message) = failed.lock().expect("failure lock").take() {
+        anyhow::bail!(message);
+    }
     Ok(())
 }
 

@@ -286,6 +286,15 @@ pub fn internal(detail: &str) -> Status {
     Status::new(Code::Unknown, UNHANDLED_MESSAGE)
 }
 
+/// A node whose log stopped after an I/O error: UNAVAILABLE like "not ready" (clients retry
+/// elsewhere), with the cause, so an operator reading a client's error learns what to fix.
+pub fn log_failed(cause: &str) -> Status {
+    Status::new(
+        Code::Unavailable,
+        format!("Server Is Not Ready: the log stopped after an I/O error: {cause}"),
+    )
+}
+
 /// A write that did not reach a decision, on Append, Delete and Tombstone.
 pub fn write_error(stream: &str, error: &WriteError) -> Status {
     match error {
@@ -306,6 +315,7 @@ pub fn write_error(stream: &str, error: &WriteError) -> Status {
         WriteError::NotReady => not_ready(),
         WriteError::Timeout => timeout(&format!("write to stream '{stream}' timed out")),
         WriteError::Invalid(detail) => invalid_argument(detail.as_str()),
+        WriteError::LogFailed(cause) => log_failed(cause),
         WriteError::Internal(detail) => internal(detail),
     }
 }
@@ -429,6 +439,7 @@ pub fn batch_append_error(error: &WriteError) -> Result<google_rpc::Status, Stat
         WriteError::NotLeader { leader } => Err(not_leader(leader.as_ref())),
         WriteError::NotReady => Err(not_ready()),
         WriteError::Invalid(detail) => Ok(in_band_bad_request(detail.as_str())),
+        WriteError::LogFailed(cause) => Err(log_failed(cause)),
         WriteError::Internal(detail) => {
             tracing::error!(detail, "batch append failed; answered in band as Unknown");
             Ok(in_band_unknown())
