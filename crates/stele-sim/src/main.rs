@@ -206,8 +206,18 @@ fn summarize(configs: &[RunConfig], reports: &[RunReport], elapsed: Duration) {
     for (shape, n) in &shapes {
         println!("  {shape}: {n} seeds");
     }
-    println!("faults injected: {}", faults.values().sum::<u64>());
-    for (k, v) in &faults {
+    let is_workload = |k: &&str| stele_sim::run::WORKLOAD_COUNTS.contains(k);
+    let injected: u64 = faults
+        .iter()
+        .filter(|(k, _)| !is_workload(k))
+        .map(|(_, v)| v)
+        .sum();
+    println!("faults injected: {injected}");
+    for (k, v) in faults.iter().filter(|(k, _)| !is_workload(k)) {
+        println!("  {k}: {v}");
+    }
+    println!("client workload besides appends:");
+    for (k, v) in faults.iter().filter(|(k, _)| is_workload(k)) {
         println!("  {k}: {v}");
     }
     println!("appends: {acked} acknowledged and verified on every node, {failed} refused, {unknown} outcome unknown");

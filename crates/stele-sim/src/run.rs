@@ -11,7 +11,7 @@ use rand::{RngExt, SeedableRng};
 use stele_cluster::{
     AllReadRequest, AllStart, AppendOutcome, Direction, Node, VNodeState, WriteError,
 };
-use stele_core::{ContentType, ExpectedRevision, ProposedEvent, StreamName};
+use stele_core::{ContentType, DeleteKind, ExpectedRevision, ProposedEvent, StreamName};
 use stele_testkit::history::{verify_delivery, Expected, History, Outcome, ReadEvent, Report};
 use tokio::time::Instant;
 
@@ -605,6 +605,14 @@ async fn append(
             Ok(Err(e)) => (Outcome::Unknown(e.to_string()), None),
         };
         if !matches!(outcome, Outcome::Unknown(_)) || attempt == APPEND_ATTEMPTS_MAX {
+            // A refusal of a retry says nothing of the earlier attempt, which may have been
+            // written before the stream was deleted or moved on.
+            let outcome = match outcome {
+                Outcome::Failed(why) if attempt > 1 => {
+                    Outcome::Unknown(format!("retry refused ({why}) after an unknown outcome"))
+                }
+                other => other,
+            };
             break (outcome, revision);
         }
         let (retry, pause) = shared.rand(|r| (r.random_range(0..10) < 7, r.random_range(0..500)));
@@ -629,8 +637,22 @@ async fn append(
     Sent { acked, revision }
 }
 
+/// What the clients did besides appending, counted with the faults but reported apart.
+pub const WORKLOAD_COUNTS: [&str; 4] = [
+    "append retried with the same ids",
+    "metadata written",
+    "stream soft-deleted",
+    "stream tombstoned",
+];
+
+/// Streams the clients append to; soft deletes and metadata go to all of them.
+const STREAMS: u64 = 6;
+/// Streams from this one on may also be tombstoned (then every append to them is refused).
+const FIRST_TOMBSTONABLE_STREAM: u64 = 4;
+
 /// A client: appends to a few shared streams through random live nodes, with every kind of
-/// expected revision, until told to stop.
+/// expected revision, and now and then does what applications also do — sets a stream's
+/// metadata, soft-deletes a stream, tombstones one — until told to stop.
 async fn client(shared: Arc<Shared>, id: usize) {
     let mut known: BTreeMap<String, u64> = BTreeMap::new();
     while !shared.stop_clients.load(Ordering::SeqCst) {
@@ -639,33 +661,112 @@ async fn client(shared: Arc<Shared>, id: usize) {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
-        let (pick, stream, kind, count, pause) = shared.rand(|r| {
+        let (pick, n, kind, count, pause) = shared.rand(|r| {
             (
                 r.random_range(0..live.len()),
-                format!("stream-{}", r.random_range(0..4)),
-                r.random_range(0..10),
+                r.random_range(0..STREAMS),
+                r.random_range(0..100),
                 r.random_range(1..=3),
                 r.random_range(0..30),
             )
         });
-        let expected = match kind {
-            0..=4 => Expected::Any,
-            5..=7 => known
-                .get(&stream)
-                .map_or(Expected::NoStream, |&r| Expected::Exact(r)),
-            8 => Expected::NoStream,
-            _ => Expected::StreamExists,
-        };
+        let stream = format!("stream-{n}");
         let node = live[pick].1.clone();
-        // A wrong expected version tells the current revision too.
-        if let Some(r) = append(&shared, id, &node, &stream, expected, count)
-            .await
-            .revision
-        {
-            known.insert(stream.clone(), r);
+        match kind {
+            0..=2 => set_metadata(&shared, id, &node, &stream).await,
+            3..=4 => {
+                delete(
+                    &shared,
+                    id,
+                    &node,
+                    &stream,
+                    DeleteKind::Soft,
+                    known.get(&stream),
+                )
+                .await
+            }
+            5 if n >= FIRST_TOMBSTONABLE_STREAM => {
+                delete(
+                    &shared,
+                    id,
+                    &node,
+                    &stream,
+                    DeleteKind::Hard,
+                    known.get(&stream),
+                )
+                .await
+            }
+            _ => {
+                let expected = match kind % 10 {
+                    0..=4 => Expected::Any,
+                    5..=7 => known
+                        .get(&stream)
+                        .map_or(Expected::NoStream, |&r| Expected::Exact(r)),
+                    8 => Expected::NoStream,
+                    _ => Expected::StreamExists,
+                };
+                // A wrong expected version tells the current revision too.
+                if let Some(r) = append(&shared, id, &node, &stream, expected, count)
+                    .await
+                    .revision
+                {
+                    known.insert(stream.clone(), r);
+                }
+            }
         }
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
+}
+
+/// Writes metadata to `$$stream` (a `$maxCount` that keeps everything the checks read, and a
+/// custom key), as applications do. Its events are in `$all` as system events.
+async fn set_metadata(shared: &Shared, client: usize, node: &Node, stream: &str) {
+    let metadata = ProposedEvent {
+        id: stele_cluster::determinism::new_uuid(),
+        event_type: stele_core::metadata::METADATA_EVENT_TYPE.into(),
+        content_type: ContentType::Json,
+        custom_metadata: bytes::Bytes::new(),
+        data: bytes::Bytes::from(format!("{{\"$maxCount\":100000,\"client\":{client}}}")),
+    };
+    let call = node.append(
+        stream_name(stream).metadata_stream(),
+        ExpectedRevision::Any,
+        vec![metadata],
+        false,
+    );
+    let result = tokio::time::timeout(Duration::from_secs(10), call).await;
+    shared.count("metadata written");
+    shared.note(format!(
+        "client {client} metadata of {stream} -> {result:?}"
+    ));
+}
+
+/// Soft-deletes or tombstones `stream`, expecting any revision or the last one this client
+/// knows. The history learns of soft deletes, after which `NoStream` holds again.
+async fn delete(
+    shared: &Shared,
+    client: usize,
+    node: &Node,
+    stream: &str,
+    kind: DeleteKind,
+    known: Option<&u64>,
+) {
+    let expected = match known {
+        Some(&r) if shared.rand(|r| r.random_range(0..2)) == 0 => ExpectedRevision::Exact(r),
+        _ => ExpectedRevision::Any,
+    };
+    if kind == DeleteKind::Soft {
+        shared.history.note_soft_delete(stream);
+    }
+    let call = node.delete(stream_name(stream), expected, kind, false);
+    let result = tokio::time::timeout(Duration::from_secs(10), call).await;
+    shared.count(match kind {
+        DeleteKind::Soft => "stream soft-deleted",
+        DeleteKind::Hard => "stream tombstoned",
+    });
+    shared.note(format!(
+        "client {client} {kind:?} delete of {stream} {expected:?} -> {result:?}"
+    ));
 }
 
 fn pick_kind(r: &mut SmallRng) -> &'static str {

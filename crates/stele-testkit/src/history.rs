@@ -154,6 +154,9 @@ impl fmt::Display for Report {
 pub struct History {
     clock: AtomicU64,
     appends: Mutex<Vec<Append>>,
+    /// Streams a client tried to soft-delete: after a soft delete `NoStream` holds again at
+    /// the next revision, so only `Any` and exact revisions are checked for them.
+    soft_deleted: Mutex<HashSet<String>>,
 }
 
 impl History {
@@ -196,6 +199,14 @@ impl History {
     pub fn record(&self, stream: &str, event_ids: Vec<Uuid>, expected: Expected, outcome: Outcome) {
         let pending = self.begin(stream, event_ids, expected);
         self.finish(pending, outcome);
+    }
+
+    /// Records that a soft delete of `stream` was sent (whatever its outcome).
+    pub fn note_soft_delete(&self, stream: &str) {
+        self.soft_deleted
+            .lock()
+            .expect("history lock")
+            .insert(stream.to_string());
     }
 
     /// A copy of every append recorded so far.
@@ -257,8 +268,9 @@ impl History {
             }
         }
 
+        let soft_deleted = self.soft_deleted.lock().expect("history lock").clone();
         for (name, events) in &nodes {
-            check_node(name, events, &appends, &owner, &mut errors);
+            check_node(name, events, &appends, &owner, &soft_deleted, &mut errors);
         }
         check_nodes_agree(&nodes, &mut errors);
 
@@ -376,6 +388,7 @@ fn check_node(
     events: &[&ReadEvent],
     appends: &[Append],
     owner: &HashMap<Uuid, usize>,
+    soft_deleted: &HashSet<String>,
     errors: &mut Errors,
 ) {
     // Where each event is: index in $all.
@@ -516,12 +529,13 @@ fn check_node(
                 }
             }
         }
-        // A written append honoured its expected revision (streams are never deleted in
-        // these histories, so revisions are counts).
+        // A written append honoured its expected revision. Revisions are counts unless the
+        // stream was soft-deleted: then it has no stream again from its next revision on.
         if let Some(first) = found.first().copied().flatten() {
+            let soft = soft_deleted.contains(&append.stream);
             let honoured = match append.expected {
                 Expected::Any => true,
-                Expected::NoStream => first.revision == 0,
+                Expected::NoStream => first.revision == 0 || soft,
                 Expected::StreamExists => first.revision > 0,
                 Expected::Exact(revision) => first.revision == revision + 1,
             };
