@@ -2,10 +2,15 @@
 //! ack, nack, disconnect, info, replay, stop) from a channel, so nothing in it is shared.
 //!
 //! **Messages.** The [`reader`](super::reader) fills `buffer` with what the source holds
-//! after the group's position, at most [`Settings::read_ahead`] messages ahead. `retry`
+//! after the group's position, at most [`Settings::read_ahead`] messages and
+//! [`BUFFER_MAX_BYTES`] (plus one page) ahead; messages in flight stop being sent at
+//! [`IN_FLIGHT_MAX_BYTES`], whatever the consumers' buffer sizes. `retry`
 //! holds messages to deliver again (nacked, timed out, left behind by a consumer that went
 //! away, replayed from the parked stream); it goes first. A message sent to a consumer is
 //! `in_flight` until it is acknowledged, nacked or times out.
+//!
+//! **Timeouts.** A message not acknowledged within the group's message timeout is retried
+//! at the next of the checks made every [`TIMEOUT_CHECK_INTERVAL`], as in EventStoreDB.
 //!
 //! **Checkpoints.** Every message read from the source has its source position in
 //! `window` until it is done (acknowledged, skipped, or parked and the park written).
@@ -16,7 +21,11 @@
 //! or every `checkpoint_after` when at least `min_checkpoint_count` were.
 //!
 //! **Consumers.** Each has a number of free slots (its `buffer_size` minus its messages in
-//! flight); the [`Picker`](super::strategy::Picker) chooses among them. Deliveries go
+//! flight); the [`Picker`](super::strategy::Picker) chooses among them.
+//!
+//! **Parking.** Messages to park wait in `parking`, in the order they were parked; one
+//! append at a time writes all that waited, in that order, so the parked stream (and a
+//! replay of it) keeps the order in which messages were parked. Deliveries go
 //! through an unbounded channel per consumer whose length the slots bound.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -24,19 +33,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use stele_cluster::{AppendOutcome, Node, WriteError};
-use stele_core::{ContentType, ExpectedRevision, ProposedEvent, StreamName};
+use stele_cluster::Node;
+use stele_core::{ContentType, ProposedEvent};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::reader::{self, Page, ReaderConfig};
+use super::storage::{append, checkpoint_event, read_parked};
 use super::strategy::{Candidate, Picker};
 use super::{
     ConnectRequest, ConnectionInfo, Definition, Delivery, GroupInfo, GroupKey, Message, NackAction,
-    PsError, Source, CHECKPOINT_EVENT_TYPE,
+    PsError, BUFFER_MAX_BYTES, IN_FLIGHT_MAX_BYTES,
 };
 use crate::grpc::event_filter::EventFilter;
 use crate::grpc::streams::links::LINK_EVENT_TYPE;
+
+/// How often message timeouts are checked, as EventStoreDB's persistent subscription timer
+/// ticks (once a second): a message is retried at the first check after its timeout, so a
+/// client that acknowledges in batches (the Python client: every 0.2 s) is not raced by a
+/// timeout that just passed.
+pub const TIMEOUT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What a group's task is asked to do.
 pub(crate) enum Command {
@@ -72,8 +88,9 @@ pub(crate) enum Command {
         done: oneshot::Sender<()>,
     },
     // Completions of the work the task hands to other tasks.
+    /// The messages of one parking append, in the order they were parked.
     Parked {
-        pending: Box<Pending>,
+        pending: Vec<Pending>,
         result: Result<(), String>,
     },
     CheckpointWritten {
@@ -215,6 +232,13 @@ struct Group {
     retry: VecDeque<Pending>,
     buffer: VecDeque<Pending>,
     in_flight: HashMap<Uuid, InFlight>,
+    /// Bytes of the messages in `buffer` and in `in_flight`.
+    buffer_bytes: usize,
+    in_flight_bytes: usize,
+    /// Messages to park with their reasons, in order; `parking_now` while an append of
+    /// earlier ones runs.
+    parking: Vec<(Pending, String)>,
+    parking_now: bool,
     next_delivery: u64,
     /// `(deadline, id, delivery)` in delivery order (one timeout for all, so deadlines
     /// ascend).
@@ -263,6 +287,10 @@ pub(crate) fn spawn(node: Node, definition: Definition, start: Start) -> GroupHa
         retry: VecDeque::new(),
         buffer: VecDeque::new(),
         in_flight: HashMap::new(),
+        buffer_bytes: 0,
+        in_flight_bytes: 0,
+        parking: Vec::new(),
+        parking_now: false,
         next_delivery: 0,
         timeouts: VecDeque::new(),
         window: BTreeMap::new(),
@@ -288,9 +316,11 @@ impl Group {
         let mut checkpoint_timer =
             tokio::time::interval(Duration::from_millis(settings.checkpoint_after_ms.max(10)));
         checkpoint_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut timeout_timer = tokio::time::interval(TIMEOUT_CHECK_INTERVAL);
+        timeout_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let wants_more = self.buffer.len() < self.definition.settings.read_ahead();
-            let next_timeout = self.timeouts.front().map(|&(at, _, _)| at);
+            let wants_more = self.buffer.len() < self.definition.settings.read_ahead()
+                && self.buffer_bytes < BUFFER_MAX_BYTES;
             tokio::select! {
                 command = rx.recv() => {
                     let Some(command) = command else { return };
@@ -303,7 +333,7 @@ impl Group {
                     }
                 }
                 page = recv_page(&mut self.reader), if wants_more => self.take_page(page),
-                () = sleep_until(next_timeout) => self.expire(),
+                _ = timeout_timer.tick(), if !self.timeouts.is_empty() => self.expire(),
                 _ = checkpoint_timer.tick() => self.maybe_checkpoint(true),
             }
             self.prune_timeouts();
@@ -365,17 +395,25 @@ impl Group {
                 }
                 return Some((done, checkpoint));
             }
-            Command::Parked { pending, result } => match result {
-                Ok(()) => {
-                    self.parked += 1;
-                    self.done(pending.key);
-                    self.maybe_checkpoint(false);
+            Command::Parked { pending, result } => {
+                self.parking_now = false;
+                match result {
+                    Ok(()) => {
+                        for parked in pending {
+                            self.parked += 1;
+                            self.done(parked.key);
+                        }
+                        self.maybe_checkpoint(false);
+                    }
+                    Err(e) => {
+                        tracing::warn!(group = %self.key.id(), error = %e, "parking messages failed; they will be retried");
+                        for parked in pending.into_iter().rev() {
+                            self.retry.push_front(parked);
+                        }
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(group = %self.key.id(), error = %e, "parking a message failed; it will be retried");
-                    self.retry.push_front(*pending);
-                }
-            },
+                self.write_parked();
+            }
             Command::CheckpointWritten { position, result } => {
                 self.checkpoint_writing = false;
                 match result {
@@ -437,6 +475,7 @@ impl Group {
         orphans.sort_by_key(|id| self.in_flight[id].delivery);
         for id in orphans.into_iter().rev() {
             let flight = self.in_flight.remove(&id).expect("listed above");
+            self.in_flight_bytes -= flight.pending.message.size_bytes();
             self.retry.push_front(flight.pending);
         }
     }
@@ -444,6 +483,7 @@ impl Group {
     /// Removes a message from flight, freeing its consumer's slot.
     fn take_in_flight(&mut self, id: Uuid) -> Option<InFlight> {
         let flight = self.in_flight.remove(&id)?;
+        self.in_flight_bytes -= flight.pending.message.size_bytes();
         if let Some(c) = self.consumers.iter_mut().find(|c| c.id == flight.consumer) {
             c.in_flight = c.in_flight.saturating_sub(1);
         }
@@ -481,32 +521,33 @@ impl Group {
         }
     }
 
-    /// Writes a link to the message into the parked stream; the message is done once the
-    /// link is written.
+    /// Queues the message to be parked: a link to it in the parked stream, written in
+    /// parking order; the message is done once its link is written.
     fn park(&mut self, pending: Pending, reason: &str) {
-        let original = pending.message.original();
-        let link = ProposedEvent {
-            id: Uuid::new_v4(),
-            event_type: LINK_EVENT_TYPE.to_owned(),
-            content_type: ContentType::Binary,
-            custom_metadata: Bytes::from(
-                serde_json::json!({ "$reason": reason })
-                    .to_string()
-                    .into_bytes(),
-            ),
-            data: Bytes::from(
-                format!("{}@{}", original.revision.0, original.record.stream).into_bytes(),
-            ),
-        };
+        self.parking.push((pending, reason.to_owned()));
+        self.write_parked();
+    }
+
+    /// Writes every queued park in one append, unless one is being written.
+    fn write_parked(&mut self) {
+        if self.parking_now || self.parking.is_empty() {
+            return;
+        }
+        self.parking_now = true;
+        let (pending, links): (Vec<Pending>, Vec<ProposedEvent>) = self
+            .parking
+            .drain(..)
+            .map(|(pending, reason)| {
+                let link = parked_link(&pending, &reason);
+                (pending, link)
+            })
+            .unzip();
         let node = self.node.clone();
         let stream = self.key.parked_stream();
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let result = append(&node, stream, vec![link]).await;
-            let _ = tx.send(Command::Parked {
-                pending: Box::new(pending),
-                result,
-            });
+            let result = append(&node, stream, links).await;
+            let _ = tx.send(Command::Parked { pending, result });
         });
     }
 
@@ -532,6 +573,7 @@ impl Group {
             Some(Ok(page)) => {
                 for (key, message) in page.messages {
                     self.window.insert(key, false);
+                    self.buffer_bytes += message.size_bytes();
                     self.last_known = Some(key);
                     self.buffer.push_back(Pending {
                         message,
@@ -577,6 +619,10 @@ impl Group {
                 return;
             };
             let id = next.message.ack_id();
+            if self.in_flight_bytes >= IN_FLIGHT_MAX_BYTES {
+                // Consumers hold enough unacknowledged; wait for acks or timeouts.
+                return;
+            }
             if self.in_flight.contains_key(&id) {
                 // The same record is still out (parked and replayed meanwhile): wait for it.
                 return;
@@ -593,7 +639,9 @@ impl Group {
             let pending = if from_retry {
                 self.retry.pop_front()
             } else {
-                self.buffer.pop_front()
+                self.buffer.pop_front().inspect(|p| {
+                    self.buffer_bytes -= p.message.size_bytes();
+                })
             }
             .expect("peeked above");
             let consumer = &mut self.consumers[index];
@@ -607,6 +655,7 @@ impl Group {
                 if from_retry {
                     self.retry.push_front(pending);
                 } else {
+                    self.buffer_bytes += pending.message.size_bytes();
                     self.buffer.push_front(pending);
                 }
                 self.disconnect(id);
@@ -621,6 +670,7 @@ impl Group {
                 self.timeouts
                     .push_back((Instant::now() + timeout, id, delivery));
             }
+            self.in_flight_bytes += pending.message.size_bytes();
             self.in_flight.insert(
                 id,
                 InFlight {
@@ -785,23 +835,12 @@ impl Group {
             last_known_position: self.last_known,
             read_buffer_count,
             live_buffer_count,
+            buffered_bytes: self.buffer_bytes as u64,
             retry_buffer_count: self.retry.len() as u64,
             total_in_flight_messages: self.in_flight.len() as u64,
             outstanding_messages_count: self.in_flight.len() as u64,
             parked_message_count: self.parked,
         }
-    }
-}
-
-fn checkpoint_event(key: &GroupKey, position: u64) -> ProposedEvent {
-    let data =
-        serde_json::to_vec(&key.source.format_position(position)).expect("a string serializes");
-    ProposedEvent {
-        id: Uuid::new_v4(),
-        event_type: CHECKPOINT_EVENT_TYPE.to_owned(),
-        content_type: ContentType::Json,
-        custom_metadata: Bytes::new(),
-        data: Bytes::from(data),
     }
 }
 
@@ -814,150 +853,20 @@ async fn recv_page(
     }
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
+/// The link that parks a message, with the reason in its metadata.
+fn parked_link(pending: &Pending, reason: &str) -> ProposedEvent {
+    let original = pending.message.original();
+    ProposedEvent {
+        id: Uuid::new_v4(),
+        event_type: LINK_EVENT_TYPE.to_owned(),
+        content_type: ContentType::Binary,
+        custom_metadata: Bytes::from(
+            serde_json::json!({ "$reason": reason })
+                .to_string()
+                .into_bytes(),
+        ),
+        data: Bytes::from(
+            format!("{}@{}", original.revision.0, original.record.stream).into_bytes(),
+        ),
     }
-}
-
-/// Appends on the leader only: a group runs on the leader, and a node that lost the lead
-/// must not write for it.
-pub(crate) async fn append(
-    node: &Node,
-    stream: StreamName,
-    events: Vec<ProposedEvent>,
-) -> Result<(), String> {
-    match node
-        .append(stream, ExpectedRevision::Any, events, true)
-        .await
-    {
-        Ok(AppendOutcome::Success { .. }) => Ok(()),
-        Ok(AppendOutcome::WrongExpectedVersion { .. }) => {
-            Err("wrong expected version for an append expecting any".to_owned())
-        }
-        Err(WriteError::NotLeader { .. }) => Err("this node is no longer the leader".to_owned()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Reads the parked stream from its first visible message; returns the messages to
-/// deliver again and the revision after the last one read.
-fn read_parked(
-    node: &Node,
-    stream: &StreamName,
-    resolve_links: bool,
-    stop_at: Option<u64>,
-) -> Result<(Vec<Message>, u64), String> {
-    use stele_cluster::{Direction, StreamReadRequest, StreamReadResult, StreamStart};
-    let read = node
-        .read_stream(&StreamReadRequest {
-            stream: stream.clone(),
-            start: StreamStart::Start,
-            direction: Direction::Forwards,
-            max_count: stop_at.unwrap_or(u64::MAX),
-        })
-        .map_err(|e| e.to_string())?;
-    let links = match read {
-        StreamReadResult::Events(events) => events,
-        StreamReadResult::NotFound => return Ok((Vec::new(), 0)),
-    };
-    let Some(last) = links.last() else {
-        return Ok((Vec::new(), 0));
-    };
-    let truncate_before = last.revision.0 + 1;
-    let mut messages = Vec::with_capacity(links.len());
-    for link in &links {
-        if let Some(message) =
-            reader::unpark(node, resolve_links, link).map_err(|e| e.to_string())?
-        {
-            messages.push(message);
-        }
-    }
-    Ok((messages, truncate_before))
-}
-
-/// How many messages the parked stream holds (its events after its truncate-before).
-pub(crate) fn parked_count(node: &Node, key: &GroupKey) -> u64 {
-    use stele_cluster::{Direction, StreamReadRequest, StreamReadResult, StreamStart};
-    let stream = key.parked_stream();
-    let Ok(Some(last)) = node.stream_last_revision(&stream) else {
-        return 0;
-    };
-    let first = node.read_stream(&StreamReadRequest {
-        stream,
-        start: StreamStart::Start,
-        direction: Direction::Forwards,
-        max_count: 1,
-    });
-    match first {
-        Ok(StreamReadResult::Events(events)) => events
-            .first()
-            .map_or(0, |first| last + 1 - first.revision.0),
-        _ => 0,
-    }
-}
-
-/// The last checkpoint a group wrote, if any.
-pub(crate) fn read_checkpoint(node: &Node, key: &GroupKey) -> Result<Option<u64>, String> {
-    use stele_cluster::{Direction, StreamReadRequest, StreamReadResult, StreamStart};
-    let read = node
-        .read_stream(&StreamReadRequest {
-            stream: key.checkpoint_stream(),
-            start: StreamStart::End,
-            direction: Direction::Backwards,
-            max_count: 1,
-        })
-        .map_err(|e| e.to_string())?;
-    let StreamReadResult::Events(events) = read else {
-        return Ok(None);
-    };
-    let Some(event) = events.first() else {
-        return Ok(None);
-    };
-    let text: String = serde_json::from_slice(&event.record.data).map_err(|e| {
-        format!(
-            "checkpoint of {} at log position {} is not a JSON string: {e}",
-            key.id(),
-            event.position.0
-        )
-    })?;
-    key.source.parse_position(&text).map(Some).ok_or_else(|| {
-        format!(
-            "checkpoint of {} at log position {} is not a position: '{text}'",
-            key.id(),
-            event.position.0
-        )
-    })
-}
-
-/// Where a group starts reading when it has no checkpoint.
-pub(crate) fn start_position(node: &Node, definition: &Definition) -> Result<u64, String> {
-    use super::StartFrom;
-    Ok(
-        match (definition.settings.start_from, &definition.key.source) {
-            (StartFrom::Start, _) => 0,
-            (StartFrom::At(p), _) => p,
-            (StartFrom::End, Source::All) => node.all_end(),
-            (StartFrom::End, Source::Stream(stream)) => match node.stream_last_revision(stream) {
-                Ok(Some(last)) => last + 1,
-                Ok(None) | Err(stele_cluster::ReadError::StreamDeleted(_)) => 0,
-                Err(e) => return Err(e.to_string()),
-            },
-        },
-    )
-}
-
-/// Loads what a group needs to start (blocking reads).
-pub(crate) fn load_start(node: &Node, definition: &Definition) -> Result<Start, String> {
-    let checkpoint = read_checkpoint(node, &definition.key)?;
-    let from = match checkpoint {
-        Some(position) => position + 1,
-        None => start_position(node, definition)?,
-    };
-    Ok(Start {
-        checkpoint,
-        from,
-        parked: parked_count(node, &definition.key),
-    })
 }
