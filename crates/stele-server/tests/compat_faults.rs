@@ -1,0 +1,109 @@
+//! EventStoreDB behaviour the official clients rely on (issue 11, item 10), through the
+//! official Rust client and plain HTTP against a real process.
+
+mod common;
+
+use common::*;
+use kurrentdb::{
+    AppendToStreamOptions, ListPersistentSubscriptionsOptions, Position, ReadAllOptions,
+    StreamPosition,
+};
+
+/// A backward read of `$all` from an event's position returned that event first;
+/// EventStoreDB's starts with the event before it (the position is exclusive backwards,
+/// inclusive forwards).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backward_read_of_all_from_a_position_excludes_the_event_there() {
+    let (_node, client) = start_in_memory().await;
+    for n in 0..5 {
+        client
+            .append_to_stream(
+                "backwards",
+                &AppendToStreamOptions::default(),
+                json_event("e", n),
+            )
+            .await
+            .expect("append");
+    }
+    let forwards = user_events(
+        read_all(&client, &ReadAllOptions::default())
+            .await
+            .expect("reading $all"),
+    );
+    let third: Position = forwards[2].position;
+    let backwards = user_events(
+        read_all(
+            &client,
+            &ReadAllOptions::default()
+                .backwards()
+                .position(StreamPosition::Position(third)),
+        )
+        .await
+        .expect("reading $all backwards from a position"),
+    );
+    let ids: Vec<_> = backwards.iter().map(|e| e.id).collect();
+    assert_eq!(ids, vec![forwards[1].id, forwards[0].id]);
+
+    // From the first event's position backwards there is nothing of the user's.
+    let before_first = user_events(
+        read_all(
+            &client,
+            &ReadAllOptions::default()
+                .backwards()
+                .position(StreamPosition::Position(forwards[0].position)),
+        )
+        .await
+        .expect("reading $all backwards from the first event"),
+    );
+    assert!(before_first.is_empty(), "{before_first:?}");
+
+    // Forwards stays inclusive.
+    let from_third = user_events(
+        read_all(
+            &client,
+            &ReadAllOptions::default()
+                .position(StreamPosition::Position(third))
+                .max_count(1),
+        )
+        .await
+        .expect("reading $all forwards from a position"),
+    );
+    assert_eq!(from_third[0].id, forwards[2].id);
+}
+
+/// Listing the groups of a stream that has none answered an empty list; EventStoreDB
+/// answers NOT_FOUND.
+#[tokio::test(flavor = "multi_thread")]
+async fn listing_the_groups_of_a_stream_without_any_is_not_found() {
+    let (_node, client) = start_in_memory().await;
+    let result = client
+        .list_persistent_subscriptions_for_stream(
+            "no-groups-here",
+            &ListPersistentSubscriptionsOptions::default(),
+        )
+        .await;
+    assert!(
+        matches!(result, Err(kurrentdb::Error::ResourceNotFound)),
+        "{result:?}"
+    );
+    // Listing every group of a node with none is an empty list, not an error.
+    let all = client
+        .list_all_persistent_subscriptions(&ListPersistentSubscriptionsOptions::default())
+        .await
+        .expect("listing all groups");
+    assert!(all.is_empty());
+}
+
+/// `/ping` answered `{"text": ...}` only; EventStoreDB's body has `msgTypeId` too.
+#[tokio::test(flavor = "multi_thread")]
+async fn ping_answers_eventstoredbs_body() {
+    let (node, _client) = start_in_memory().await;
+    let body: serde_json::Value = reqwest::get(format!("{}/ping", node.http_url()))
+        .await
+        .expect("GET /ping")
+        .json()
+        .await
+        .expect("a JSON body");
+    assert_eq!(body["text"], "Ping request successfully handled");
+    assert!(body["msgTypeId"].is_u64(), "{body}");
+}
