@@ -107,3 +107,40 @@ async fn ping_answers_eventstoredbs_body() {
     assert_eq!(body["text"], "Ping request successfully handled");
     assert!(body["msgTypeId"].is_u64(), "{body}");
 }
+
+/// Every persistent-subscription call to a follower answers "not leader" with the leader's
+/// address, and "list" must too (the issue saw it answer otherwise): the official client,
+/// pointed at a follower, gets NotLeaderException naming the leader for both lists.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_answers_list_with_not_leader() {
+    use stele_testkit::{ClusterOptions, TestCluster};
+    let cluster = TestCluster::start(ClusterOptions::new(STELE)).await;
+    let leader = cluster
+        .wait_for_leader(&[], std::time::Duration::from_secs(30))
+        .await;
+    let follower = cluster.voters().find(|&k| k != leader).expect("a follower");
+    let leader_port = cluster.node(leader).http_port();
+    let client = stele_testkit::client::connect(&cluster.node_leader_connection_string(follower))
+        .expect("a client");
+    let all = client
+        .list_all_persistent_subscriptions(&ListPersistentSubscriptionsOptions::default())
+        .await;
+    match all {
+        Err(kurrentdb::Error::NotLeaderException(endpoint)) => {
+            assert_eq!(endpoint.port, leader_port as u32, "{endpoint:?}")
+        }
+        other => panic!("listing all groups on a follower: {other:?}"),
+    }
+    let client = stele_testkit::client::connect(&cluster.node_leader_connection_string(follower))
+        .expect("a client");
+    let of_stream = client
+        .list_persistent_subscriptions_for_stream(
+            "s",
+            &ListPersistentSubscriptionsOptions::default(),
+        )
+        .await;
+    assert!(
+        matches!(of_stream, Err(kurrentdb::Error::NotLeaderException(_))),
+        "listing a stream's groups on a follower: {of_stream:?}"
+    );
+}
