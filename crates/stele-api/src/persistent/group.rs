@@ -25,7 +25,8 @@
 //!
 //! **Parking.** Messages to park wait in `parking`, in the order they were parked; one
 //! append at a time writes all that waited, in that order, so the parked stream (and a
-//! replay of it) keeps the order in which messages were parked. Deliveries go
+//! replay of it) keeps the order in which messages were parked. A replay reads the parked
+//! stream a page at a time (see [`Group::replay`]). Deliveries go
 //! through an unbounded channel per consumer whose length the slots bound.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -39,7 +40,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::reader::{self, Page, ReaderConfig};
-use super::storage::{append, checkpoint_event, read_parked};
+use super::storage::{append, checkpoint_event, read_parked, ParkedPage, REPLAY_PAGE_MESSAGES};
 use super::strategy::{Candidate, Picker};
 use super::{
     ConnectRequest, ConnectionInfo, Definition, Delivery, GroupInfo, GroupKey, Message, NackAction,
@@ -97,10 +98,11 @@ pub(crate) enum Command {
         position: u64,
         result: Result<(), String>,
     },
+    /// A page of a replay of parked messages.
     Replayed {
-        result: Result<Vec<Message>, String>,
-        /// The parked stream's first revision not replayed.
-        truncate_before: u64,
+        result: Result<ParkedPage, String>,
+        /// Messages still to replay after the page (`None`: all there are).
+        remaining: Option<u64>,
     },
 }
 
@@ -254,6 +256,12 @@ struct Group {
     reader: Option<mpsc::Receiver<Result<Page, String>>>,
     live: bool,
     replaying: bool,
+    /// The next page of a replay, read once the retry queue is empty: where it starts in
+    /// the parked stream, and how many messages are still to replay (`None`: all).
+    replay_next: Option<(u64, Option<u64>)>,
+    /// The parked stream's truncate-before written last; appends of it are serialised so
+    /// that it only moves forwards.
+    parked_truncated: Arc<tokio::sync::Mutex<u64>>,
     parked: u64,
     delivered: Rate,
     failed: Option<String>,
@@ -302,6 +310,8 @@ pub(crate) fn spawn(node: Node, definition: Definition, start: Start) -> GroupHa
         reader: Some(reader),
         live: false,
         replaying: false,
+        replay_next: None,
+        parked_truncated: Arc::new(tokio::sync::Mutex::new(0)),
         parked: start.parked,
         delivered: Rate::default(),
         failed: None,
@@ -338,6 +348,11 @@ impl Group {
             }
             self.prune_timeouts();
             self.dispatch();
+            if self.retry.is_empty() {
+                if let Some((from, remaining)) = self.replay_next.take() {
+                    self.read_parked_page(Some(from), remaining);
+                }
+            }
         }
     }
 
@@ -423,10 +438,7 @@ impl Group {
                     }
                 }
             }
-            Command::Replayed {
-                result,
-                truncate_before,
-            } => self.replayed(result, truncate_before),
+            Command::Replayed { result, remaining } => self.replayed(result, remaining),
         }
         None
     }
@@ -727,54 +739,79 @@ impl Group {
         }
     }
 
-    /// Starts reading the parked stream: `stop_at` messages at most, else all there now.
+    /// Starts replaying the parked stream: `stop_at` messages at most, else all there now.
+    /// It is read [`REPLAY_PAGE_MESSAGES`] links (and at most a reader page of bytes) at a
+    /// time, the next page once the retry queue has been delivered, so a long parked stream
+    /// never sits in memory whole.
     fn replay(&mut self, stop_at: Option<u64>) -> Result<(), PsError> {
         if self.replaying {
             return Ok(());
         }
         self.replaying = true;
+        self.read_parked_page(None, stop_at);
+        Ok(())
+    }
+
+    fn read_parked_page(&mut self, from: Option<u64>, remaining: Option<u64>) {
+        let max = remaining.map_or(REPLAY_PAGE_MESSAGES, |r| r.min(REPLAY_PAGE_MESSAGES));
+        if max == 0 {
+            self.replaying = false;
+            return;
+        }
         let node = self.node.clone();
         let stream = self.key.parked_stream();
         let resolve_links = self.definition.settings.resolve_links;
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let read = tokio::task::spawn_blocking(move || {
-                read_parked(&node, &stream, resolve_links, stop_at)
+            let result = tokio::task::spawn_blocking(move || {
+                read_parked(&node, &stream, resolve_links, from, max)
             })
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r);
-            let (result, truncate_before) = match read {
-                Ok((messages, tb)) => (Ok(messages), tb),
-                Err(e) => (Err(e), 0),
-            };
-            let _ = tx.send(Command::Replayed {
-                result,
-                truncate_before,
-            });
+            let _ = tx.send(Command::Replayed { result, remaining });
         });
-        Ok(())
     }
 
-    fn replayed(&mut self, result: Result<Vec<Message>, String>, truncate_before: u64) {
-        let messages = match result {
-            Ok(messages) => messages,
+    fn replayed(&mut self, result: Result<ParkedPage, String>, remaining: Option<u64>) {
+        let page = match result {
+            Ok(page) => page,
             Err(e) => {
                 tracing::warn!(group = %self.key.id(), error = %e, "replaying parked messages failed");
                 self.replaying = false;
                 return;
             }
         };
-        let count = messages.len() as u64;
-        for message in messages {
+        let count = page.messages.len() as u64;
+        for message in page.messages {
             self.retry.push_back(Pending { message, key: None });
         }
         self.parked = self.parked.saturating_sub(count);
-        // Replayed messages leave the parked stream: move its start past them.
+        let remaining = remaining.map(|r| r.saturating_sub(page.links_read));
+        match page.next {
+            Some(next) => {
+                self.truncate_parked(next);
+                if page.full && remaining != Some(0) {
+                    self.replay_next = Some((next, remaining));
+                } else {
+                    self.replaying = false;
+                }
+            }
+            None => self.replaying = false,
+        }
+    }
+
+    /// Replayed messages leave the parked stream: moves its start (`$tb`) past them.
+    fn truncate_parked(&self, truncate_before: u64) {
         let node = self.node.clone();
         let stream = self.key.parked_stream();
         let group = self.key.id();
+        let written = self.parked_truncated.clone();
         tokio::spawn(async move {
+            let mut written = written.lock().await;
+            if *written >= truncate_before {
+                return;
+            }
             let metadata = serde_json::json!({ "$tb": truncate_before }).to_string();
             let event = ProposedEvent {
                 id: Uuid::new_v4(),
@@ -783,11 +820,13 @@ impl Group {
                 custom_metadata: Bytes::new(),
                 data: Bytes::from(metadata.into_bytes()),
             };
-            if let Err(e) = append(&node, stream.metadata_stream(), vec![event]).await {
-                tracing::warn!(%group, error = %e, "truncating the parked stream after a replay failed");
+            match append(&node, stream.metadata_stream(), vec![event]).await {
+                Ok(()) => *written = truncate_before,
+                Err(e) => {
+                    tracing::warn!(%group, error = %e, "truncating the parked stream after a replay failed")
+                }
             }
         });
-        self.replaying = false;
     }
 
     fn info(&mut self) -> GroupInfo {

@@ -42,40 +42,66 @@ pub(crate) async fn append(
     }
 }
 
-/// Reads the parked stream from its first visible message; returns the messages to
-/// deliver again and the revision after the last one read.
+/// Parked links read at most per page of a replay.
+pub(crate) const REPLAY_PAGE_MESSAGES: u64 = 256;
+
+/// One page of a replay of parked messages.
+pub(crate) struct ParkedPage {
+    /// The messages to deliver again, in the order they were parked.
+    pub messages: Vec<Message>,
+    /// The parked stream's revision after the last link read (where the next page starts
+    /// and its new truncate-before); `None` when no link was read.
+    pub next: Option<u64>,
+    /// Links read (some may point at records that are gone).
+    pub links_read: u64,
+    /// The page stopped at its count or byte bound: more may follow.
+    pub full: bool,
+}
+
+/// Reads up to `max` parked links from `from` (the first visible one when `None`), and
+/// stops early once the messages hold [`reader::PAGE_MAX_BYTES`].
 pub(crate) fn read_parked(
     node: &Node,
     stream: &StreamName,
     resolve_links: bool,
-    stop_at: Option<u64>,
-) -> Result<(Vec<Message>, u64), String> {
+    from: Option<u64>,
+    max: u64,
+) -> Result<ParkedPage, String> {
     use stele_cluster::{Direction, StreamReadRequest, StreamReadResult, StreamStart};
     let read = node
         .read_stream(&StreamReadRequest {
             stream: stream.clone(),
-            start: StreamStart::Start,
+            start: from.map_or(StreamStart::Start, StreamStart::Revision),
             direction: Direction::Forwards,
-            max_count: stop_at.unwrap_or(u64::MAX),
+            max_count: max,
         })
         .map_err(|e| e.to_string())?;
     let links = match read {
         StreamReadResult::Events(events) => events,
-        StreamReadResult::NotFound => return Ok((Vec::new(), 0)),
+        StreamReadResult::NotFound => Vec::new(),
     };
-    let Some(last) = links.last() else {
-        return Ok((Vec::new(), 0));
+    let mut page = ParkedPage {
+        messages: Vec::new(),
+        next: None,
+        links_read: 0,
+        full: links.len() as u64 >= max,
     };
-    let truncate_before = last.revision.0 + 1;
-    let mut messages = Vec::with_capacity(links.len());
+    let mut bytes = 0;
     for link in &links {
+        page.links_read += 1;
+        page.next = Some(link.revision.0 + 1);
         if let Some(message) =
             reader::unpark(node, resolve_links, link).map_err(|e| e.to_string())?
         {
-            messages.push(message);
+            bytes += message.size_bytes();
+            page.messages.push(message);
+        }
+        if bytes >= reader::PAGE_MAX_BYTES {
+            page.full = true;
+            break;
         }
     }
-    Ok((messages, truncate_before))
+    Ok(page)
 }
 
 /// How many messages the parked stream holds (its events after its truncate-before).

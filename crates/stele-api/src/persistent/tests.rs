@@ -247,3 +247,63 @@ async fn message_timeouts_are_checked_on_a_coarse_timer() {
         );
     }
 }
+
+/// A replay read the whole parked stream into the retry queue at once: it reads a page
+/// at a time, the next once the queue is delivered, and still in parking order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_parked_stream_is_replayed_a_page_at_a_time_in_order() {
+    use super::storage::REPLAY_PAGE_MESSAGES;
+    let messages = REPLAY_PAGE_MESSAGES as usize + 44;
+    let (node, persistent) = start().await;
+    let events = (0..messages)
+        .map(|n| event("parked", Bytes::from(n.to_string())))
+        .collect();
+    append(&node, "many-parked", events).await;
+    let source = Source::Stream(StreamName::new("many-parked").unwrap());
+    let settings = Settings {
+        start_from: StartFrom::Start,
+        ..Settings::default()
+    };
+    let key = GroupKey::new(source.clone(), "pages");
+    persistent
+        .create(definition(source, "pages", settings))
+        .await
+        .unwrap();
+    let mut consumer = persistent
+        .connect(ConnectRequest {
+            key: key.clone(),
+            buffer_size: 10,
+            connection_name: String::new(),
+            from: String::new(),
+            username: String::new(),
+        })
+        .await
+        .unwrap();
+    let handle = consumer.handle();
+    let mut order = Vec::new();
+    for _ in 0..messages {
+        let id = next(&mut consumer).await.ack_id();
+        handle.nack(vec![id], NackAction::Park, "test".into());
+        order.push(id);
+    }
+    let deadline = Instant::now() + DEADLINE;
+    while persistent.info(&key).await.unwrap().parked_message_count < messages as u64 {
+        assert!(Instant::now() < deadline, "the messages are never parked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    persistent.replay_parked(&key, None).await.unwrap();
+    let mut replayed = Vec::new();
+    let mut most_waiting = 0;
+    while replayed.len() < messages {
+        let id = next(&mut consumer).await.ack_id();
+        handle.ack(vec![id]);
+        replayed.push(id);
+        let info = persistent.info(&key).await.unwrap();
+        most_waiting = most_waiting.max(info.retry_buffer_count);
+    }
+    assert_eq!(replayed, order);
+    assert!(
+        most_waiting <= REPLAY_PAGE_MESSAGES,
+        "{most_waiting} messages waited to be replayed at once"
+    );
+}
