@@ -144,3 +144,52 @@ async fn a_follower_answers_list_with_not_leader() {
         "listing a stream's groups on a follower: {of_stream:?}"
     );
 }
+
+/// Invalid JSON in `$$stream` metadata: EventStoreDB's write path does not look inside
+/// `$metadata` events, and its index reader parses them with `TryFromJsonBytes`, giving
+/// the empty metadata for data it cannot read. So the append is accepted and the stream
+/// reads as if it had no metadata, while valid metadata before and after is honoured.
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_json_in_stream_metadata_is_accepted_and_ignored_as_eventstoredb_does() {
+    use kurrentdb::{EventData, ReadStreamOptions, StreamMetadata};
+    let (_node, client) = start_in_memory().await;
+    for n in 0..3 {
+        client
+            .append_to_stream(
+                "meta-bad",
+                &AppendToStreamOptions::default(),
+                json_event("e", n),
+            )
+            .await
+            .expect("append");
+    }
+    let visible = |client: kurrentdb::Client| async move {
+        read_stream(&client, "meta-bad", &ReadStreamOptions::default())
+            .await
+            .expect("reading the stream")
+            .len()
+    };
+    client
+        .set_stream_metadata(
+            "meta-bad",
+            &AppendToStreamOptions::default(),
+            &StreamMetadata::builder().max_count(1).build(),
+        )
+        .await
+        .expect("valid metadata");
+    assert_eq!(visible(client.clone()).await, 1, "$maxCount 1 is honoured");
+
+    client
+        .append_to_stream(
+            "$$meta-bad",
+            &AppendToStreamOptions::default(),
+            EventData::binary("$metadata", bytes::Bytes::from_static(b"{not json")),
+        )
+        .await
+        .expect("EventStoreDB accepts metadata it cannot parse");
+    assert_eq!(
+        visible(client.clone()).await,
+        3,
+        "unreadable metadata is no metadata"
+    );
+}
