@@ -21,7 +21,8 @@
 //!   EventStoreDB truncates). A timeout left unset takes the default of [`Settings`] rather
 //!   than EventStoreDB's 0 (which would retry every message at once); no official client
 //!   leaves them unset. Negative counts and durations are INVALID_ARGUMENT; everything else
-//!   is checked by the engine (`Settings::validate`).
+//!   is checked by the engine (`Settings::validate`), whose refusal is the PS-failed status
+//!   as EventStoreDB's create failure is.
 //! - Start positions: a revision (`u64::MAX` is the end, as EventStoreDB reads it), or a
 //!   `$all` commit position (the prepare position is the same in Stele's log).
 //! - A `$all` group may have a filter (the window and checkpoint multiplier do not apply to

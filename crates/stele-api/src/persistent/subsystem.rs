@@ -381,10 +381,13 @@ impl Subsystem {
 }
 
 fn check_definition(definition: &Definition) -> Result<(), PsError> {
+    // Settings a group cannot run with fail the request as EventStoreDB's create and update
+    // do when building the group throws: its `Fail` result, the PS-failed status on gRPC.
+    // (The HTTP API checks them first, with EventStoreDB's HTTP messages.)
     definition
         .settings
         .validate()
-        .map_err(PsError::InvalidArgument)?;
+        .map_err(|reason| PsError::failed(&definition.key, reason))?;
     if definition.key.group.is_empty() {
         return Err(PsError::InvalidArgument(
             "Group name cannot be empty".to_owned(),

@@ -307,3 +307,27 @@ async fn a_long_parked_stream_is_replayed_a_page_at_a_time_in_order() {
         "{most_waiting} messages waited to be replayed at once"
     );
 }
+
+/// Settings EventStoreDB refuses (a buffer of zero events) were INVALID_ARGUMENT; its
+/// create fails them through its `Fail` result, which gRPC answers with the PS-failed
+/// status (INTERNAL, `Subscription group <g> on stream <s> failed: '<reason>'`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_a_group_cannot_run_with_fail_as_eventstoredb_fails_them() {
+    let (_node, persistent) = start().await;
+    let source = Source::Stream(StreamName::new("s").unwrap());
+    let settings = Settings {
+        history_buffer_size: 0,
+        ..Settings::default()
+    };
+    let error = persistent
+        .create(definition(source, "zero", settings))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, PsError::Failed { stream, group, reason }
+            if stream == "s" && group == "zero" && reason.contains("HistoryBufferSize")),
+        "{error:?}"
+    );
+    let status = crate::grpc::status::persistent_error(&error);
+    assert_eq!(status.code(), tonic::Code::Internal);
+}
