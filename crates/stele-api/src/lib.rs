@@ -1,6 +1,7 @@
 //! Stele's client API on one port: the EventStoreDB-compatible gRPC services in [`grpc`]
 //! (and, beside them, the HTTP API). Errors become wire answers in one place per protocol.
 
+pub mod connections;
 pub mod grpc;
 pub mod http;
 pub mod persistent;

@@ -12,19 +12,27 @@
 //! hyper's HTTP/2 layer whatever their rate: it has no "too many pings" rule and never sends
 //! GOAWAY for them, so the Rust client's 10 s keepalive is safe.
 //!
+//! Connections come from [`crate::connections`], which bounds how many are open and closes
+//! those that sit without a request (header-read and idle timeouts); every request here is
+//! counted in flight on its connection until its response body is done.
+//!
 //! Not here: TLS (ALPN), which Stele does not serve yet.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::Request;
 use axum::Router;
+use futures::FutureExt;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tower::ServiceExt;
+
+use crate::connections::{self, ConnectionInfo, ConnectionLimits, Registry, RequestGuard};
 
 /// Server-sent HTTP/2 keepalive, EventStoreDB's defaults (`KeepAliveInterval`,
 /// `KeepAliveTimeout`): a client that stops answering PINGs is dropped, and with it its
@@ -40,16 +48,17 @@ pub const MAX_CONCURRENT_STREAMS_PER_CONNECTION: u32 = 1024;
 /// themselves) get to finish before `serve` returns anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Serves `grpc` and `http` on `listener` until `shutdown` completes; then stops accepting,
-/// asks open connections to close (HTTP/2 GOAWAY) and returns once they have, or after
-/// [`SHUTDOWN_GRACE`].
+/// Serves `grpc` and `http` on `listener`, within `limits`, until `shutdown` completes; then
+/// stops accepting, asks open connections to close (HTTP/2 GOAWAY) and returns once they
+/// have, or after [`SHUTDOWN_GRACE`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     http: Router,
     grpc: Routes,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = connections::incoming(listener, Registry::new(limits));
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
@@ -81,18 +90,62 @@ pub async fn serve(
     }
 }
 
-/// One set of routes that sends gRPC calls to `grpc` and the rest to `http`.
+/// One set of routes that sends gRPC calls to `grpc` and the rest to `http`, each counted
+/// in flight on its connection until its response body is done.
 fn one_port_routes(http: Router, grpc: Routes) -> Routes {
     let grpc = grpc.prepare().into_axum_router();
-    let dispatch = tower::service_fn(move |request: Request<Body>| {
+    let dispatch = tower::service_fn(move |mut request: Request<Body>| {
+        let guard = match request.extensions().get::<ConnectionInfo>().cloned() {
+            Some(connection) => {
+                // tonic's `Request::remote_addr` looks for the TCP addresses.
+                request.extensions_mut().insert(connection.tcp());
+                Some(connection.begin_request())
+            }
+            None => None,
+        };
         let target = if is_grpc(&request) {
             grpc.clone()
         } else {
             http.clone()
         };
-        target.oneshot(request)
+        target.oneshot(request).map(move |result| {
+            result.map(|response| {
+                response.map(|body| {
+                    Body::new(InFlightBody {
+                        body,
+                        _guard: guard,
+                    })
+                })
+            })
+        })
     });
     Routes::from(Router::new().fallback_service(dispatch))
+}
+
+/// A response body that keeps its request counted in flight until it is done or dropped.
+struct InFlightBody {
+    body: Body,
+    _guard: Option<RequestGuard>,
+}
+
+impl HttpBody for InFlightBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// `application/grpc`, `application/grpc+proto`, ...
@@ -121,6 +174,7 @@ mod tests {
     use tonic::service::Routes;
 
     use super::serve;
+    use crate::connections::ConnectionLimits;
     use crate::grpc::ServerFeaturesService;
     use crate::http::routes;
     use crate::http::test_node::{status, FakeNode};
@@ -165,6 +219,16 @@ mod tests {
         tokio::sync::oneshot::Sender<()>,
         tokio::task::JoinHandle<()>,
     ) {
+        start_with(ConnectionLimits::default()).await
+    }
+
+    async fn start_with(
+        limits: ConnectionLimits,
+    ) -> (
+        u16,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let http = routes(Arc::new(FakeNode(Mutex::new(status()))));
@@ -174,7 +238,7 @@ mod tests {
             let shutdown = async move {
                 let _ = stop_rx.await;
             };
-            serve(listener, http, grpc, shutdown).await.unwrap();
+            serve(listener, http, grpc, limits, shutdown).await.unwrap();
         });
         (port, stop_tx, server)
     }
@@ -239,6 +303,154 @@ mod tests {
         let mut answer = String::new();
         tcp.read_to_string(&mut answer).await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    }
+
+    /// Connection limits with short timeouts for the tests below.
+    fn short_limits(max_connections: usize, timeout: Duration) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections,
+            header_read_timeout: timeout,
+            idle_timeout: timeout,
+        }
+    }
+
+    /// Whether the server closes `tcp` within `within`, while `dribble` (if any) is sent a
+    /// byte every 50 ms, as a slowloris client does.
+    async fn closed_within(tcp: &mut TcpStream, dribble: &[u8], within: Duration) -> bool {
+        let mut bytes =
+            dribble
+                .iter()
+                .cycle()
+                .take(if dribble.is_empty() { 0 } else { usize::MAX });
+        let mut buf = [0u8; 1024];
+        let watch = async {
+            loop {
+                tokio::select! {
+                    read = tcp.read(&mut buf) => match read {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => continue,
+                    },
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {
+                        if let Some(byte) = bytes.next() {
+                            if tcp.write_all(&[*byte]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(within, watch).await.is_ok()
+    }
+
+    /// `GET /health/live` over a new HTTP/1.1 connection: the status line, or `None` when
+    /// the connection is closed without an answer.
+    async fn health_live(port: u16) -> Option<String> {
+        let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        tcp.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut answer))
+            .await
+            .ok()?
+            .ok()?;
+        answer.lines().next().map(str::to_owned)
+    }
+
+    /// 500 slowloris connections (a header sent byte by byte) stayed open forever: a
+    /// connection that does not complete its first request's headers within the header-read
+    /// timeout is closed, over HTTP/1.1 and over h2c (a preface sent byte by byte).
+    #[tokio::test]
+    async fn slowloris_connections_are_closed_after_the_header_read_timeout() {
+        let timeout = Duration::from_millis(400);
+        let (port, _stop, _server) = start_with(short_limits(64, timeout)).await;
+        let started = std::time::Instant::now();
+        let mut slow = Vec::new();
+        for n in 0..20 {
+            let dribble: &'static [u8] = if n % 2 == 0 {
+                b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+            } else {
+                b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+            };
+            let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            slow.push(tokio::spawn(async move {
+                closed_within(&mut tcp, dribble, Duration::from_secs(5)).await
+            }));
+        }
+        for connection in slow {
+            assert!(
+                connection.await.unwrap(),
+                "a slowloris connection stayed open"
+            );
+        }
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        // The server itself is fine.
+        assert_eq!(
+            health_live(port).await.as_deref(),
+            Some("HTTP/1.1 204 No Content")
+        );
+    }
+
+    /// 1,100 idle connections exhausted the file descriptors and new clients (and
+    /// `/health/live`) timed out: at the connection limit the longest-idle connection makes
+    /// room, and idle connections are closed after the idle timeout.
+    #[tokio::test]
+    async fn idle_connections_beyond_the_limit_do_not_lock_out_new_clients() {
+        let timeout = Duration::from_millis(800);
+        let (port, _stop, _server) = start_with(short_limits(4, timeout)).await;
+        let mut idle = Vec::new();
+        for _ in 0..10 {
+            idle.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+        }
+        // Served at once: an idle connection was closed to make room.
+        assert_eq!(
+            health_live(port).await.as_deref(),
+            Some("HTTP/1.1 204 No Content")
+        );
+        // And every idle connection is gone after the idle timeout.
+        for tcp in &mut idle {
+            assert!(closed_within(tcp, &[], Duration::from_secs(3)).await);
+        }
+        assert_eq!(
+            health_live(port).await.as_deref(),
+            Some("HTTP/1.1 204 No Content")
+        );
+    }
+
+    /// Busy connections are never cut for room: at the limit with every connection
+    /// running a call, a new client is refused; once the calls end, their connections are
+    /// idle and the next new client is served.
+    #[tokio::test]
+    async fn busy_connections_are_kept_and_new_clients_are_served_once_they_are_idle() {
+        let (port, _stop, _server) = start_with(short_limits(3, Duration::from_secs(30))).await;
+        let mut calls = Vec::new();
+        for _ in 0..3 {
+            let (h2, _) = h2_client(port).await;
+            calls.push(tokio::spawn(async move {
+                let response = h2_call(
+                    &h2,
+                    Method::POST,
+                    "/test.Echo/Slow",
+                    &[GRPC, ("grpc-timeout", "1500m")],
+                )
+                .await;
+                (h2, response.headers()["grpc-status"].clone())
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(health_live(port).await, None, "refused while all are busy");
+        let mut clients = Vec::new();
+        for call in calls {
+            let (h2, status) = call.await.unwrap();
+            // The calls ran to their deadline: nobody cut them.
+            assert_eq!(status, "1");
+            clients.push(h2);
+        }
+        assert_eq!(
+            health_live(port).await.as_deref(),
+            Some("HTTP/1.1 204 No Content")
+        );
     }
 
     #[tokio::test]

@@ -14,6 +14,73 @@ use crate::config::Options;
 /// single node under fsync load needs more headroom than that on a slow disk).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// File descriptors kept for everything but client connections (log chunks, the index,
+/// the internal port's connections, gossip) when the connection limit is fitted to the
+/// process's file limit.
+const RESERVED_FILE_DESCRIPTORS: u64 = 256;
+
+/// Raises the soft limit on open files (RLIMIT_NOFILE) to the hard limit, as servers do at
+/// start: the soft default is often 1,024, which 1,100 idle client connections exhausted.
+/// Returns the soft limit in force afterwards, or `None` if it cannot be read.
+pub fn raise_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given, which lives on this stack.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Some(rlim_to_u64(raised.rlim_cur));
+        }
+        tracing::warn!(
+            soft = limit.rlim_cur,
+            hard = limit.rlim_max,
+            error = %std::io::Error::last_os_error(),
+            "cannot raise the open-files limit to its hard limit"
+        );
+    }
+    Some(rlim_to_u64(limit.rlim_cur))
+}
+
+/// `rlim_t` is `u64` on Linux but not everywhere.
+#[allow(clippy::unnecessary_cast)]
+fn rlim_to_u64(value: libc::rlim_t) -> u64 {
+    value as u64
+}
+
+/// The client connection limits from the options, the connection count lowered to what
+/// `file_limit` leaves room for (said once at start when it is).
+pub fn connection_limits(
+    options: &Options,
+    file_limit: Option<u64>,
+) -> stele_api::connections::ConnectionLimits {
+    let wanted = options.max_client_connections.max(1) as usize;
+    let fits = file_limit.map_or(wanted, |limit| {
+        limit.saturating_sub(RESERVED_FILE_DESCRIPTORS).max(1) as usize
+    });
+    if fits < wanted {
+        tracing::warn!(
+            max_client_connections = wanted,
+            open_files_limit = ?file_limit,
+            lowered_to = fits,
+            "MaxClientConnections does not fit the open-files limit; lowering it"
+        );
+    }
+    stele_api::connections::ConnectionLimits {
+        max_connections: wanted.min(fits),
+        header_read_timeout: Duration::from_millis(options.client_header_read_timeout_ms.max(1)),
+        idle_timeout: Duration::from_millis(options.client_idle_timeout_ms.max(1)),
+    }
+}
+
 /// Turns options into the node's configuration, or says which option cannot be honoured.
 pub fn node_config(options: &Options) -> anyhow::Result<NodeConfig> {
     let majority = (options.cluster_size / 2 + 1) as i32;
@@ -69,6 +136,8 @@ pub fn node_config(options: &Options) -> anyhow::Result<NodeConfig> {
 
 /// Starts a node and serves it until a shutdown signal.
 pub async fn run_node(options: Options) -> anyhow::Result<()> {
+    let file_limit = raise_file_limit();
+    let limits = connection_limits(&options, file_limit);
     let bind = options.http_bind_addr();
     // Bind first: a port in use is the most common start-up failure and should be reported
     // before any data is touched.
@@ -81,6 +150,8 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
     tracing::info!(
         %bind,
         db = ?options.db_dir(),
+        open_files_limit = ?file_limit,
+        max_client_connections = limits.max_connections,
         "serving gRPC and HTTP on one port"
     );
     // Persistent subscriptions run on whichever node leads; gRPC and HTTP share them.
@@ -107,7 +178,7 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
             }
         }
     };
-    stele_api::serve::serve(listener, http, grpc, stop)
+    stele_api::serve::serve(listener, http, grpc, limits, stop)
         .await
         .context("serving")?;
     tracing::info!("shutting down");
@@ -130,5 +201,55 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unnecessary_cast)]
+mod tests {
+    use super::*;
+
+    fn soft_and_hard() -> (u64, u64) {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: as in raise_file_limit.
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+            0
+        );
+        (limit.rlim_cur as u64, limit.rlim_max as u64)
+    }
+
+    /// With the common soft default of 1,024 open files, 1,100 idle client connections
+    /// exhausted them and new clients timed out: the node raises its soft limit to the
+    /// hard limit at start.
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_limit() {
+        let (_, hard) = soft_and_hard();
+        let lowered = libc::rlimit {
+            rlim_cur: hard.min(1024) as libc::rlim_t,
+            rlim_max: hard as libc::rlim_t,
+        };
+        // SAFETY: setrlimit only reads the struct it is given.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lowered) }, 0);
+        assert_eq!(raise_file_limit(), Some(hard));
+        assert_eq!(soft_and_hard(), (hard, hard));
+    }
+
+    #[test]
+    fn the_connection_limit_fits_the_open_files_limit() {
+        let (options, _) =
+            crate::config::parse(&["--insecure".to_owned()], &[]).expect("default options");
+        let limits = connection_limits(&options, Some(1_000_000));
+        assert_eq!(limits.max_connections, 4096);
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(30));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(130));
+        let limits = connection_limits(&options, Some(1024));
+        assert_eq!(
+            limits.max_connections,
+            1024 - RESERVED_FILE_DESCRIPTORS as usize
+        );
     }
 }

@@ -13,13 +13,16 @@
 //!   client sends field 1 next to field 4, so field 4 wins.
 //! - Create takes the strategy from `consumer_strategy` when it is non-empty, else from the
 //!   deprecated enum; Update has only the enum (the Python client sends the string on Create
-//!   and the enum on Update). An unknown name is INVALID_ARGUMENT with EventStoreDB's text
-//!   (`Consumer strategy X does not exist.`), where EventStoreDB answers a failure.
+//!   and the enum on Update). An unknown name fails as EventStoreDB's create and update
+//!   fail (`PersistentSubscriptionService` answers `Fail`, which its gRPC layer turns into
+//!   the PS-failed status: INTERNAL, `Subscription group <g> on stream <s> failed:
+//!   'Consumer strategy X does not exist.'`).
 //! - Timeouts come as milliseconds or as .NET ticks (10,000 to the millisecond, truncated as
 //!   EventStoreDB truncates). A timeout left unset takes the default of [`Settings`] rather
 //!   than EventStoreDB's 0 (which would retry every message at once); no official client
 //!   leaves them unset. Negative counts and durations are INVALID_ARGUMENT; everything else
-//!   is checked by the engine (`Settings::validate`).
+//!   is checked by the engine (`Settings::validate`), whose refusal is the PS-failed status
+//!   as EventStoreDB's create failure is.
 //! - Start positions: a revision (`u64::MAX` is the end, as EventStoreDB reads it), or a
 //!   `$all` commit position (the prepare position is the same in Stele's log).
 //! - A `$all` group may have a filter (the window and checkpoint multiplier do not apply to
@@ -404,18 +407,20 @@ fn position_start(commit_position: u64) -> StartFrom {
     }
 }
 
-/// EventStoreDB's answer to a strategy it does not have.
-fn unknown_strategy(name: impl std::fmt::Display) -> Status {
-    status::persistent_error(&PsError::InvalidArgument(format!(
-        "Consumer strategy {name} does not exist."
-    )))
+/// EventStoreDB's answer to a strategy it does not have (the error carries its name).
+fn unknown_strategy(key: &GroupKey, name: &str) -> Status {
+    status::persistent_error(&PsError::failed(
+        key,
+        format!("Consumer strategy {name} does not exist."),
+    ))
 }
 
-fn strategy_by_name(name: &str) -> Result<Strategy, Status> {
-    Strategy::from_name(name).ok_or_else(|| unknown_strategy(name))
+fn strategy_by_name(name: &str) -> Result<Strategy, String> {
+    Strategy::from_name(name).ok_or_else(|| name.to_owned())
 }
 
-fn create_strategy(settings: &create_req::Settings) -> Result<Strategy, Status> {
+/// The strategy Create asks for, or the name of one that does not exist.
+fn create_strategy(settings: &create_req::Settings) -> Result<Strategy, String> {
     use create_req::ConsumerStrategy;
     if !settings.consumer_strategy.is_empty() {
         return strategy_by_name(&settings.consumer_strategy);
@@ -424,17 +429,18 @@ fn create_strategy(settings: &create_req::Settings) -> Result<Strategy, Status> 
         Ok(ConsumerStrategy::DispatchToSingle) => Ok(Strategy::DispatchToSingle),
         Ok(ConsumerStrategy::RoundRobin) => Ok(Strategy::RoundRobin),
         Ok(ConsumerStrategy::Pinned) => Ok(Strategy::Pinned),
-        Err(_) => Err(unknown_strategy(settings.named_consumer_strategy)),
+        Err(_) => Err(settings.named_consumer_strategy.to_string()),
     }
 }
 
-fn update_strategy(settings: &update_req::Settings) -> Result<Strategy, Status> {
+/// The strategy Update asks for, or the name of one that does not exist.
+fn update_strategy(settings: &update_req::Settings) -> Result<Strategy, String> {
     use update_req::ConsumerStrategy;
     match ConsumerStrategy::try_from(settings.named_consumer_strategy) {
         Ok(ConsumerStrategy::DispatchToSingle) => Ok(Strategy::DispatchToSingle),
         Ok(ConsumerStrategy::RoundRobin) => Ok(Strategy::RoundRobin),
         Ok(ConsumerStrategy::Pinned) => Ok(Strategy::Pinned),
-        Err(_) => Err(unknown_strategy(settings.named_consumer_strategy)),
+        Err(_) => Err(settings.named_consumer_strategy.to_string()),
     }
 }
 
@@ -502,9 +508,10 @@ pub fn create_definition(request: CreateReq) -> Result<Definition, Status> {
             None,
         ),
     };
-    let strategy = create_strategy(wire_settings)?;
+    let key = GroupKey::new(source, options.group_name);
+    let strategy = create_strategy(wire_settings).map_err(|name| unknown_strategy(&key, &name))?;
     Ok(Definition {
-        key: GroupKey::new(source, options.group_name),
+        key,
         filter,
         settings: settings(&WireSettings::from(wire_settings), start_from, strategy)?,
     })
@@ -545,9 +552,10 @@ pub fn update_definition(request: UpdateReq) -> Result<Definition, Status> {
             revision_start(wire_settings.revision),
         ),
     };
-    let strategy = update_strategy(wire_settings)?;
+    let key = GroupKey::new(source, options.group_name);
+    let strategy = update_strategy(wire_settings).map_err(|name| unknown_strategy(&key, &name))?;
     Ok(Definition {
-        key: GroupKey::new(source, options.group_name),
+        key,
         filter: None,
         settings: settings(&WireSettings::from(wire_settings), start_from, strategy)?,
     })
@@ -1050,9 +1058,16 @@ mod tests {
             by_enum(2).unwrap().settings.consumer_strategy,
             Strategy::Pinned
         );
+        // EventStoreDB fails the create: the PS-failed status, with its reason.
         let unknown = by_enum(7).unwrap_err();
-        assert_eq!(unknown.code(), Code::InvalidArgument);
-        assert_eq!(unknown.message(), "Consumer strategy 7 does not exist.");
+        assert_eq!(unknown.code(), Code::Internal);
+        assert!(
+            unknown
+                .message()
+                .ends_with("failed: 'Consumer strategy 7 does not exist.'"),
+            "{}",
+            unknown.message()
+        );
 
         let by_name = |name: &str| {
             create_definition(create_on_stream(
@@ -1076,10 +1091,13 @@ mod tests {
             Strategy::RoundRobin
         );
         let unknown = by_name("Random").unwrap_err();
-        assert_eq!(unknown.code(), Code::InvalidArgument);
-        assert_eq!(
-            unknown.message(),
-            "Consumer strategy Random does not exist."
+        assert_eq!(unknown.code(), Code::Internal);
+        assert!(
+            unknown
+                .message()
+                .ends_with("failed: 'Consumer strategy Random does not exist.'"),
+            "{}",
+            unknown.message()
         );
     }
 
@@ -1365,7 +1383,11 @@ mod tests {
             }),
         };
         let status = update_definition(legacy).unwrap_err();
-        assert_eq!(status.message(), "Consumer strategy 9 does not exist.");
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(
+            status.message(),
+            "Subscription group g2 on stream orders failed: 'Consumer strategy 9 does not exist.'"
+        );
     }
 
     #[test]
@@ -1651,6 +1673,7 @@ mod tests {
             last_known_position: Some(40),
             read_buffer_count: 1,
             live_buffer_count: 2,
+            buffered_bytes: 100,
             retry_buffer_count: 3,
             total_in_flight_messages: 4,
             outstanding_messages_count: 5,

@@ -52,13 +52,23 @@ pub(super) async fn get_info(State(node): State<SharedNode>) -> Json<Info> {
     })
 }
 
+/// The `msgTypeId` of `/ping`'s answer. EventStoreDB serializes its internal
+/// `HttpMessage.TextMessage` there, whose id it assigns when it starts, from its message
+/// classes: the number differs between versions (the Node client's tests accept any
+/// number), so Stele answers a fixed one.
+pub const PING_MSG_TYPE_ID: u32 = 1;
+
+/// `/ping`'s body, as EventStoreDB writes it: `{"msgTypeId": <n>, "text": "..."}`.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub(super) struct Ping {
+    msg_type_id: u32,
     text: &'static str,
 }
 
 pub(super) async fn ping() -> Json<Ping> {
     Json(Ping {
+        msg_type_id: PING_MSG_TYPE_ID,
         text: "Ping request successfully handled",
     })
 }

@@ -230,11 +230,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ping_answers_200_with_a_text() {
+    /// `/ping` answered only `{"text": ...}`; EventStoreDB's body also has `msgTypeId` (a
+    /// number), which the Node client's tests check.
+    async fn ping_answers_200_with_eventstoredbs_body() {
         let (code, body) = call(&fake(), Method::GET, "/ping").await;
         assert_eq!(code, StatusCode::OK);
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["text"], "Ping request successfully handled");
+        assert!(json["msgTypeId"].is_u64(), "{json}");
+        assert_eq!(json.as_object().unwrap().len(), 2, "{json}");
     }
 
     #[tokio::test]

@@ -2,10 +2,15 @@
 //! ack, nack, disconnect, info, replay, stop) from a channel, so nothing in it is shared.
 //!
 //! **Messages.** The [`reader`](super::reader) fills `buffer` with what the source holds
-//! after the group's position, at most [`Settings::read_ahead`] messages ahead. `retry`
+//! after the group's position, at most [`Settings::read_ahead`] messages and
+//! [`BUFFER_MAX_BYTES`] (plus one page) ahead; messages in flight stop being sent at
+//! [`IN_FLIGHT_MAX_BYTES`], whatever the consumers' buffer sizes. `retry`
 //! holds messages to deliver again (nacked, timed out, left behind by a consumer that went
 //! away, replayed from the parked stream); it goes first. A message sent to a consumer is
 //! `in_flight` until it is acknowledged, nacked or times out.
+//!
+//! **Timeouts.** A message not acknowledged within the group's message timeout is retried
+//! at the next of the checks made every [`TIMEOUT_CHECK_INTERVAL`], as in EventStoreDB.
 //!
 //! **Checkpoints.** Every message read from the source has its source position in
 //! `window` until it is done (acknowledged, skipped, or parked and the park written).
@@ -16,7 +21,12 @@
 //! or every `checkpoint_after` when at least `min_checkpoint_count` were.
 //!
 //! **Consumers.** Each has a number of free slots (its `buffer_size` minus its messages in
-//! flight); the [`Picker`](super::strategy::Picker) chooses among them. Deliveries go
+//! flight); the [`Picker`](super::strategy::Picker) chooses among them.
+//!
+//! **Parking.** Messages to park wait in `parking`, in the order they were parked; one
+//! append at a time writes all that waited, in that order, so the parked stream (and a
+//! replay of it) keeps the order in which messages were parked. A replay reads the parked
+//! stream a page at a time (see [`Group::replay`]). Deliveries go
 //! through an unbounded channel per consumer whose length the slots bound.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -24,19 +34,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use stele_cluster::{AppendOutcome, Node, WriteError};
-use stele_core::{ContentType, ExpectedRevision, ProposedEvent, StreamName};
+use stele_cluster::Node;
+use stele_core::{ContentType, ProposedEvent};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::reader::{self, Page, ReaderConfig};
+use super::storage::{append, checkpoint_event, read_parked, ParkedPage, REPLAY_PAGE_MESSAGES};
 use super::strategy::{Candidate, Picker};
 use super::{
     ConnectRequest, ConnectionInfo, Definition, Delivery, GroupInfo, GroupKey, Message, NackAction,
-    PsError, Source, CHECKPOINT_EVENT_TYPE,
+    PsError, BUFFER_MAX_BYTES, IN_FLIGHT_MAX_BYTES,
 };
 use crate::grpc::event_filter::EventFilter;
 use crate::grpc::streams::links::LINK_EVENT_TYPE;
+
+/// How often message timeouts are checked, as EventStoreDB's persistent subscription timer
+/// ticks (once a second): a message is retried at the first check after its timeout, so a
+/// client that acknowledges in batches (the Python client: every 0.2 s) is not raced by a
+/// timeout that just passed.
+pub const TIMEOUT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What a group's task is asked to do.
 pub(crate) enum Command {
@@ -72,18 +89,20 @@ pub(crate) enum Command {
         done: oneshot::Sender<()>,
     },
     // Completions of the work the task hands to other tasks.
+    /// The messages of one parking append, in the order they were parked.
     Parked {
-        pending: Box<Pending>,
+        pending: Vec<Pending>,
         result: Result<(), String>,
     },
     CheckpointWritten {
         position: u64,
         result: Result<(), String>,
     },
+    /// A page of a replay of parked messages.
     Replayed {
-        result: Result<Vec<Message>, String>,
-        /// The parked stream's first revision not replayed.
-        truncate_before: u64,
+        result: Result<ParkedPage, String>,
+        /// Messages still to replay after the page (`None`: all there are).
+        remaining: Option<u64>,
     },
 }
 
@@ -215,6 +234,13 @@ struct Group {
     retry: VecDeque<Pending>,
     buffer: VecDeque<Pending>,
     in_flight: HashMap<Uuid, InFlight>,
+    /// Bytes of the messages in `buffer` and in `in_flight`.
+    buffer_bytes: usize,
+    in_flight_bytes: usize,
+    /// Messages to park with their reasons, in order; `parking_now` while an append of
+    /// earlier ones runs.
+    parking: Vec<(Pending, String)>,
+    parking_now: bool,
     next_delivery: u64,
     /// `(deadline, id, delivery)` in delivery order (one timeout for all, so deadlines
     /// ascend).
@@ -230,6 +256,12 @@ struct Group {
     reader: Option<mpsc::Receiver<Result<Page, String>>>,
     live: bool,
     replaying: bool,
+    /// The next page of a replay, read once the retry queue is empty: where it starts in
+    /// the parked stream, and how many messages are still to replay (`None`: all).
+    replay_next: Option<(u64, Option<u64>)>,
+    /// The parked stream's truncate-before written last; appends of it are serialised so
+    /// that it only moves forwards.
+    parked_truncated: Arc<tokio::sync::Mutex<u64>>,
     parked: u64,
     delivered: Rate,
     failed: Option<String>,
@@ -263,6 +295,10 @@ pub(crate) fn spawn(node: Node, definition: Definition, start: Start) -> GroupHa
         retry: VecDeque::new(),
         buffer: VecDeque::new(),
         in_flight: HashMap::new(),
+        buffer_bytes: 0,
+        in_flight_bytes: 0,
+        parking: Vec::new(),
+        parking_now: false,
         next_delivery: 0,
         timeouts: VecDeque::new(),
         window: BTreeMap::new(),
@@ -274,6 +310,8 @@ pub(crate) fn spawn(node: Node, definition: Definition, start: Start) -> GroupHa
         reader: Some(reader),
         live: false,
         replaying: false,
+        replay_next: None,
+        parked_truncated: Arc::new(tokio::sync::Mutex::new(0)),
         parked: start.parked,
         delivered: Rate::default(),
         failed: None,
@@ -288,9 +326,11 @@ impl Group {
         let mut checkpoint_timer =
             tokio::time::interval(Duration::from_millis(settings.checkpoint_after_ms.max(10)));
         checkpoint_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut timeout_timer = tokio::time::interval(TIMEOUT_CHECK_INTERVAL);
+        timeout_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let wants_more = self.buffer.len() < self.definition.settings.read_ahead();
-            let next_timeout = self.timeouts.front().map(|&(at, _, _)| at);
+            let wants_more = self.buffer.len() < self.definition.settings.read_ahead()
+                && self.buffer_bytes < BUFFER_MAX_BYTES;
             tokio::select! {
                 command = rx.recv() => {
                     let Some(command) = command else { return };
@@ -303,11 +343,16 @@ impl Group {
                     }
                 }
                 page = recv_page(&mut self.reader), if wants_more => self.take_page(page),
-                () = sleep_until(next_timeout) => self.expire(),
+                _ = timeout_timer.tick(), if !self.timeouts.is_empty() => self.expire(),
                 _ = checkpoint_timer.tick() => self.maybe_checkpoint(true),
             }
             self.prune_timeouts();
             self.dispatch();
+            if self.retry.is_empty() {
+                if let Some((from, remaining)) = self.replay_next.take() {
+                    self.read_parked_page(Some(from), remaining);
+                }
+            }
         }
     }
 
@@ -365,17 +410,25 @@ impl Group {
                 }
                 return Some((done, checkpoint));
             }
-            Command::Parked { pending, result } => match result {
-                Ok(()) => {
-                    self.parked += 1;
-                    self.done(pending.key);
-                    self.maybe_checkpoint(false);
+            Command::Parked { pending, result } => {
+                self.parking_now = false;
+                match result {
+                    Ok(()) => {
+                        for parked in pending {
+                            self.parked += 1;
+                            self.done(parked.key);
+                        }
+                        self.maybe_checkpoint(false);
+                    }
+                    Err(e) => {
+                        tracing::warn!(group = %self.key.id(), error = %e, "parking messages failed; they will be retried");
+                        for parked in pending.into_iter().rev() {
+                            self.retry.push_front(parked);
+                        }
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(group = %self.key.id(), error = %e, "parking a message failed; it will be retried");
-                    self.retry.push_front(*pending);
-                }
-            },
+                self.write_parked();
+            }
             Command::CheckpointWritten { position, result } => {
                 self.checkpoint_writing = false;
                 match result {
@@ -385,10 +438,7 @@ impl Group {
                     }
                 }
             }
-            Command::Replayed {
-                result,
-                truncate_before,
-            } => self.replayed(result, truncate_before),
+            Command::Replayed { result, remaining } => self.replayed(result, remaining),
         }
         None
     }
@@ -437,6 +487,7 @@ impl Group {
         orphans.sort_by_key(|id| self.in_flight[id].delivery);
         for id in orphans.into_iter().rev() {
             let flight = self.in_flight.remove(&id).expect("listed above");
+            self.in_flight_bytes -= flight.pending.message.size_bytes();
             self.retry.push_front(flight.pending);
         }
     }
@@ -444,6 +495,7 @@ impl Group {
     /// Removes a message from flight, freeing its consumer's slot.
     fn take_in_flight(&mut self, id: Uuid) -> Option<InFlight> {
         let flight = self.in_flight.remove(&id)?;
+        self.in_flight_bytes -= flight.pending.message.size_bytes();
         if let Some(c) = self.consumers.iter_mut().find(|c| c.id == flight.consumer) {
             c.in_flight = c.in_flight.saturating_sub(1);
         }
@@ -481,32 +533,33 @@ impl Group {
         }
     }
 
-    /// Writes a link to the message into the parked stream; the message is done once the
-    /// link is written.
+    /// Queues the message to be parked: a link to it in the parked stream, written in
+    /// parking order; the message is done once its link is written.
     fn park(&mut self, pending: Pending, reason: &str) {
-        let original = pending.message.original();
-        let link = ProposedEvent {
-            id: Uuid::new_v4(),
-            event_type: LINK_EVENT_TYPE.to_owned(),
-            content_type: ContentType::Binary,
-            custom_metadata: Bytes::from(
-                serde_json::json!({ "$reason": reason })
-                    .to_string()
-                    .into_bytes(),
-            ),
-            data: Bytes::from(
-                format!("{}@{}", original.revision.0, original.record.stream).into_bytes(),
-            ),
-        };
+        self.parking.push((pending, reason.to_owned()));
+        self.write_parked();
+    }
+
+    /// Writes every queued park in one append, unless one is being written.
+    fn write_parked(&mut self) {
+        if self.parking_now || self.parking.is_empty() {
+            return;
+        }
+        self.parking_now = true;
+        let (pending, links): (Vec<Pending>, Vec<ProposedEvent>) = self
+            .parking
+            .drain(..)
+            .map(|(pending, reason)| {
+                let link = parked_link(&pending, &reason);
+                (pending, link)
+            })
+            .unzip();
         let node = self.node.clone();
         let stream = self.key.parked_stream();
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let result = append(&node, stream, vec![link]).await;
-            let _ = tx.send(Command::Parked {
-                pending: Box::new(pending),
-                result,
-            });
+            let result = append(&node, stream, links).await;
+            let _ = tx.send(Command::Parked { pending, result });
         });
     }
 
@@ -532,6 +585,7 @@ impl Group {
             Some(Ok(page)) => {
                 for (key, message) in page.messages {
                     self.window.insert(key, false);
+                    self.buffer_bytes += message.size_bytes();
                     self.last_known = Some(key);
                     self.buffer.push_back(Pending {
                         message,
@@ -577,6 +631,10 @@ impl Group {
                 return;
             };
             let id = next.message.ack_id();
+            if self.in_flight_bytes >= IN_FLIGHT_MAX_BYTES {
+                // Consumers hold enough unacknowledged; wait for acks or timeouts.
+                return;
+            }
             if self.in_flight.contains_key(&id) {
                 // The same record is still out (parked and replayed meanwhile): wait for it.
                 return;
@@ -593,7 +651,9 @@ impl Group {
             let pending = if from_retry {
                 self.retry.pop_front()
             } else {
-                self.buffer.pop_front()
+                self.buffer.pop_front().inspect(|p| {
+                    self.buffer_bytes -= p.message.size_bytes();
+                })
             }
             .expect("peeked above");
             let consumer = &mut self.consumers[index];
@@ -607,6 +667,7 @@ impl Group {
                 if from_retry {
                     self.retry.push_front(pending);
                 } else {
+                    self.buffer_bytes += pending.message.size_bytes();
                     self.buffer.push_front(pending);
                 }
                 self.disconnect(id);
@@ -621,6 +682,7 @@ impl Group {
                 self.timeouts
                     .push_back((Instant::now() + timeout, id, delivery));
             }
+            self.in_flight_bytes += pending.message.size_bytes();
             self.in_flight.insert(
                 id,
                 InFlight {
@@ -677,54 +739,79 @@ impl Group {
         }
     }
 
-    /// Starts reading the parked stream: `stop_at` messages at most, else all there now.
+    /// Starts replaying the parked stream: `stop_at` messages at most, else all there now.
+    /// It is read [`REPLAY_PAGE_MESSAGES`] links (and at most a reader page of bytes) at a
+    /// time, the next page once the retry queue has been delivered, so a long parked stream
+    /// never sits in memory whole.
     fn replay(&mut self, stop_at: Option<u64>) -> Result<(), PsError> {
         if self.replaying {
             return Ok(());
         }
         self.replaying = true;
+        self.read_parked_page(None, stop_at);
+        Ok(())
+    }
+
+    fn read_parked_page(&mut self, from: Option<u64>, remaining: Option<u64>) {
+        let max = remaining.map_or(REPLAY_PAGE_MESSAGES, |r| r.min(REPLAY_PAGE_MESSAGES));
+        if max == 0 {
+            self.replaying = false;
+            return;
+        }
         let node = self.node.clone();
         let stream = self.key.parked_stream();
         let resolve_links = self.definition.settings.resolve_links;
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let read = tokio::task::spawn_blocking(move || {
-                read_parked(&node, &stream, resolve_links, stop_at)
+            let result = tokio::task::spawn_blocking(move || {
+                read_parked(&node, &stream, resolve_links, from, max)
             })
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r);
-            let (result, truncate_before) = match read {
-                Ok((messages, tb)) => (Ok(messages), tb),
-                Err(e) => (Err(e), 0),
-            };
-            let _ = tx.send(Command::Replayed {
-                result,
-                truncate_before,
-            });
+            let _ = tx.send(Command::Replayed { result, remaining });
         });
-        Ok(())
     }
 
-    fn replayed(&mut self, result: Result<Vec<Message>, String>, truncate_before: u64) {
-        let messages = match result {
-            Ok(messages) => messages,
+    fn replayed(&mut self, result: Result<ParkedPage, String>, remaining: Option<u64>) {
+        let page = match result {
+            Ok(page) => page,
             Err(e) => {
                 tracing::warn!(group = %self.key.id(), error = %e, "replaying parked messages failed");
                 self.replaying = false;
                 return;
             }
         };
-        let count = messages.len() as u64;
-        for message in messages {
+        let count = page.messages.len() as u64;
+        for message in page.messages {
             self.retry.push_back(Pending { message, key: None });
         }
         self.parked = self.parked.saturating_sub(count);
-        // Replayed messages leave the parked stream: move its start past them.
+        let remaining = remaining.map(|r| r.saturating_sub(page.links_read));
+        match page.next {
+            Some(next) => {
+                self.truncate_parked(next);
+                if page.full && remaining != Some(0) {
+                    self.replay_next = Some((next, remaining));
+                } else {
+                    self.replaying = false;
+                }
+            }
+            None => self.replaying = false,
+        }
+    }
+
+    /// Replayed messages leave the parked stream: moves its start (`$tb`) past them.
+    fn truncate_parked(&self, truncate_before: u64) {
         let node = self.node.clone();
         let stream = self.key.parked_stream();
         let group = self.key.id();
+        let written = self.parked_truncated.clone();
         tokio::spawn(async move {
+            let mut written = written.lock().await;
+            if *written >= truncate_before {
+                return;
+            }
             let metadata = serde_json::json!({ "$tb": truncate_before }).to_string();
             let event = ProposedEvent {
                 id: Uuid::new_v4(),
@@ -733,11 +820,13 @@ impl Group {
                 custom_metadata: Bytes::new(),
                 data: Bytes::from(metadata.into_bytes()),
             };
-            if let Err(e) = append(&node, stream.metadata_stream(), vec![event]).await {
-                tracing::warn!(%group, error = %e, "truncating the parked stream after a replay failed");
+            match append(&node, stream.metadata_stream(), vec![event]).await {
+                Ok(()) => *written = truncate_before,
+                Err(e) => {
+                    tracing::warn!(%group, error = %e, "truncating the parked stream after a replay failed")
+                }
             }
         });
-        self.replaying = false;
     }
 
     fn info(&mut self) -> GroupInfo {
@@ -785,23 +874,12 @@ impl Group {
             last_known_position: self.last_known,
             read_buffer_count,
             live_buffer_count,
+            buffered_bytes: self.buffer_bytes as u64,
             retry_buffer_count: self.retry.len() as u64,
             total_in_flight_messages: self.in_flight.len() as u64,
             outstanding_messages_count: self.in_flight.len() as u64,
             parked_message_count: self.parked,
         }
-    }
-}
-
-fn checkpoint_event(key: &GroupKey, position: u64) -> ProposedEvent {
-    let data =
-        serde_json::to_vec(&key.source.format_position(position)).expect("a string serializes");
-    ProposedEvent {
-        id: Uuid::new_v4(),
-        event_type: CHECKPOINT_EVENT_TYPE.to_owned(),
-        content_type: ContentType::Json,
-        custom_metadata: Bytes::new(),
-        data: Bytes::from(data),
     }
 }
 
@@ -814,150 +892,20 @@ async fn recv_page(
     }
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
+/// The link that parks a message, with the reason in its metadata.
+fn parked_link(pending: &Pending, reason: &str) -> ProposedEvent {
+    let original = pending.message.original();
+    ProposedEvent {
+        id: Uuid::new_v4(),
+        event_type: LINK_EVENT_TYPE.to_owned(),
+        content_type: ContentType::Binary,
+        custom_metadata: Bytes::from(
+            serde_json::json!({ "$reason": reason })
+                .to_string()
+                .into_bytes(),
+        ),
+        data: Bytes::from(
+            format!("{}@{}", original.revision.0, original.record.stream).into_bytes(),
+        ),
     }
-}
-
-/// Appends on the leader only: a group runs on the leader, and a node that lost the lead
-/// must not write for it.
-pub(crate) async fn append(
-    node: &Node,
-    stream: StreamName,
-    events: Vec<ProposedEvent>,
-) -> Result<(), String> {
-    match node
-        .append(stream, ExpectedRevision::Any, events, true)
-        .await
-    {
-        Ok(AppendOutcome::Success { .. }) => Ok(()),
-        Ok(AppendOutcome::WrongExpectedVersion { .. }) => {
-            Err("wrong expected version for an append expecting any".to_owned())
-        }
-        Err(WriteError::NotLeader { .. }) => Err("this node is no longer the leader".to_owned()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Reads the parked stream from its first visible message; returns the messages to
-/// deliver again and the revision after the last one read.
-fn read_parked(
-    node: &Node,
-    stream: &StreamName,
-    resolve_links: bool,
-    stop_at: Option<u64>,
-) -> Result<(Vec<Message>, u64), String> {
-    use stele_cluster::{Direction, StreamReadRequest, StreamReadResult, StreamStart};
-    let read = node
-        .read_stream(&StreamReadRequest {
-            stream: stream.clone(),
-            start: StreamStart::Start,
-            direction: Direction::Forwards,
-            max_count: stop_at.unwrap_or(u64::MAX),
-        })
-        .map_err(|e| e.to_string())?;
-    let links = match read {
-        StreamReadResult::Events(events) => events,
-        StreamReadResult::NotFound => return Ok((Vec::new(), 0)),
-    };
-    let Some(last) = links.last() else {
-        return Ok((Vec::new(), 0));
-    };
-    let truncate_before = last.revision.0 + 1;
-    let mut messages = Vec::with_capacity(links.len());
-    for link in &links {
-        if let Some(message) =
-            reader::unpark(node, resolve_links, link).map_err(|e| e.to_string())?
-        {
-            messages.push(message);
-        }
-    }
-    Ok((messages, truncate_before))
-}
-
-/// How many messages the parked stream holds (its events after its truncate-before).
-pub(crate) fn parked_count(node: &Node, key: &GroupKey) -> u64 {
-    use stele_cluster::{Direction, StreamReadRequest, StreamReadResult, StreamStart};
-    let stream = key.parked_stream();
-    let Ok(Some(last)) = node.stream_last_revision(&stream) else {
-        return 0;
-    };
-    let first = node.read_stream(&StreamReadRequest {
-        stream,
-        start: StreamStart::Start,
-        direction: Direction::Forwards,
-        max_count: 1,
-    });
-    match first {
-        Ok(StreamReadResult::Events(events)) => events
-            .first()
-            .map_or(0, |first| last + 1 - first.revision.0),
-        _ => 0,
-    }
-}
-
-/// The last checkpoint a group wrote, if any.
-pub(crate) fn read_checkpoint(node: &Node, key: &GroupKey) -> Result<Option<u64>, String> {
-    use stele_cluster::{Direction, StreamReadRequest, StreamReadResult, StreamStart};
-    let read = node
-        .read_stream(&StreamReadRequest {
-            stream: key.checkpoint_stream(),
-            start: StreamStart::End,
-            direction: Direction::Backwards,
-            max_count: 1,
-        })
-        .map_err(|e| e.to_string())?;
-    let StreamReadResult::Events(events) = read else {
-        return Ok(None);
-    };
-    let Some(event) = events.first() else {
-        return Ok(None);
-    };
-    let text: String = serde_json::from_slice(&event.record.data).map_err(|e| {
-        format!(
-            "checkpoint of {} at log position {} is not a JSON string: {e}",
-            key.id(),
-            event.position.0
-        )
-    })?;
-    key.source.parse_position(&text).map(Some).ok_or_else(|| {
-        format!(
-            "checkpoint of {} at log position {} is not a position: '{text}'",
-            key.id(),
-            event.position.0
-        )
-    })
-}
-
-/// Where a group starts reading when it has no checkpoint.
-pub(crate) fn start_position(node: &Node, definition: &Definition) -> Result<u64, String> {
-    use super::StartFrom;
-    Ok(
-        match (definition.settings.start_from, &definition.key.source) {
-            (StartFrom::Start, _) => 0,
-            (StartFrom::At(p), _) => p,
-            (StartFrom::End, Source::All) => node.all_end(),
-            (StartFrom::End, Source::Stream(stream)) => match node.stream_last_revision(stream) {
-                Ok(Some(last)) => last + 1,
-                Ok(None) | Err(stele_cluster::ReadError::StreamDeleted(_)) => 0,
-                Err(e) => return Err(e.to_string()),
-            },
-        },
-    )
-}
-
-/// Loads what a group needs to start (blocking reads).
-pub(crate) fn load_start(node: &Node, definition: &Definition) -> Result<Start, String> {
-    let checkpoint = read_checkpoint(node, &definition.key)?;
-    let from = match checkpoint {
-        Some(position) => position + 1,
-        None => start_position(node, definition)?,
-    };
-    Ok(Start {
-        checkpoint,
-        from,
-        parked: parked_count(node, &definition.key),
-    })
 }

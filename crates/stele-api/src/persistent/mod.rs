@@ -29,8 +29,11 @@ mod config;
 mod group;
 mod reader;
 pub mod settings;
+mod storage;
 pub mod strategy;
 mod subsystem;
+#[cfg(test)]
+mod tests;
 
 use stele_core::{RecordedEvent, StreamName};
 use uuid::Uuid;
@@ -48,6 +51,14 @@ pub const CONFIG_STREAM: &str = "$persistentSubscriptionConfig";
 pub const CONFIG_EVENT_TYPE: &str = "PersistentConfig1";
 /// The type of checkpoint events.
 pub const CHECKPOINT_EVENT_TYPE: &str = "$SubscriptionCheckpoint";
+
+/// The messages a group reads ahead of its consumers stop being read once they hold this
+/// many bytes, whatever the group's buffer sizes (which count events, up to 2^31-1).
+pub const BUFFER_MAX_BYTES: usize = 32 * 1024 * 1024;
+
+/// Messages out to consumers stop being sent once those unacknowledged hold this many
+/// bytes, whatever the consumers' buffer sizes.
+pub const IN_FLIGHT_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// What a group reads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -233,6 +244,22 @@ impl Message {
         self.original().record.id
     }
 
+    /// What the message holds in memory (the event and its link: payloads, names and the
+    /// records themselves), for the group's byte bounds.
+    pub fn size_bytes(&self) -> usize {
+        [self.event.as_ref(), self.link.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                std::mem::size_of::<RecordedEvent>()
+                    + e.record.data.len()
+                    + e.record.custom_metadata.len()
+                    + e.record.event_type.len()
+                    + e.record.stream.as_str().len()
+            })
+            .sum()
+    }
+
     /// The record the group read: the link if there is one, else the event.
     pub fn original(&self) -> &RecordedEvent {
         self.link
@@ -282,6 +309,9 @@ pub struct GroupInfo {
     pub last_known_position: Option<u64>,
     pub read_buffer_count: u64,
     pub live_buffer_count: u64,
+    /// Bytes of the messages read ahead (the read or live buffer), at most
+    /// [`BUFFER_MAX_BYTES`] plus one page.
+    pub buffered_bytes: u64,
     pub retry_buffer_count: u64,
     pub total_in_flight_messages: u64,
     pub outstanding_messages_count: u64,

@@ -2,6 +2,11 @@
 //! position onwards, page by page, and hands the pages to the group through a channel of
 //! [`READER_PAGES`] pages, so it never reads further ahead than the group takes.
 //!
+//! **Bounded in bytes.** A page holds at most the group's `read_batch_size` events (a
+//! client may ask for 2^31-1), and stops early once it holds [`PAGE_MAX_BYTES`]; the log
+//! is read [`READ_STEP_EVENTS`] events at a time, so a page never passes that bound by
+//! more than one step.
+//!
 //! When it reaches the end it says so once (the group is then live) and waits for the
 //! node's live feed to report newly applied events before it reads again. It subscribes to
 //! the feed before its first read, so no wake-up is lost between a read and the wait.
@@ -20,6 +25,12 @@ use crate::grpc::streams::links::{self, Resolution};
 
 /// Pages read ahead of the group, at most.
 const READER_PAGES: usize = 2;
+
+/// A page stops growing once its messages hold this many bytes.
+pub(crate) const PAGE_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// Events read from the log at a time while a page is filled.
+const READ_STEP_EVENTS: usize = 32;
 
 /// One page of the source.
 #[derive(Debug)]
@@ -104,18 +115,29 @@ fn read_page(config: &ReaderConfig, from: u64) -> Result<ReadOutcome, ReadError>
     match &config.source {
         Source::Stream(stream) => read_stream_page(config, stream, from),
         Source::All => {
-            let page = node.read_all_range(from, None, config.batch)?;
-            let mut messages = Vec::with_capacity(page.events.len());
-            for event in page.events {
-                if config.filter.as_ref().is_some_and(|f| !f.accepts(&event)) {
-                    continue;
+            let mut messages = Vec::new();
+            let mut bytes = 0;
+            let mut read = 0;
+            let mut from = from;
+            loop {
+                let step = (config.batch - read).min(READ_STEP_EVENTS);
+                let page = node.read_all_range(from, None, step)?;
+                read += page.events.len();
+                let read_nothing = page.events.is_empty();
+                for event in page.events {
+                    if config.filter.as_ref().is_some_and(|f| !f.accepts(&event)) {
+                        continue;
+                    }
+                    let position = event.position.0;
+                    let message = message(node, config.resolve_links, event)?;
+                    bytes += message.size_bytes();
+                    messages.push((position, message));
                 }
-                messages.push((
-                    event.position.0,
-                    message(node, config.resolve_links, event)?,
-                ));
+                from = page.next;
+                if page.at_end || read_nothing || read >= config.batch || bytes >= PAGE_MAX_BYTES {
+                    return Ok((messages, page.next, page.at_end));
+                }
             }
-            Ok((messages, page.next, page.at_end))
         }
     }
 }
@@ -139,7 +161,7 @@ fn read_stream_page(
         stream: stream.clone(),
         start: StreamStart::Revision(from),
         direction: Direction::Forwards,
-        max_count: config.batch as u64,
+        max_count: config.batch.min(READ_STEP_EVENTS) as u64,
     });
     let events = match read {
         Ok(StreamReadResult::Events(events)) => events,
@@ -149,7 +171,7 @@ fn read_stream_page(
     // Events hidden by `$maxAge` leave a page short or empty; step over the range read.
     let next = match events.last() {
         Some(event) => event.revision.0 + 1,
-        None => from + config.batch as u64,
+        None => from + config.batch.min(READ_STEP_EVENTS) as u64,
     };
     let mut messages = Vec::with_capacity(events.len());
     for event in events {

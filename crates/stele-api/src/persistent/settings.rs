@@ -99,7 +99,8 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Refuses settings a group cannot run with; the message names the setting.
+    /// Refuses settings a group cannot run with (a buffer or batch of zero events); the
+    /// message names the setting.
     pub fn validate(&self) -> Result<(), String> {
         let positive = [
             ("ReadBatchSize", self.read_batch_size),
@@ -111,12 +112,8 @@ impl Settings {
                 return Err(format!("{name} must be greater than 0"));
             }
         }
-        if self.max_checkpoint_count < self.min_checkpoint_count {
-            return Err(format!(
-                "MaxCheckPointCount ({}) may not be less than MinCheckPointCount ({})",
-                self.max_checkpoint_count, self.min_checkpoint_count
-            ));
-        }
+        // Checkpoint bounds in any order are accepted, as EventStoreDB accepts them: each
+        // is its own trigger (a count reached, or a timed check after at least the minimum).
         Ok(())
     }
 
@@ -154,15 +151,20 @@ mod tests {
             ..Settings::default()
         };
         assert!(zero_batch.validate().unwrap_err().contains("ReadBatchSize"));
-        let inverted = Settings {
-            min_checkpoint_count: 10,
-            max_checkpoint_count: 5,
-            ..Settings::default()
-        };
-        assert!(inverted
-            .validate()
-            .unwrap_err()
-            .contains("MaxCheckPointCount"));
+    }
+
+    /// A maximum checkpoint count below the minimum was refused; EventStoreDB accepts
+    /// such bounds (and the official clients' suites create groups with them).
+    #[test]
+    fn checkpoint_bounds_in_any_order_are_accepted() {
+        for (min, max) in [(10, 5), (0, 0), (1, 1), (1000, 1)] {
+            let settings = Settings {
+                min_checkpoint_count: min,
+                max_checkpoint_count: max,
+                ..Settings::default()
+            };
+            assert_eq!(settings.validate(), Ok(()), "min {min}, max {max}");
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@ use tokio::sync::{oneshot, Mutex};
 use uuid::Uuid;
 
 use super::group::{self, Command, Consumer, GroupHandle};
+use super::storage;
 use super::{
     config, ConnectRequest, Definition, GroupInfo, GroupKey, PsError, Source, CONFIG_EVENT_TYPE,
     CONFIG_STREAM,
@@ -161,7 +162,9 @@ impl Subsystem {
         answer.await.map_err(|_| PsError::dropped(key))
     }
 
-    /// Every group's info, or those of one source.
+    /// Every group's info, or those of one source. A source with no group is
+    /// `DoesNotExist` (with an empty group name), as EventStoreDB answers it; the list of
+    /// all groups may be empty.
     pub async fn list(&self, source: Option<&Source>) -> Result<Vec<GroupInfo>, PsError> {
         let keys: Vec<GroupKey> = {
             let state = self.running().await?;
@@ -173,6 +176,12 @@ impl Subsystem {
                 .cloned()
                 .collect()
         };
+        if let (Some(source), true) = (source, keys.is_empty()) {
+            return Err(PsError::DoesNotExist {
+                stream: source.name().to_owned(),
+                group: String::new(),
+            });
+        }
         let mut infos = Vec::with_capacity(keys.len());
         for key in keys {
             match self.info(&key).await {
@@ -304,7 +313,7 @@ impl Subsystem {
         let node = self.inner.node.clone();
         let key = definition.key.clone();
         let definition = definition.clone();
-        tokio::task::spawn_blocking(move || group::load_start(&node, &definition))
+        tokio::task::spawn_blocking(move || storage::load_start(&node, &definition))
             .await
             .map_err(|e| PsError::failed(&key, e.to_string()))?
             .map_err(|e| PsError::failed(&key, e))
@@ -372,10 +381,13 @@ impl Subsystem {
 }
 
 fn check_definition(definition: &Definition) -> Result<(), PsError> {
+    // Settings a group cannot run with fail the request as EventStoreDB's create and update
+    // do when building the group throws: its `Fail` result, the PS-failed status on gRPC.
+    // (The HTTP API checks them first, with EventStoreDB's HTTP messages.)
     definition
         .settings
         .validate()
-        .map_err(PsError::InvalidArgument)?;
+        .map_err(|reason| PsError::failed(&definition.key, reason))?;
     if definition.key.group.is_empty() {
         return Err(PsError::InvalidArgument(
             "Group name cannot be empty".to_owned(),

@@ -338,6 +338,16 @@ option_table! {
     connection_pending_send_bytes_threshold: i32 = "ConnectionPendingSendBytesThreshold", default "10485760", NotYet;
     /// Pending operations allowed before a connection is closed.
     connection_queue_size_threshold: i32 = "ConnectionQueueSizeThreshold", default "50000", NotYet;
+    /// Client connections (HTTP and gRPC) open at once; at the limit the connection idle
+    /// longest is closed to make room, and a new one is refused only when all are busy.
+    /// Stele's own option: EventStoreDB has none.
+    max_client_connections: u32 = "MaxClientConnections", default "4096", Acted;
+    /// Milliseconds a new client connection has to complete its first request's headers.
+    /// Stele's own option (Kestrel's RequestHeadersTimeout, which EventStoreDB serves with).
+    client_header_read_timeout_ms: u64 = "ClientHeaderReadTimeoutMs", default "30000", Acted;
+    /// Milliseconds a client connection may stay with no request in flight before it is
+    /// closed. Stele's own option (Kestrel's KeepAliveTimeout, which EventStoreDB serves with).
+    client_idle_timeout_ms: u64 = "ClientIdleTimeoutMs", default "130000", Acted;
     /// Disable the admin UI. Stele has no UI yet, so this is always honoured.
     disable_admin_ui: bool = "DisableAdminUi", default "false", Acted;
     /// Disable statistics on HTTP.

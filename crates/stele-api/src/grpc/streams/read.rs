@@ -539,7 +539,15 @@ async fn read_all(
         blocking(move || node_for_check.check_all_position(position)).await?;
     }
     let mut remaining = plan.count;
-    let mut start = start;
+    let mut start = match (start, direction) {
+        // EventStoreDB reads `$all` backwards from a position *excluding* the event there
+        // (a position names the boundary before its event): start just below it.
+        (AllStart::Position(position), Direction::Backwards) => match position.checked_sub(1) {
+            Some(below) => AllStart::Position(below),
+            None => return Ok(()),
+        },
+        (start, _) => start,
+    };
     loop {
         let page = remaining.min(READ_PAGE_EVENTS);
         let request = AllReadRequest {

@@ -409,11 +409,15 @@ impl AllSubscription {
         let start = events.partition_point(|e| e.position.0 < self.common.seen_end);
         let fresh = &events[start..];
         let needs_links = self.common.resolve_links && fresh.iter().any(links::is_link);
-        if needs_links {
-            // Resolving reads the log: do it on the blocking pool, for the whole batch.
+        let costly_filter = self.filter.as_ref().is_some_and(|f| f.filter.is_costly());
+        if needs_links || costly_filter {
+            // Resolving reads the log, and a backtracking filter may take up to its budget
+            // per event: do either on the blocking pool, for the whole batch, so that the
+            // async workers (which acknowledge appends) never wait for it.
             let batch = batch.clone();
             let filter = self.filter.as_ref().map(|f| f.filter.clone());
             let format = self.common.format;
+            let resolve_links = self.common.resolve_links;
             let items = self
                 .common
                 .blocking(move |node| {
@@ -423,7 +427,7 @@ impl AllSubscription {
                         .map(|event| {
                             let passes = filter.as_ref().is_none_or(|f| f.accepts(event));
                             let resp = if passes {
-                                let resolution = links::resolve(node, event)?;
+                                let resolution = links::resolve_if(node, resolve_links, event)?;
                                 Some(links::read_resp(event, &resolution, format))
                             } else {
                                 None
