@@ -23,6 +23,7 @@ async fn a_huge_stream_name_is_refused_and_costs_nothing() {
         .await;
     assert!(result.is_err(), "the append was accepted");
     let after = node.rss_bytes().expect("the node's memory");
+    eprintln!("stream-name probe: RSS {before} bytes before, {after} after");
     assert!(
         after < before + 64 * 1024 * 1024,
         "memory grew from {before} to {after} bytes"
