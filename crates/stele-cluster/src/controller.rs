@@ -46,10 +46,29 @@ pub(crate) fn spawn(
     tokio::spawn(control_loop(node.clone()));
 }
 
+/// What the guard (`guard.rs`) needs to know of this node now.
+pub(crate) fn guard_view(node: &Node) -> crate::guard::View {
+    let metrics = node.inner.raft.metrics().borrow_watched().clone();
+    crate::guard::View {
+        members: metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect(),
+        term: metrics.current_term,
+    }
+}
+
 fn handler(node: Node) -> Handler {
-    Arc::new(move |request| {
+    Arc::new(move |from, request| {
         let node = node.clone();
         Box::pin(async move {
+            if let Err(refusal) = crate::guard::check(&request, from, &guard_view(&node)) {
+                // Not a WARN: a hostile peer could fill the log with them.
+                tracing::debug!(%refusal, "refused a raft request");
+                return Reply::Failed(crate::guard::REFUSED.into());
+            }
             let raft = &node.inner.raft;
             let failed = |e: &dyn std::fmt::Display| Reply::Failed(e.to_string());
             match request {
@@ -78,10 +97,19 @@ fn handler(node: Node) -> Handler {
 }
 
 /// Streaming replication on a follower: openraft pipelines the requests and answers in order.
+/// Every request of the stream passes the guard, or the stream ends there.
 fn stream_handler(node: Node) -> StreamHandler {
     use futures::StreamExt;
-    Arc::new(move |requests| {
-        let replies = node.inner.raft.stream_append(requests);
+    Arc::new(move |from, requests| {
+        let guarded = node.clone();
+        let requests = requests.take_while(move |request| {
+            let admitted = crate::guard::check_vote(&request.vote, from, &guard_view(&guarded));
+            if let Err(refusal) = &admitted {
+                tracing::debug!(%refusal, "refused a replication stream");
+            }
+            futures::future::ready(admitted.is_ok())
+        });
+        let replies = node.inner.raft.stream_append(Box::pin(requests));
         Box::pin(replies.map(|reply| reply.map_err(|fatal| fatal.to_string())))
     })
 }

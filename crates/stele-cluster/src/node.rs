@@ -640,7 +640,9 @@ impl Node {
                 "the leader answered a forwarded write with {other:?}"
             ))),
             // Never sent: the client may retry anywhere.
-            Err(CallError::Connect { .. } | CallError::Refused { .. }) => Err(WriteError::NotReady),
+            Err(
+                CallError::Connect { .. } | CallError::Refused { .. } | CallError::Backoff { .. },
+            ) => Err(WriteError::NotReady),
             // Sent, outcome unknown.
             Err(CallError::Io { .. } | CallError::Timeout { .. }) => Err(WriteError::Timeout),
         }
