@@ -34,14 +34,8 @@ pub(crate) fn spawn(
     listener: Box<dyn crate::net::Listener>,
     gossip: Arc<dyn crate::net::GossipClient>,
 ) {
-    let shutdown = node.inner.shutdown.subscribe();
-    tokio::spawn(transport::serve(
-        listener,
-        node.inner.local.clone(),
-        handler(node.clone()),
-        stream_handler(node.clone()),
-        shutdown,
-    ));
+    tokio::spawn(follow_cluster_id(node.clone()));
+    serve_internal_port(node, listener);
     tokio::spawn(gossip_loop(node.clone(), gossip));
     tokio::spawn(control_loop(node.clone()));
 }
@@ -58,6 +52,36 @@ pub(crate) fn guard_view(node: &Node) -> crate::guard::View {
             .collect(),
         term: metrics.current_term,
     }
+}
+
+/// Keeps the cluster id the handshake and gossip judge by current as soon as the membership
+/// changes: the control loop's refresh comes up to an interval later, and a handshake in
+/// between was judged as if this node belonged to no cluster.
+async fn follow_cluster_id(node: Node) {
+    let mut server = node.inner.raft.server_metrics();
+    let mut shutdown = node.inner.shutdown.subscribe();
+    loop {
+        node.refresh_cluster_id();
+        tokio::select! {
+            changed = server.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Serves the internal port on `listener` until the node shuts down.
+pub(crate) fn serve_internal_port(node: &Node, listener: Box<dyn crate::net::Listener>) {
+    tokio::spawn(transport::serve(
+        listener,
+        node.inner.local.clone(),
+        handler(node.clone()),
+        stream_handler(node.clone()),
+        node.inner.shutdown.subscribe(),
+    ));
 }
 
 fn handler(node: Node) -> Handler {

@@ -537,6 +537,7 @@ impl Node {
         let metrics = self.inner.raft.metrics().borrow_watched().clone();
         let id = membership_cluster_id(metrics.membership_config.membership());
         self.inner.local.set_cluster_id(id);
+        self.inner.members.set_cluster(id);
     }
 
     pub fn cluster_id(&self) -> Option<Uuid> {
