@@ -34,7 +34,6 @@ pub(crate) fn spawn(
     listener: Box<dyn crate::net::Listener>,
     gossip: Arc<dyn crate::net::GossipClient>,
 ) {
-    tokio::spawn(follow_cluster_id(node.clone()));
     serve_internal_port(node, listener);
     tokio::spawn(gossip_loop(node.clone(), gossip));
     tokio::spawn(control_loop(node.clone()));
@@ -55,9 +54,12 @@ pub(crate) fn guard_view(node: &Node) -> crate::guard::View {
 }
 
 /// Keeps the cluster id the handshake and gossip judge by current as soon as the membership
-/// changes: the control loop's refresh comes up to an interval later, and a handshake in
-/// between was judged as if this node belonged to no cluster.
-async fn follow_cluster_id(node: Node) {
+/// changes, on every node (a single node has no control loop). Without it a handshake was
+/// judged as if this node belonged to no cluster until the control loop's next refresh, and
+/// a single node whose start-up refresh came before openraft published the membership never
+/// learnt its cluster id: it merged another cluster's gossip and listed its leader beside
+/// itself (issue 11 item 3).
+pub(crate) async fn follow_cluster_id(node: Node) {
     let mut server = node.inner.raft.server_metrics();
     let mut shutdown = node.inner.shutdown.subscribe();
     loop {

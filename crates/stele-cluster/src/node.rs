@@ -498,6 +498,7 @@ impl Node {
             }),
         };
         node.refresh_cluster_id();
+        tokio::spawn(crate::controller::follow_cluster_id(node.clone()));
         if let Some(listener) = listener {
             let gossip = match env.gossip {
                 Some(gossip) => gossip,
