@@ -43,6 +43,7 @@ pub(crate) fn spawn(
 pub(crate) fn guard_view(node: &Node) -> crate::guard::View {
     let metrics = node.inner.raft.metrics().borrow_watched().clone();
     crate::guard::View {
+        me: node.inner.identity.node_id,
         members: metrics
             .membership_config
             .membership()

@@ -4,9 +4,10 @@
 //! this node belongs to a cluster (its membership is not empty), a vote, pre-vote, append
 //! entries or leadership transfer is handed to openraft only when
 //!
-//! - its sender is the node the connection's handshake named, and a member (voter or learner)
-//!   of this node's membership: a process that merely reaches the port cannot vote, disrupt a
-//!   live leader with elections or inject entries;
+//! - its sender is the node the connection's handshake named, not this node itself (no node
+//!   sends raft requests to itself over the network), and a member (voter or learner) of this
+//!   node's membership: a process that merely reaches the port cannot vote, disrupt a live
+//!   leader with elections or inject entries;
 //! - its term is at most [`MAX_TERM_AHEAD`] above this node's: openraft computes `term + 1`
 //!   for elections, and a term driven near `u64::MAX` made it panic and persisted a term no
 //!   election could follow. No term above [`MAX_TERM`] passes at all.
@@ -36,6 +37,8 @@ pub const REFUSED: &str = "refused";
 /// What the guard needs to know of this node.
 #[derive(Debug, Clone)]
 pub struct View {
+    /// This node's id.
+    pub me: u64,
     /// Every voter and learner of this node's membership; empty before the cluster is formed.
     pub members: BTreeSet<u64>,
     /// This node's current term.
@@ -49,6 +52,8 @@ pub enum Refusal {
     NotTheSender { claimed: u64, connection: u64 },
     #[error("request from node {0:016x}, not a member")]
     NotAMember(u64),
+    #[error("request in the name of this node itself")]
+    FromMyself,
     #[error("request term {theirs} is more than {MAX_TERM_AHEAD} above this node's term {ours}, or above {MAX_TERM}")]
     TermTooFar { theirs: u64, ours: u64 },
 }
@@ -73,6 +78,9 @@ pub fn check_vote(vote: &Vote, from: u64, view: &View) -> Result<(), Refusal> {
             claimed,
             connection: from,
         });
+    }
+    if claimed == view.me {
+        return Err(Refusal::FromMyself);
     }
     if !view.members.is_empty() && !view.members.contains(&claimed) {
         return Err(Refusal::NotAMember(claimed));
@@ -106,6 +114,7 @@ mod tests {
 
     fn view(members: &[u64], term: u64) -> View {
         View {
+            me: 1,
             members: members.iter().copied().collect(),
             term,
         }
@@ -122,6 +131,14 @@ mod tests {
         assert_eq!(check(&vote(3, 2), 2, &view(&[1, 2, 3], 3)), Ok(()));
         // Before the cluster is formed, anyone may take part (formation and admission).
         assert_eq!(check(&vote(1, 9), 9, &view(&[], 0)), Ok(()));
+    }
+
+    #[test]
+    fn a_request_in_this_nodes_own_name_is_refused() {
+        assert_eq!(
+            check(&vote(3, 1), 1, &view(&[1, 2, 3], 3)),
+            Err(Refusal::FromMyself)
+        );
     }
 
     #[test]

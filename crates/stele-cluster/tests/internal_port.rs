@@ -168,7 +168,7 @@ async fn raft_requests_from_non_members_or_far_ahead_never_reach_the_engine() {
             "{reply:?}"
         );
     }
-    // A process that claims to be a member still cannot push the term near overflow.
+    // Nor one that claims to be this node itself (the only member of a single node).
     let (mut conn, _) = connect(addr, &hello(me)).await;
     write_frame(&mut conn, &vote_request(u64::MAX - 1, me, false))
         .await
