@@ -249,7 +249,6 @@ impl TestNode {
     }
 
     /// The file that receives the node's stdout and stderr (across restarts).
-
     pub fn log_path(&self) -> &Path {
         &self.log_path
     }
