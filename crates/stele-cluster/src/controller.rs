@@ -40,8 +40,9 @@ pub(crate) fn spawn(
 }
 
 /// What the guard (`guard.rs`) needs to know of this node now.
-pub(crate) fn guard_view(node: &Node) -> crate::guard::View {
-    let metrics = node.inner.raft.metrics().borrow_watched().clone();
+fn guard_view(node: &Node) -> crate::guard::View {
+    let metrics = node.inner.raft.server_metrics();
+    let metrics = metrics.borrow_watched();
     crate::guard::View {
         me: node.inner.identity.node_id,
         members: metrics
@@ -50,7 +51,22 @@ pub(crate) fn guard_view(node: &Node) -> crate::guard::View {
             .nodes()
             .map(|(id, _)| *id)
             .collect(),
-        term: metrics.current_term,
+        term: metrics.vote.leader_id().term,
+    }
+}
+
+/// The guard's verdict on a raft request's vote, overruling "not a member" for a member of
+/// this node's cluster that gossip vouches for (its log may not hold the newest membership).
+fn admit(node: &Node, vote: &crate::types::Vote, from: u64) -> Result<(), crate::guard::Refusal> {
+    match crate::guard::check_vote(vote, from, &guard_view(node)) {
+        Err(crate::guard::Refusal::NotAMember(id))
+            if node
+                .cluster_id()
+                .is_some_and(|ours| node.inner.members.vouches_for(id, ours)) =>
+        {
+            Ok(())
+        }
+        verdict => verdict,
     }
 }
 
@@ -91,7 +107,9 @@ fn handler(node: Node) -> Handler {
     Arc::new(move |from, request| {
         let node = node.clone();
         Box::pin(async move {
-            if let Err(refusal) = crate::guard::check(&request, from, &guard_view(&node)) {
+            let verdict =
+                crate::guard::claim(&request).map_or(Ok(()), |vote| admit(&node, vote, from));
+            if let Err(refusal) = verdict {
                 // Not a WARN: a hostile peer could fill the log with them.
                 tracing::debug!(%refusal, "refused a raft request");
                 return Reply::Failed(crate::guard::REFUSED.into());
@@ -130,7 +148,7 @@ fn stream_handler(node: Node) -> StreamHandler {
     Arc::new(move |from, requests| {
         let guarded = node.clone();
         let requests = requests.take_while(move |request| {
-            let admitted = crate::guard::check_vote(&request.vote, from, &guard_view(&guarded));
+            let admitted = admit(&guarded, &request.vote, from);
             if let Err(refusal) = &admitted {
                 tracing::debug!(%refusal, "refused a replication stream");
             }

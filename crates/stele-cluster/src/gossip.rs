@@ -262,6 +262,21 @@ impl MemberTable {
         members
     }
 
+    /// Whether raft node `node_id` is a member of cluster `ours` that this node heard from
+    /// directly and recently (the internal port's guard takes it as a member).
+    pub fn vouches_for(&self, node_id: u64, ours: Uuid) -> bool {
+        let now = Instant::now();
+        let dead_after = self.dead_after();
+        let known = self.known.lock().expect("member table lock");
+        known.values().any(|entry| {
+            entry.status.node_id == node_id
+                && entry.status.cluster_id == Some(ours)
+                && entry
+                    .heard_directly
+                    .is_some_and(|t| now.duration_since(t) < dead_after)
+        })
+    }
+
     /// Notes that gossip to `endpoint` failed: the member there is dead until heard from.
     pub fn mark_unreachable(&self, endpoint: &(String, u16)) {
         let mut known = self.known.lock().expect("member table lock");
@@ -416,6 +431,18 @@ mod tests {
         stranger.cluster_id = Some(Uuid::new_v4());
         assert!(table.check(&message(&stranger, &[]), Some(ours)).is_err());
         assert!(table.members().is_empty());
+    }
+
+    #[test]
+    fn gossip_vouches_only_for_members_of_our_cluster_heard_directly() {
+        let ours = Uuid::new_v4();
+        let table = MemberTable::new(config(), Uuid::new_v4());
+        let member = status(2113, Some(ours));
+        let relayed = status(2114, Some(ours));
+        table.merge(&message(&member, &[relayed.clone()]), Some(ours));
+        assert!(table.vouches_for(member.node_id, ours));
+        assert!(!table.vouches_for(relayed.node_id, ours));
+        assert!(!table.vouches_for(member.node_id, Uuid::new_v4()));
     }
 
     #[test]
