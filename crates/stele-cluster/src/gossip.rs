@@ -439,7 +439,10 @@ mod tests {
         let table = MemberTable::new(config(), Uuid::new_v4());
         let member = status(2113, Some(ours));
         let relayed = status(2114, Some(ours));
-        table.merge(&message(&member, &[relayed.clone()]), Some(ours));
+        table.merge(
+            &message(&member, std::slice::from_ref(&relayed)),
+            Some(ours),
+        );
         assert!(table.vouches_for(member.node_id, ours));
         assert!(!table.vouches_for(relayed.node_id, ours));
         assert!(!table.vouches_for(member.node_id, Uuid::new_v4()));
