@@ -526,7 +526,10 @@ fn internal_port() -> Vec<Vec<u8>> {
         .map(|request| connection(0, std::slice::from_ref(request)))
         .collect();
     seeds.push(connection(0, &every));
-    seeds.push(connection(0, &[vote_request(u64::MAX - 1, STRANGER, false)]));
+    seeds.push(connection(
+        0,
+        &[vote_request(u64::MAX - 1, STRANGER, false)],
+    ));
     seeds.push(connection(1, &[vote_request(1, STRANGER, false)]));
     seeds.push(connection(2, &[append_request(1, STRANGER)]));
     // Before any handshake: an oversized frame announcement, then garbage.

@@ -71,7 +71,12 @@ fn target() -> &'static Target {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             let me = node_id(&node);
-            (node, addr, me, cluster.expect("a single node knows its cluster"))
+            (
+                node,
+                addr,
+                me,
+                cluster.expect("a single node knows its cluster"),
+            )
         });
         Target {
             runtime,
@@ -103,8 +108,7 @@ fn config() -> NodeConfig {
     }
 }
 
-fn hello(target: &Target, from: u64, to: u64, cluster: Option<Uuid>) -> Hello {
-    let _ = target;
+fn hello(from: u64, to: u64, cluster: Option<Uuid>) -> Hello {
     Hello {
         magic: 0x5354_454c,
         version: 1,
@@ -123,16 +127,14 @@ async fn send(target: &Target, data: &[u8]) {
         panic!("the internal port stopped accepting connections");
     };
     let handshake = match mode & 3 {
-        0 => Some(hello(target, STRANGER, target.me, Some(target.cluster))),
-        1 => Some(hello(target, STRANGER, target.me, None)),
-        2 => Some(hello(target, STRANGER, target.me ^ 1, Some(target.cluster))),
+        0 => Some(hello(STRANGER, target.me, Some(target.cluster))),
+        1 => Some(hello(STRANGER, target.me, None)),
+        2 => Some(hello(STRANGER, target.me ^ 1, Some(target.cluster))),
         _ => None,
     };
     let mut out = Vec::new();
     match handshake {
-        Some(hello) if mode & 4 == 0 => {
-            write_frame(&mut out, &hello).await.expect("hello encodes")
-        }
+        Some(hello) if mode & 4 == 0 => write_frame(&mut out, &hello).await.expect("hello encodes"),
         _ => {}
     }
     while !input.is_empty() {
@@ -148,7 +150,10 @@ async fn send(target: &Target, data: &[u8]) {
         let mut sink = Vec::new();
         let _ = tokio::io::AsyncReadExt::read_to_end(&mut conn, &mut sink).await;
     };
-    if tokio::time::timeout(ANSWER_DEADLINE, exchange).await.is_err() {
+    if tokio::time::timeout(ANSWER_DEADLINE, exchange)
+        .await
+        .is_err()
+    {
         panic!("the node neither answered nor closed a connection within {ANSWER_DEADLINE:?}");
     }
 }
@@ -157,7 +162,7 @@ async fn send(target: &Target, data: &[u8]) {
 async fn still_answers(target: &Target) {
     let check = async {
         let mut conn = TcpStream::connect(target.addr).await.expect("connects");
-        let hello = hello(target, STRANGER, target.me, Some(target.cluster));
+        let hello = hello(STRANGER, target.me, Some(target.cluster));
         write_frame(&mut conn, &hello).await.expect("hello sent");
         let reply: HelloReply = read_frame(&mut conn).await.expect("hello answered");
         assert!(matches!(reply, HelloReply::Accepted), "{reply:?}");
@@ -165,7 +170,10 @@ async fn still_answers(target: &Target) {
             .await
             .expect("vote sent");
         let reply: Reply = read_frame(&mut conn).await.expect("vote answered");
-        assert!(matches!(&reply, Reply::Failed(r) if r == "refused"), "{reply:?}");
+        assert!(
+            matches!(&reply, Reply::Failed(r) if r == "refused"),
+            "{reply:?}"
+        );
     };
     if tokio::time::timeout(ANSWER_DEADLINE, check).await.is_err() {
         panic!("the node stopped answering well-formed requests");
@@ -197,7 +205,7 @@ fuzz_target!(|data: &[u8]| {
     target.runtime.block_on(async {
         send(target, data).await;
         still_answers(target).await;
-        if RUNS.fetch_add(1, Ordering::Relaxed) % 256 == 0 {
+        if RUNS.fetch_add(1, Ordering::Relaxed).is_multiple_of(256) {
             still_writes(target).await;
         }
     });
