@@ -10,7 +10,9 @@
 //!   leader with elections or inject entries;
 //! - its term is at most [`MAX_TERM_AHEAD`] above this node's: openraft computes `term + 1`
 //!   for elections, and a term driven near `u64::MAX` made it panic and persisted a term no
-//!   election could follow. No term above [`MAX_TERM`] passes at all.
+//!   election could follow. (openraft 0.10.0-alpha.37, `Engine::elect`: at term `u64::MAX`
+//!   the next term wraps to 0, the local vote update is refused, and the "safe" `unwrap()` on
+//!   it panics.) No term above [`MAX_TERM`] passes at all.
 //!
 //! Anything else is answered with a refusal that names no node id. A node that has not joined a
 //! cluster yet takes requests from anyone (that is how it is formed or admitted), within the
