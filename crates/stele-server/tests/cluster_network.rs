@@ -1,7 +1,8 @@
 //! The cluster's network under faults and hostile peers, with real `stele` processes (issue 11
 //! items 2, 3 and 5): a killed follower must not flood the leader's log, a stranger node that
 //! gossips with the cluster must never show two leaders or enter the cluster's gossip, and
-//! whatever a process that reaches the internal port sends must not stop the cluster.
+//! whatever a process that reaches the internal port sends must not stop the cluster (even
+//! one that claims the cluster's id in gossip, which the guard then lets through to openraft).
 //!
 //! Scenarios run one at a time (`SERIAL`): the machines that run them have two cores.
 
@@ -214,10 +215,21 @@ async fn a_stranger_that_gossips_with_the_cluster_never_shows_two_leaders() {
 
 /// Node `k`'s raft node id and cluster id, as a process that gossips with it learns them.
 async fn ids_by_gossip(cluster: &TestCluster, k: usize) -> (u64, Uuid) {
+    gossip_as(cluster, k, 4242, None).await
+}
+
+/// Posts gossip to node `k` as raft node `node_id` of cluster `claim`; returns node `k`'s
+/// raft node id and cluster id from its answer.
+async fn gossip_as(
+    cluster: &TestCluster,
+    k: usize,
+    node_id: u64,
+    claim: Option<Uuid>,
+) -> (u64, Uuid) {
     let me = NodeStatus {
-        node_id: 4242,
-        instance_id: Uuid::new_v4(),
-        cluster_id: None,
+        node_id,
+        instance_id: Uuid::from_u64_pair(node_id, 0),
+        cluster_id: claim,
         state: VNodeState::Unknown,
         is_alive: true,
         time_stamp: 0,
@@ -402,4 +414,68 @@ async fn hostile_peers_on_the_internal_port_cannot_stop_the_cluster() {
         rss_after < rss_before + (100 << 20),
         "memory grew from {rss_before} to {rss_after} bytes"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stranger_that_claims_the_cluster_in_gossip_cannot_stop_writes_with_votes() {
+    // The guard lets through a member of this node's cluster that gossip vouches for (a
+    // lagging node must accept a leader admitted while it was away). A process that gossips
+    // claiming the cluster's id is vouched for too; pre-vote and the leader lease must then
+    // keep its vote flood from stopping writes.
+    let _serial = SERIAL.lock().await;
+    let cluster = TestCluster::start(ClusterOptions::new(binary())).await;
+    let leader = cluster.wait_for_leader(&[], TIMEOUT).await;
+    let stranger = 0x0bad_0bad_0bad_0badu64;
+    let (_, cluster_id) = ids_by_gossip(&cluster, leader).await;
+    let mut flood = Vec::new();
+    for k in 0..3 {
+        let (node_id, _) = gossip_as(&cluster, k, stranger, Some(cluster_id)).await;
+        let (conn, reply) = handshake(&cluster, k, stranger, node_id, Some(cluster_id)).await;
+        assert!(matches!(reply, HelloReply::Accepted), "{reply:?}");
+        flood.push(conn);
+    }
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (r, a) = (refused.clone(), answered.clone());
+    let flooding = tokio::spawn(async move {
+        let mut term = 1_000;
+        loop {
+            for conn in &mut flood {
+                for pre_vote in [true, false] {
+                    let request = stele_cluster::fuzzing::vote_request(term, stranger, pre_vote);
+                    if write_frame(conn, &request).await.is_err() {
+                        return;
+                    }
+                    match read_frame::<Reply>(conn).await {
+                        Ok(Reply::Failed(_)) => {
+                            r.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        }
+                        _ => a.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                    };
+                }
+            }
+            term += 1;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let client = connect(&cluster.connection_string()).unwrap();
+    let mut failed = 0;
+    for i in 0..30 {
+        if i % 5 == 0 {
+            for k in 0..3 {
+                gossip_as(&cluster, k, stranger, Some(cluster_id)).await;
+            }
+        }
+        if !append_one(&client, "under-flood").await {
+            failed += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    flooding.abort();
+    println!(
+        "flood: {} votes refused by the guard, {} answered by openraft; {failed} of 30 writes failed",
+        refused.load(std::sync::atomic::Ordering::Relaxed),
+        answered.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert_eq!(failed, 0, "{failed} of 30 writes failed under a vote flood");
 }
