@@ -29,6 +29,7 @@ fn main() {
     write(&corpus, "gossip_message", gossip_message());
     write(&corpus, "api_request", api_request());
     write(&corpus, "config", config());
+    write(&corpus, "internal_port", internal_port());
 }
 
 fn write(corpus: &Path, target: &str, seeds: Vec<Vec<u8>>) {
@@ -479,4 +480,59 @@ fn config() -> Vec<Vec<u8>> {
         ),
         seed("--insecure\n--clustr-size=3", "", Some("Insecure: true\nUnknownOption: 1\n")),
     ]
+}
+
+/// Connections to the internal port, in the `internal_port` target's input form: a mode byte
+/// (the handshake), then each request as a length byte and its postcard bytes. Requests claim
+/// the stranger the target's handshake names, so they reach the guard's membership check.
+fn internal_port() -> Vec<Vec<u8>> {
+    use stele_cluster::fuzzing::{append_request, transfer_leader_request, vote_request};
+    const STRANGER: u64 = 0x0bad_0bad_0bad_0bad;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let body = |request: &Request| {
+        let mut framed = Vec::new();
+        runtime
+            .block_on(write_frame(&mut framed, request))
+            .expect("frame");
+        framed.split_off(4)
+    };
+    let connection = |mode: u8, requests: &[Request]| {
+        let mut input = vec![mode];
+        for request in requests {
+            let bytes = body(request);
+            let len = u8::try_from(bytes.len()).expect("a seed request fits a length byte");
+            input.push(len);
+            input.extend_from_slice(&bytes);
+        }
+        input
+    };
+    let forward = Request::Forward(Command::Append {
+        stream: StreamName::new("orders-1").expect("stream name"),
+        expected: ExpectedRevision::Any,
+        events: vec![event("orders-1", 0)],
+    });
+    let every = [
+        vote_request(1, STRANGER, false),
+        vote_request(1, STRANGER, true),
+        append_request(1, STRANGER),
+        transfer_leader_request(1, STRANGER, STRANGER),
+        forward,
+        Request::StreamAppend,
+    ];
+    let mut seeds: Vec<Vec<u8>> = every
+        .iter()
+        .map(|request| connection(0, std::slice::from_ref(request)))
+        .collect();
+    seeds.push(connection(0, &every));
+    seeds.push(connection(
+        0,
+        &[vote_request(u64::MAX - 1, STRANGER, false)],
+    ));
+    seeds.push(connection(1, &[vote_request(1, STRANGER, false)]));
+    seeds.push(connection(2, &[append_request(1, STRANGER)]));
+    // Before any handshake: an oversized frame announcement, then garbage.
+    seeds.push(vec![3, 4, 0xff, 0xff, 0xff, 0x1f, 3, 1, 2, 3]);
+    seeds
 }

@@ -34,22 +34,86 @@ pub(crate) fn spawn(
     listener: Box<dyn crate::net::Listener>,
     gossip: Arc<dyn crate::net::GossipClient>,
 ) {
-    let shutdown = node.inner.shutdown.subscribe();
+    serve_internal_port(node, listener);
+    tokio::spawn(gossip_loop(node.clone(), gossip));
+    tokio::spawn(control_loop(node.clone()));
+}
+
+/// What the guard (`guard.rs`) needs to know of this node now.
+fn guard_view(node: &Node) -> crate::guard::View {
+    let metrics = node.inner.raft.server_metrics();
+    let metrics = metrics.borrow_watched();
+    crate::guard::View {
+        me: node.inner.identity.node_id,
+        members: metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect(),
+        term: metrics.vote.leader_id().term,
+    }
+}
+
+/// The guard's verdict on a raft request's vote, overruling "not a member" for a member of
+/// this node's cluster that gossip vouches for (its log may not hold the newest membership).
+fn admit(node: &Node, vote: &crate::types::Vote, from: u64) -> Result<(), crate::guard::Refusal> {
+    match crate::guard::check_vote(vote, from, &guard_view(node)) {
+        Err(crate::guard::Refusal::NotAMember(id))
+            if node
+                .cluster_id()
+                .is_some_and(|ours| node.inner.members.vouches_for(id, ours)) =>
+        {
+            Ok(())
+        }
+        verdict => verdict,
+    }
+}
+
+/// Keeps the cluster id the handshake and gossip judge by current as soon as the membership
+/// changes, on every node (a single node has no control loop). Without it a handshake was
+/// judged as if this node belonged to no cluster until the control loop's next refresh, and
+/// a single node whose start-up refresh came before openraft published the membership never
+/// learnt its cluster id: it merged another cluster's gossip and listed its leader beside
+/// itself (issue 11 item 3).
+pub(crate) async fn follow_cluster_id(node: Node) {
+    let mut server = node.inner.raft.server_metrics();
+    let mut shutdown = node.inner.shutdown.subscribe();
+    loop {
+        node.refresh_cluster_id();
+        tokio::select! {
+            changed = server.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Serves the internal port on `listener` until the node shuts down.
+pub(crate) fn serve_internal_port(node: &Node, listener: Box<dyn crate::net::Listener>) {
     tokio::spawn(transport::serve(
         listener,
         node.inner.local.clone(),
         handler(node.clone()),
         stream_handler(node.clone()),
-        shutdown,
+        node.inner.shutdown.subscribe(),
     ));
-    tokio::spawn(gossip_loop(node.clone(), gossip));
-    tokio::spawn(control_loop(node.clone()));
 }
 
 fn handler(node: Node) -> Handler {
-    Arc::new(move |request| {
+    Arc::new(move |from, request| {
         let node = node.clone();
         Box::pin(async move {
+            let verdict =
+                crate::guard::claim(&request).map_or(Ok(()), |vote| admit(&node, vote, from));
+            if let Err(refusal) = verdict {
+                // Not a WARN: a hostile peer could fill the log with them.
+                tracing::debug!(%refusal, "refused a raft request");
+                return Reply::Failed(crate::guard::REFUSED.into());
+            }
             let raft = &node.inner.raft;
             let failed = |e: &dyn std::fmt::Display| Reply::Failed(e.to_string());
             match request {
@@ -78,10 +142,19 @@ fn handler(node: Node) -> Handler {
 }
 
 /// Streaming replication on a follower: openraft pipelines the requests and answers in order.
+/// Every request of the stream passes the guard, or the stream ends there.
 fn stream_handler(node: Node) -> StreamHandler {
     use futures::StreamExt;
-    Arc::new(move |requests| {
-        let replies = node.inner.raft.stream_append(requests);
+    Arc::new(move |from, requests| {
+        let guarded = node.clone();
+        let requests = requests.take_while(move |request| {
+            let admitted = admit(&guarded, &request.vote, from);
+            if let Err(refusal) = &admitted {
+                tracing::debug!(%refusal, "refused a replication stream");
+            }
+            futures::future::ready(admitted.is_ok())
+        });
+        let replies = node.inner.raft.stream_append(Box::pin(requests));
         Box::pin(replies.map(|reply| reply.map_err(|fatal| fatal.to_string())))
     })
 }

@@ -1,6 +1,8 @@
 //! Entry points for the fuzz targets in `fuzz/` (not part of the API: hidden from the docs and
 //! free to change). It re-exports the record decoders, which are otherwise private to this
-//! crate; the transport and gossip decoders are public already.
+//! crate; the transport and gossip decoders are public already. It also builds raft requests
+//! and serves a single node's internal port, for the internal-port fuzz target and the
+//! hostile-peer tests.
 
 pub use crate::record::{decode_entry, decode_header, decode_record, RecordBody, RecordHeader};
 
@@ -19,4 +21,54 @@ pub async fn forward(
     command: stele_core::Command,
 ) -> Result<stele_core::CommandResult, crate::transport::ForwardError> {
     node.handle_forward(command).await
+}
+
+/// Raft requests as a peer (or a hostile process) would send them on the internal port, for
+/// the internal-port fuzz target and the hostile-peer tests: a vote or pre-vote by candidate
+/// `node` in `term`.
+pub fn vote_request(term: u64, node: u64, pre_vote: bool) -> crate::transport::Request {
+    let rpc = openraft::raft::VoteRequest::new(crate::types::Vote::new(term, node), None);
+    if pre_vote {
+        crate::transport::Request::PreVote(rpc)
+    } else {
+        crate::transport::Request::Vote(rpc)
+    }
+}
+
+/// An empty append entries request (a heartbeat) from leader `node` in `term`.
+pub fn append_request(term: u64, node: u64) -> crate::transport::Request {
+    crate::transport::Request::AppendEntries(openraft::raft::AppendEntriesRequest {
+        vote: crate::types::Vote::new_committed(term, node),
+        prev_log_id: None,
+        entries: Vec::new(),
+        leader_commit: None,
+    })
+}
+
+/// A leadership transfer from leader `node` in `term` to `to`.
+pub fn transfer_leader_request(term: u64, node: u64, to: u64) -> crate::transport::Request {
+    crate::transport::Request::TransferLeader(openraft::raft::TransferLeaderRequest::new(
+        crate::types::Vote::new_committed(term, node),
+        to,
+        None,
+    ))
+}
+
+/// Serves `node`'s internal port on `addr` with the handlers a clustered node uses, and
+/// returns the address bound. A single node (cluster size 1) has no peers and opens no
+/// internal port; this lets a fuzz target reach its transport, guard and consensus engine
+/// all the same. Serving stops when the node shuts down.
+pub async fn serve_transport(
+    node: &crate::node::Node,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    crate::controller::serve_internal_port(node, Box::new(listener));
+    Ok(bound)
+}
+
+/// This node's id, as a peer's handshake must name it.
+pub fn node_id(node: &crate::node::Node) -> u64 {
+    node.inner.identity.node_id
 }

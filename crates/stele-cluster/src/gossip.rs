@@ -8,6 +8,13 @@
 //! `isAlive: false`). A message whose clock differs from ours by more than
 //! `GossipAllowedDifferenceMs` is refused, with a log line naming the sender, both ways.
 //! Members of another cluster are ignored, with a log line.
+//!
+//! Once this node belongs to a cluster, no member of another cluster stays in its table,
+//! whichever way it came in (a message's sender, the members a message or a gossip answer
+//! lists, or an entry merged before this node's cluster was known), and a sender refused for
+//! its cluster is forgotten. A member that belongs to no cluster (a fresh node waiting to be
+//! admitted) is listed but never as a leader. Without this a fresh single node that gossiped
+//! with another cluster listed that cluster's leader beside itself (issue 11 item 3).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::node::NodeStatus;
+use crate::VNodeState;
 
 /// Where to look for the other nodes, and how often.
 #[derive(Debug, Clone)]
@@ -97,6 +105,8 @@ pub struct MemberTable {
     config: GossipConfig,
     me: Uuid,
     known: Mutex<HashMap<Uuid, Known>>,
+    /// This node's cluster, once it belongs to one.
+    cluster: Mutex<Option<Uuid>>,
 }
 
 impl MemberTable {
@@ -105,6 +115,17 @@ impl MemberTable {
             config,
             me,
             known: Mutex::new(HashMap::new()),
+            cluster: Mutex::new(None),
+        }
+    }
+
+    /// Tells the table this node's cluster: members of any other cluster are dropped now and
+    /// kept out from then on.
+    pub fn set_cluster(&self, ours: Option<Uuid>) {
+        *self.cluster.lock().expect("member cluster lock") = ours;
+        if let Some(ours) = ours {
+            let mut known = self.known.lock().expect("member table lock");
+            known.retain(|_, entry| entry.status.cluster_id.is_none_or(|c| c == ours));
         }
     }
 
@@ -135,6 +156,11 @@ impl MemberTable {
         }
         if let (Some(theirs), Some(ours)) = (message.sender.cluster_id, ours) {
             if theirs != ours {
+                // Whatever was merged of it before (while it named no cluster, say) goes too.
+                self.known
+                    .lock()
+                    .expect("member table lock")
+                    .remove(&message.sender.instance_id);
                 return Err(GossipRefused::OtherCluster { from, theirs, ours });
             }
         }
@@ -143,6 +169,12 @@ impl MemberTable {
 
     /// Merges a message: its sender is heard directly, the members it lists are not.
     pub fn merge(&self, message: &GossipMessage, ours: Option<Uuid>) {
+        self.set_cluster(ours);
+        if let (Some(theirs), Some(ours)) = (message.sender.cluster_id, ours) {
+            if theirs != ours {
+                return;
+            }
+        }
         let now = Instant::now();
         let mut known = self.known.lock().expect("member table lock");
         let sender = &message.sender;
@@ -198,6 +230,7 @@ impl MemberTable {
     pub fn members(&self) -> Vec<NodeStatus> {
         let now = Instant::now();
         let dead_after = self.dead_after();
+        let ours = *self.cluster.lock().expect("member cluster lock");
         let mut known = self.known.lock().expect("member table lock");
         known.retain(|_, entry| {
             now.duration_since(entry.heard_directly.unwrap_or(entry.updated))
@@ -205,8 +238,18 @@ impl MemberTable {
         });
         let mut members: Vec<NodeStatus> = known
             .values()
+            .filter(|entry| match (entry.status.cluster_id, ours) {
+                (Some(theirs), Some(ours)) => theirs == ours,
+                _ => true,
+            })
             .map(|entry| {
                 let mut status = entry.status.clone();
+                // A node in no cluster leads nothing a client could use.
+                if status.cluster_id.is_none()
+                    && matches!(status.state, VNodeState::Leader | VNodeState::PreLeader)
+                {
+                    status.state = VNodeState::Unknown;
+                }
                 status.is_alive = !entry.unreachable
                     && match entry.heard_directly {
                         Some(t) => now.duration_since(t) < dead_after,
@@ -217,6 +260,21 @@ impl MemberTable {
             .collect();
         members.sort_by_key(|m| (m.http_endpoint.clone(), m.instance_id));
         members
+    }
+
+    /// Whether raft node `node_id` is a member of cluster `ours` that this node heard from
+    /// directly and recently (the internal port's guard takes it as a member).
+    pub fn vouches_for(&self, node_id: u64, ours: Uuid) -> bool {
+        let now = Instant::now();
+        let dead_after = self.dead_after();
+        let known = self.known.lock().expect("member table lock");
+        known.values().any(|entry| {
+            entry.status.node_id == node_id
+                && entry.status.cluster_id == Some(ours)
+                && entry
+                    .heard_directly
+                    .is_some_and(|t| now.duration_since(t) < dead_after)
+        })
     }
 
     /// Notes that gossip to `endpoint` failed: the member there is dead until heard from.
@@ -251,7 +309,6 @@ impl MemberTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::VNodeState;
 
     fn status(port: u16, cluster: Option<Uuid>) -> NodeStatus {
         NodeStatus {
@@ -327,6 +384,77 @@ mod tests {
             table.check(&from_stranger, Some(ours)),
             Err(GossipRefused::OtherCluster { .. })
         ));
+    }
+
+    fn message(sender: &NodeStatus, members: &[NodeStatus]) -> GossipMessage {
+        GossipMessage {
+            sender: sender.clone(),
+            members: members.to_vec(),
+            sent_at_unix_ms: unix_ms_now(),
+        }
+    }
+
+    #[test]
+    fn members_merged_before_the_cluster_was_known_go_once_it_is() {
+        // A fresh single node merged another cluster's gossip answer before its own cluster
+        // id was known, then listed that cluster's leader beside itself: two leaders in
+        // /gossip, and clients failed with "Expected one leader, discovered 2" (issue 11
+        // item 3).
+        let (theirs, ours) = (Uuid::new_v4(), Uuid::new_v4());
+        let table = MemberTable::new(config(), Uuid::new_v4());
+        let mut leader = status(2113, Some(theirs));
+        leader.state = VNodeState::Leader;
+        let follower = status(2114, Some(theirs));
+        table.merge(&message(&follower, &[leader.clone()]), None);
+        assert_eq!(table.members().len(), 2);
+        table.set_cluster(Some(ours));
+        assert!(table.members().is_empty(), "{:?}", table.members());
+        // And they stay out, whichever way they come.
+        table.merge(&message(&follower, &[leader.clone()]), Some(ours));
+        assert!(table.members().is_empty());
+        let mut friend = status(2115, Some(ours));
+        friend.state = VNodeState::Follower;
+        table.merge(&message(&friend, &[leader]), Some(ours));
+        let members = table.members();
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0].instance_id, friend.instance_id);
+    }
+
+    #[test]
+    fn a_sender_refused_for_its_cluster_is_forgotten() {
+        let ours = Uuid::new_v4();
+        let table = MemberTable::new(config(), Uuid::new_v4());
+        // First heard while it named no cluster (before it formed its own).
+        let mut stranger = status(2113, None);
+        table.merge(&message(&stranger, &[]), Some(ours));
+        assert_eq!(table.members().len(), 1);
+        stranger.cluster_id = Some(Uuid::new_v4());
+        assert!(table.check(&message(&stranger, &[]), Some(ours)).is_err());
+        assert!(table.members().is_empty());
+    }
+
+    #[test]
+    fn gossip_vouches_only_for_members_of_our_cluster_heard_directly() {
+        let ours = Uuid::new_v4();
+        let table = MemberTable::new(config(), Uuid::new_v4());
+        let member = status(2113, Some(ours));
+        let relayed = status(2114, Some(ours));
+        table.merge(
+            &message(&member, std::slice::from_ref(&relayed)),
+            Some(ours),
+        );
+        assert!(table.vouches_for(member.node_id, ours));
+        assert!(!table.vouches_for(relayed.node_id, ours));
+        assert!(!table.vouches_for(member.node_id, Uuid::new_v4()));
+    }
+
+    #[test]
+    fn a_member_in_no_cluster_is_never_listed_as_leader() {
+        let table = MemberTable::new(config(), Uuid::new_v4());
+        let mut fresh = status(2113, None);
+        fresh.state = VNodeState::Leader;
+        table.merge(&message(&fresh, &[]), None);
+        assert_eq!(table.members()[0].state, VNodeState::Unknown);
     }
 
     #[tokio::test]

@@ -16,12 +16,14 @@ pub mod env;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gossip;
+mod guard;
 mod identity;
 pub mod live;
 mod log_store;
 pub mod net;
 mod network;
 pub mod node;
+mod reachability;
 mod record;
 mod rt;
 pub mod state;

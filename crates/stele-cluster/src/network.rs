@@ -1,6 +1,14 @@
 //! The raft network over the node-to-node transport (`transport.rs`): openraft asks for a
 //! client per target node, and every RPC becomes one request on a pooled connection to the
 //! target's internal endpoint.
+//!
+//! A peer that cannot be reached is reported as openraft's `Unreachable`, and [`backoff`]
+//! gives openraft the same capped exponential series the transport dials with
+//! (`reachability.rs`): openraft waits on it between replication attempts, and a new
+//! replication stream to a down peer first waits out the peer's own backoff. Without both, the
+//! leader redialed a killed follower in a loop (issue 11 item 2).
+//!
+//! [`backoff`]: RaftNetworkV2::backoff
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -11,7 +19,7 @@ use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{
     NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
-use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory, RaftNetworkV2};
+use openraft::network::{Backoff, RPCOption, RPCTypes, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse};
 use openraft::raft::{
     StreamAppendResult, TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
@@ -135,9 +143,9 @@ impl NetworkClient {
                     target: self.target,
                     timeout,
                 }),
-                CallError::Connect { .. } | CallError::Refused { .. } => {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                }
+                CallError::Connect { .. }
+                | CallError::Refused { .. }
+                | CallError::Backoff { .. } => RPCError::Unreachable(Unreachable::new(&e)),
                 CallError::Io { .. } => {
                     self.peer.reset();
                     RPCError::Network(NetworkError::new(&e))
@@ -204,6 +212,10 @@ impl RaftNetworkV2<TypeConfig> for NetworkClient {
         let (me, target) = (self.me, self.target);
         let response_timeout = (option.hard_ttl() * 10).max(Duration::from_secs(1));
         Box::pin(async move {
+            // A down peer is dialed again only once its backoff elapsed: openraft opens a new
+            // stream as soon as the last one failed, and waits on its own backoff only between
+            // requests of an open stream.
+            peer.backoff().await;
             // Bounded: a connection whose handshake reply is lost (a partition that began
             // mid-handshake) would otherwise stall replication to this follower for good.
             // Found by the deterministic simulation.
@@ -334,6 +346,10 @@ impl RaftNetworkV2<TypeConfig> for NetworkClient {
             Reply::TransferLeader(response) => Ok(response),
             other => Err(unexpected(other)),
         }
+    }
+
+    fn backoff(&self) -> Option<Backoff> {
+        Some(Backoff::new(crate::reachability::backoff_series()))
     }
 
     async fn full_snapshot(

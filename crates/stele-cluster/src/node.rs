@@ -536,6 +536,7 @@ impl Node {
             }),
         };
         node.refresh_cluster_id();
+        tokio::spawn(crate::controller::follow_cluster_id(node.clone()));
         if let Some(listener) = listener {
             let gossip = match env.gossip {
                 Some(gossip) => gossip,
@@ -575,6 +576,7 @@ impl Node {
         let metrics = self.inner.raft.metrics().borrow_watched().clone();
         let id = membership_cluster_id(metrics.membership_config.membership());
         self.inner.local.set_cluster_id(id);
+        self.inner.members.set_cluster(id);
     }
 
     pub fn cluster_id(&self) -> Option<Uuid> {
@@ -687,7 +689,9 @@ impl Node {
                 "the leader answered a forwarded write with {other:?}"
             ))),
             // Never sent: the client may retry anywhere.
-            Err(CallError::Connect { .. } | CallError::Refused { .. }) => Err(WriteError::NotReady),
+            Err(
+                CallError::Connect { .. } | CallError::Refused { .. } | CallError::Backoff { .. },
+            ) => Err(WriteError::NotReady),
             // Sent, outcome unknown.
             Err(CallError::Io { .. } | CallError::Timeout { .. }) => Err(WriteError::Timeout),
         }

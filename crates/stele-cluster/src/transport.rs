@@ -4,12 +4,23 @@
 //! Framing: every message is a little-endian `u32` length followed by that many bytes of
 //! postcard. A connection opens with a [`Hello`] naming the sender, the node it meant to
 //! reach and the cluster it belongs to; the receiver refuses a connection meant for another
-//! node (a wiped node came back at the same address under a new id) or from another cluster.
+//! node (a wiped node came back at the same address under a new id), from another cluster, or,
+//! once the receiver belongs to a cluster, one that names no cluster. The refusal names
+//! nothing (no node id, no cluster id): the dialer knows what it asked for.
 //! After the handshake a connection carries one request and its reply at a time; a caller that
-//! needs concurrency takes another connection from the pool ([`Peer`]).
+//! needs concurrency takes another connection from the pool ([`Peer`]). Each request reaches
+//! the handler with the node id the handshake named, which `guard.rs` checks against the
+//! request's own claim and the membership.
 //!
-//! Bounded: frames are at most [`MAX_FRAME_BYTES`], idle connections per peer at most
-//! [`MAX_IDLE_CONNECTIONS`] (DESIGN.md decision 12).
+//! Bounded (DESIGN.md decision 12; issue 11 item 5): frames are at most [`MAX_FRAME_BYTES`],
+//! and at most [`MAX_HANDSHAKE_FRAME_BYTES`] before a handshake succeeded; a frame's buffer
+//! grows only as its bytes arrive; a handshake must complete within [`HANDSHAKE_TIMEOUT`]; an
+//! accepted connection that carries no request for [`INBOUND_IDLE_TIMEOUT`] is closed (the
+//! dialer drops pooled connections idle for half that); at most [`MAX_INBOUND_CONNECTIONS`]
+//! are served at once, and idle connections per peer are at most [`MAX_IDLE_CONNECTIONS`].
+//!
+//! A peer that cannot be reached (or refuses the handshake) is dialed again only after a
+//! capped exponential backoff, and logged once per outage (`reachability.rs`).
 
 use std::future::Future;
 use std::io;
@@ -24,9 +35,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use stele_core::{Command, CommandResult};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::net::{Conn, Listener, Net};
+use crate::reachability::{RateLimitedWarn, Reachability};
 use crate::types::TypeConfig;
 
 /// Largest message either way. An append entries request carries at most
@@ -34,8 +47,22 @@ use crate::types::TypeConfig;
 pub const MAX_FRAME_BYTES: u32 = 512 * 1024 * 1024;
 /// The most `read_frame` reserves before a frame's bytes arrive.
 const FRAME_PREALLOCATION_BYTES_MAX: usize = 64 * 1024;
+/// Largest frame accepted before the handshake succeeded (the [`Hello`] is a few dozen bytes).
+pub const MAX_HANDSHAKE_FRAME_BYTES: u32 = 64 * 1024;
+/// A connection's handshake must be read and answered within this.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// An accepted connection waiting this long for its next request is closed. Streaming
+/// replication connections are exempt: the leader keeps them open between writes.
+pub const INBOUND_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pooled connections idle longer than this are not reused: the other side may be closing
+/// them ([`INBOUND_IDLE_TIMEOUT`]).
+const POOLED_IDLE_MAX: Duration = Duration::from_secs(30);
+/// Accepted connections served at once; more are closed at once.
+pub const MAX_INBOUND_CONNECTIONS: usize = 256;
 /// Idle connections kept per peer; more may be open while calls are in flight.
 const MAX_IDLE_CONNECTIONS: usize = 8;
+/// What a refused handshake is told.
+const REFUSED: &str = "refused";
 const MAGIC: u32 = 0x5354_454c; // "STEL"
 const PROTOCOL_VERSION: u16 = 1;
 
@@ -117,13 +144,21 @@ pub async fn write_frame<T: Serialize>(
 pub async fn read_frame<T: DeserializeOwned>(
     stream: &mut (impl AsyncRead + Unpin),
 ) -> io::Result<T> {
+    read_frame_limited(stream, MAX_FRAME_BYTES).await
+}
+
+/// [`read_frame`] for frames of at most `limit` bytes.
+pub async fn read_frame_limited<T: DeserializeOwned>(
+    stream: &mut (impl AsyncRead + Unpin),
+    limit: u32,
+) -> io::Result<T> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await?;
     let len = u32::from_le_bytes(len);
-    if len > MAX_FRAME_BYTES {
+    if len > limit {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds the {MAX_FRAME_BYTES}-byte limit"),
+            format!("frame of {len} bytes exceeds the {limit}-byte limit"),
         ));
     }
     // The length is the sender's claim: the buffer grows with the bytes that arrive, so a
@@ -167,6 +202,8 @@ pub enum CallError {
     },
     #[error("no answer from {addr} within {timeout:?}")]
     Timeout { addr: String, timeout: Duration },
+    #[error("{addr} is down; next attempt in {retry_in:?}")]
+    Backoff { addr: String, retry_in: Duration },
 }
 
 /// What a node knows of itself when it dials or accepts connections.
@@ -182,7 +219,10 @@ pub struct Peer {
     target: u64,
     addr: String,
     bind_ip: Option<IpAddr>,
-    idle: Mutex<Vec<Conn>>,
+    idle: Mutex<Vec<(Conn, Instant)>>,
+    reachability: Reachability,
+    /// `node <id> at <addr>`, for the log.
+    name: String,
 }
 
 impl Peer {
@@ -194,12 +234,27 @@ impl Peer {
         bind_ip: Option<IpAddr>,
     ) -> Peer {
         Peer {
+            name: format!("node {target:016x} at {addr}"),
             net,
             local,
             target,
             addr,
             bind_ip,
             idle: Mutex::new(Vec::new()),
+            reachability: Reachability::default(),
+        }
+    }
+
+    /// Whether the peer is in an outage (its last connection attempt failed).
+    pub fn is_down(&self) -> bool {
+        self.reachability.is_down()
+    }
+
+    /// Waits until the peer may be dialed again (see [`Peer::connect`]).
+    pub async fn backoff(&self) {
+        let wait = self.reachability.wait();
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -207,8 +262,31 @@ impl Peer {
         &self.addr
     }
 
-    /// Opens a new connection to the peer, handshake done.
+    /// Opens a new connection to the peer, handshake done. While the peer is down and its
+    /// backoff has not elapsed, fails at once without dialing ([`CallError::Backoff`]).
     pub async fn connect(&self) -> Result<Conn, CallError> {
+        let retry_in = self.reachability.wait();
+        if !retry_in.is_zero() {
+            return Err(CallError::Backoff {
+                addr: self.addr.clone(),
+                retry_in,
+            });
+        }
+        // A refused handshake is the same outage as a refused connection: the node we know
+        // is not there (it came back under a new identity, say).
+        match self.dial().await {
+            Ok(stream) => {
+                self.reachability.succeeded(&self.name);
+                Ok(stream)
+            }
+            Err(e) => {
+                self.reachability.failed(&self.name, &e);
+                Err(e)
+            }
+        }
+    }
+
+    async fn dial(&self) -> Result<Conn, CallError> {
         let mut stream = self
             .net
             .connect(&self.addr, self.bind_ip)
@@ -228,11 +306,20 @@ impl Peer {
             addr: self.addr.clone(),
             source,
         };
-        write_frame(&mut stream, &hello).await.map_err(io_err)?;
-        match read_frame::<HelloReply>(&mut stream)
-            .await
-            .map_err(io_err)?
-        {
+        let handshake = async {
+            write_frame(&mut stream, &hello).await?;
+            read_frame_limited::<HelloReply>(&mut stream, MAX_HANDSHAKE_FRAME_BYTES).await
+        };
+        let reply = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+            Ok(reply) => reply.map_err(io_err)?,
+            Err(_) => {
+                return Err(CallError::Timeout {
+                    addr: self.addr.clone(),
+                    timeout: HANDSHAKE_TIMEOUT,
+                })
+            }
+        };
+        match reply {
             HelloReply::Accepted => Ok(stream),
             HelloReply::Refused(reason) => Err(CallError::Refused {
                 addr: self.addr.clone(),
@@ -244,7 +331,11 @@ impl Peer {
     /// Sends one request and waits for its reply, for at most `timeout` in all.
     pub async fn call(&self, request: &Request, timeout: Duration) -> Result<Reply, CallError> {
         let exchange = async {
-            let pooled = self.idle.lock().expect("peer pool lock").pop();
+            let pooled = {
+                let mut idle = self.idle.lock().expect("peer pool lock");
+                idle.retain(|(_, since)| since.elapsed() < POOLED_IDLE_MAX);
+                idle.pop().map(|(stream, _)| stream)
+            };
             let mut stream = match pooled {
                 Some(stream) => stream,
                 None => self.connect().await?,
@@ -257,7 +348,7 @@ impl Peer {
             let reply = read_frame::<Reply>(&mut stream).await.map_err(io_err)?;
             let mut idle = self.idle.lock().expect("peer pool lock");
             if idle.len() < MAX_IDLE_CONNECTIONS {
-                idle.push(stream);
+                idle.push((stream, Instant::now()));
             }
             Ok(reply)
         };
@@ -276,13 +367,16 @@ impl Peer {
     }
 }
 
-pub type Handler =
-    Arc<dyn Fn(Request) -> Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync + 'static>;
+/// Serves one request; the first argument is the node id the connection's handshake named.
+pub type Handler = Arc<
+    dyn Fn(u64, Request) -> Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync + 'static,
+>;
 
-/// Serves a streaming-replication connection: takes the requests read from the connection,
-/// gives back the replies to write, in order.
+/// Serves a streaming-replication connection: takes the requests read from the connection
+/// (whose handshake named the node id given first), gives back the replies to write, in order.
 pub type StreamHandler = Arc<
     dyn Fn(
+            u64,
             Pin<Box<dyn futures::Stream<Item = AppendEntriesRequest<TypeConfig>> + Send>>,
         ) -> Pin<Box<dyn futures::Stream<Item = StreamReply> + Send>>
         + Send
@@ -298,6 +392,9 @@ pub async fn serve(
     streams: StreamHandler,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND_CONNECTIONS));
+    let surplus = Arc::new(RateLimitedWarn::default());
+    let refused = Arc::new(RateLimitedWarn::default());
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -311,12 +408,23 @@ pub async fn serve(
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            surplus.warn(
+                "closed a peer connection: MAX_INBOUND_CONNECTIONS are open",
+                &from,
+            );
+            drop(stream);
+            continue;
+        };
         let local = local.clone();
         let handler = handler.clone();
         let streams = streams.clone();
         let shutdown = shutdown.clone();
+        let refused = refused.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, local, handler, streams, shutdown).await {
+            let _slot = slot;
+            let served = serve_connection(stream, local, handler, streams, shutdown, &refused);
+            if let Err(e) = served.await {
                 if e.kind() != io::ErrorKind::UnexpectedEof {
                     tracing::debug!(%from, error = %e, "peer connection closed");
                 }
@@ -331,29 +439,46 @@ async fn serve_connection(
     handler: Handler,
     streams: StreamHandler,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    refused: &RateLimitedWarn,
 ) -> io::Result<()> {
-    let hello: Hello = read_frame(&mut stream).await?;
-    if let Some(reason) = refusal(&hello, local.node_id(), local.cluster_id()) {
-        tracing::warn!(from = hello.from, %reason, "refused a peer connection");
-        write_frame(&mut stream, &HelloReply::Refused(reason)).await?;
-        return Ok(());
-    }
-    write_frame(&mut stream, &HelloReply::Accepted).await?;
+    let timed_out = |what: &str| io::Error::new(io::ErrorKind::TimedOut, what.to_owned());
+    let handshake = async {
+        let hello: Hello = read_frame_limited(&mut stream, MAX_HANDSHAKE_FRAME_BYTES).await?;
+        let refusal = refusal(&hello, local.node_id(), local.cluster_id());
+        let reply = match &refusal {
+            Some(_) => HelloReply::Refused(REFUSED.into()),
+            None => HelloReply::Accepted,
+        };
+        write_frame(&mut stream, &reply).await?;
+        Ok::<_, io::Error>((hello.from, refusal))
+    };
+    let from = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Err(_) => return Err(timed_out("handshake timed out")),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok((_, Some(reason)))) => {
+            refused.warn("refused a peer connection", &reason);
+            return Ok(());
+        }
+        Ok(Ok((from, None))) => from,
+    };
     loop {
         let request: Request = tokio::select! {
-            request = read_frame(&mut stream) => request?,
+            request = tokio::time::timeout(INBOUND_IDLE_TIMEOUT, read_frame(&mut stream)) => {
+                request.map_err(|_| timed_out("idle connection closed"))??
+            }
             _ = shutdown.changed() => return Ok(()),
         };
         if let Request::StreamAppend = request {
-            return serve_stream(stream, streams, shutdown).await;
+            return serve_stream(stream, from, streams, shutdown).await;
         }
-        let reply = handler(request).await;
+        let reply = handler(from, request).await;
         write_frame(&mut stream, &reply).await?;
     }
 }
 
 async fn serve_stream(
     stream: Conn,
+    from: u64,
     streams: StreamHandler,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> io::Result<()> {
@@ -370,7 +495,7 @@ async fn serve_stream(
             }
         }
     });
-    let mut replies = streams(Box::pin(requests));
+    let mut replies = streams(from, Box::pin(requests));
     loop {
         let reply = tokio::select! {
             reply = replies.next() => reply,
@@ -387,7 +512,8 @@ async fn serve_stream(
     }
 }
 
-/// Why a connection must be refused, if it must.
+/// Why a connection must be refused, if it must: for this node's log only (the dialer is
+/// told [`REFUSED`] and nothing else).
 fn refusal(hello: &Hello, me: u64, cluster: Option<Uuid>) -> Option<String> {
     if hello.magic != MAGIC {
         return Some("not a Stele peer (bad magic)".into());
@@ -400,13 +526,18 @@ fn refusal(hello: &Hello, me: u64, cluster: Option<Uuid>) -> Option<String> {
     }
     if hello.to != me {
         return Some(format!(
-            "this is node {me:016x}, not node {:016x} (its data directory was replaced?)",
+            "a peer asked for node {:016x}, this is node {me:016x} (its data directory was \
+             replaced?)",
             hello.to
         ));
     }
     match (hello.cluster_id, cluster) {
         (Some(theirs), Some(ours)) if theirs != ours => Some(format!(
             "node {:016x} belongs to cluster {theirs}, this node to cluster {ours}",
+            hello.from
+        )),
+        (None, Some(_)) => Some(format!(
+            "node {:016x} names no cluster, and this node belongs to one",
             hello.from
         )),
         _ => None,
@@ -432,17 +563,27 @@ mod tests {
         let a = Uuid::new_v4();
         let b = Uuid::new_v4();
         assert!(refusal(&hello(1, Some(a)), 1, Some(a)).is_none());
-        assert!(refusal(&hello(1, None), 1, Some(a)).is_none());
         assert!(refusal(&hello(1, Some(a)), 1, None).is_none());
+        assert!(refusal(&hello(1, None), 1, None).is_none());
         assert!(refusal(&hello(1, Some(a)), 1, Some(b))
             .unwrap()
             .contains("belongs to cluster"));
         assert!(refusal(&hello(2, Some(a)), 1, Some(a))
             .unwrap()
-            .contains("not node"));
+            .contains("asked for node"));
         let mut bad = hello(1, None);
         bad.magic = 1;
         assert!(refusal(&bad, 1, None).is_some());
+    }
+
+    #[test]
+    fn a_handshake_without_a_cluster_is_refused_by_a_member_of_one() {
+        // A handshake naming no cluster was accepted by a node of a formed cluster, so any
+        // process could open a connection and send raft requests (issue 11 item 5).
+        let ours = Uuid::new_v4();
+        assert!(refusal(&hello(1, None), 1, Some(ours))
+            .unwrap()
+            .contains("names no cluster"));
     }
 
     #[tokio::test]
@@ -483,13 +624,105 @@ mod tests {
         }
     }
 
+    fn test_handlers() -> (Handler, StreamHandler) {
+        let handler: Handler =
+            Arc::new(|_from, _request| Box::pin(async { Reply::Failed("unexpected".into()) }));
+        let streams: StreamHandler =
+            Arc::new(|_from, _requests| Box::pin(futures::stream::empty()));
+        (handler, streams)
+    }
+
+    /// Serves one in-memory connection as `serve` would; returns the client's end and how
+    /// the server's side ended.
+    fn serve_one(
+        cluster: Option<Uuid>,
+    ) -> (
+        tokio::io::DuplexStream,
+        tokio::task::JoinHandle<io::Result<()>>,
+    ) {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (handler, streams) = test_handlers();
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let _tx = tx;
+            let refused = RateLimitedWarn::default();
+            let local: Arc<dyn LocalIdentity> = Arc::new(Me(1, cluster));
+            serve_connection(Box::new(server), local, handler, streams, rx, &refused).await
+        });
+        (client, task)
+    }
+
+    #[tokio::test]
+    async fn frames_before_the_handshake_are_capped_small() {
+        // Three connections announcing 512 MiB frames before any handshake raised a node's
+        // memory from 334 MB to 2.6 GB (issue 11 item 5): before the handshake a frame may be
+        // MAX_HANDSHAKE_FRAME_BYTES at most, and the connection closes at its header.
+        let (mut client, task) = serve_one(Some(Uuid::new_v4()));
+        client
+            .write_all(&(MAX_FRAME_BYTES - 1).to_le_bytes())
+            .await
+            .unwrap();
+        let error = task.await.unwrap().unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
+        assert!(error.to_string().contains("65536-byte limit"), "{error}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_times_out_before_and_after_the_handshake() {
+        // Connections that sent nothing stayed open for good (issue 11 item 5).
+        let (_client, task) = serve_one(None);
+        let error = task.await.unwrap().unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+        assert!(error.to_string().contains("handshake"), "{error}");
+
+        let (mut client, task) = serve_one(None);
+        write_frame(&mut client, &hello(1, None)).await.unwrap();
+        let reply: HelloReply = read_frame(&mut client).await.unwrap();
+        assert!(matches!(reply, HelloReply::Accepted));
+        let started = Instant::now();
+        let error = task.await.unwrap().unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+        assert!(started.elapsed() >= INBOUND_IDLE_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_are_closed_at_once() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (handler, streams) = test_handlers();
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(serve(
+            Box::new(listener),
+            Arc::new(Me(1, None)),
+            handler,
+            streams,
+            rx,
+        ));
+        let mut open = Vec::new();
+        for _ in 0..MAX_INBOUND_CONNECTIONS {
+            open.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        // Let the listener take them all before the next one.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut surplus = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(2), surplus.read(&mut byte))
+            .await
+            .expect("the surplus connection is closed well before the handshake timeout");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        // The ones within the cap are still being served (waiting for their handshake).
+        let in_cap =
+            tokio::time::timeout(Duration::from_millis(100), open[0].read(&mut byte)).await;
+        assert!(in_cap.is_err(), "{in_cap:?}");
+    }
+
     #[tokio::test]
     async fn calls_round_trip_and_handshake_refusals_surface() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let net: Arc<dyn Net> = Arc::new(crate::net::TokioNet);
         let cluster = Uuid::new_v4();
-        let handler: Handler = Arc::new(|request| {
+        let handler: Handler = Arc::new(|_from, request| {
             Box::pin(async move {
                 match request {
                     Request::Forward(_) => Reply::Forwarded(Err(ForwardError::NotReady)),
@@ -498,7 +731,8 @@ mod tests {
             })
         });
         let (_tx, rx) = tokio::sync::watch::channel(false);
-        let streams: StreamHandler = Arc::new(|_requests| Box::pin(futures::stream::empty()));
+        let streams: StreamHandler =
+            Arc::new(|_from, _requests| Box::pin(futures::stream::empty()));
         tokio::spawn(serve(
             Box::new(listener),
             Arc::new(Me(1, Some(cluster))),
@@ -512,7 +746,13 @@ mod tests {
             kind: stele_core::DeleteKind::Soft,
             created_ticks: 0,
         };
-        let peer = Peer::new(net.clone(), Arc::new(Me(2, None)), 1, addr.clone(), None);
+        let peer = Peer::new(
+            net.clone(),
+            Arc::new(Me(2, Some(cluster))),
+            1,
+            addr.clone(),
+            None,
+        );
         for _ in 0..3 {
             let reply = peer
                 .call(&Request::Forward(command.clone()), Duration::from_secs(5))
@@ -523,23 +763,48 @@ mod tests {
                 Reply::Forwarded(Err(ForwardError::NotReady))
             ));
         }
-        let wrong_node = Peer::new(net.clone(), Arc::new(Me(2, None)), 9, addr.clone(), None);
+        // The refusal names nothing: not this node's id, not its cluster.
+        let wrong_node = Peer::new(
+            net.clone(),
+            Arc::new(Me(2, Some(cluster))),
+            9,
+            addr.clone(),
+            None,
+        );
         let err = wrong_node
             .call(&Request::Forward(command.clone()), Duration::from_secs(5))
             .await
             .unwrap_err();
-        assert!(matches!(err, CallError::Refused { .. }), "{err}");
+        assert!(
+            matches!(&err, CallError::Refused { reason, .. } if reason == REFUSED),
+            "{err}"
+        );
+        // A refused peer is down: the next call does not dial until the backoff elapsed.
+        let err = wrong_node
+            .call(&Request::Forward(command.clone()), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CallError::Backoff { .. }), "{err}");
         let other_cluster = Peer::new(
             net.clone(),
             Arc::new(Me(2, Some(Uuid::new_v4()))),
             1,
-            addr,
+            addr.clone(),
             None,
         );
         let err = other_cluster
+            .call(&Request::Forward(command.clone()), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, CallError::Refused { reason, .. } if reason == REFUSED),
+            "{err}"
+        );
+        let no_cluster = Peer::new(net.clone(), Arc::new(Me(2, None)), 1, addr, None);
+        let err = no_cluster
             .call(&Request::Forward(command), Duration::from_secs(5))
             .await
             .unwrap_err();
-        assert!(err.to_string().contains("belongs to cluster"), "{err}");
+        assert!(matches!(err, CallError::Refused { .. }), "{err}");
     }
 }

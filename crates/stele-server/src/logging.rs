@@ -1,5 +1,10 @@
 //! Log setup: `tracing` output to standard output, at the level EventStoreDB's `LogLevel`
 //! option names, unless `RUST_LOG` says otherwise.
+//!
+//! openraft logs a WARN line for every failed replication attempt; Stele logs a peer going
+//! down and coming back itself (once each), so at the default, `Information` and `Warning`
+//! levels openraft shows errors only ([`OPENRAFT_QUIET`]); `Debug` and `Verbose` show its
+//! info lines, and `RUST_LOG` (e.g. `RUST_LOG=info,openraft=warn`) overrides everything.
 
 use std::io::IsTerminal;
 
@@ -18,6 +23,10 @@ const OUR_CRATES: [&str; 7] = [
     "stele_index",
     "stele_proto",
 ];
+
+/// openraft's level unless the log level is `Debug` or `Verbose`: its per-attempt WARN lines
+/// while a peer is down filled 235 MiB of log in 10 s (issue 11 item 2).
+const OPENRAFT_QUIET: &str = "openraft=error";
 
 /// Installs the global subscriber. `RUST_LOG`, when set and valid, replaces `level`.
 pub fn init(level: LogLevel) {
@@ -49,6 +58,10 @@ pub fn directives(level: LogLevel) -> String {
         LogLevel::Error | LogLevel::Fatal => ("error", "error"),
     };
     let mut directives = String::from(others);
+    if !matches!(level, LogLevel::Verbose | LogLevel::Debug) {
+        directives.push(',');
+        directives.push_str(OPENRAFT_QUIET);
+    }
     for krate in OUR_CRATES {
         directives.push_str(&format!(",{krate}={ours}"));
     }
@@ -73,6 +86,16 @@ mod tests {
             let directives = directives(level);
             assert!(EnvFilter::try_new(&directives).is_ok(), "{directives}");
         }
-        assert!(directives(LogLevel::Default).starts_with("warn,stele_server=info,"));
+        assert!(directives(LogLevel::Default).starts_with("warn,openraft=error,stele_server=info,"));
+    }
+
+    #[test]
+    fn openraft_is_quiet_unless_debugging() {
+        // openraft's WARN per failed replication attempt flooded the log while a peer was
+        // down (issue 11 item 2).
+        assert!(directives(LogLevel::Default).contains(OPENRAFT_QUIET));
+        assert!(directives(LogLevel::Warning).contains(OPENRAFT_QUIET));
+        assert!(!directives(LogLevel::Debug).contains("openraft"));
+        assert!(!directives(LogLevel::Verbose).contains("openraft"));
     }
 }

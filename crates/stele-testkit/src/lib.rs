@@ -243,6 +243,11 @@ impl TestNode {
         self.options.persistent.then(|| self.dir.path().join("db"))
     }
 
+    /// The process id, while the process runs (for measuring its memory, say).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|child| child.id())
+    }
+
     /// The file that receives the node's stdout and stderr (across restarts).
     pub fn log_path(&self) -> &Path {
         &self.log_path
