@@ -72,3 +72,25 @@ pub async fn serve_transport(
 pub fn node_id(node: &crate::node::Node) -> u64 {
     node.inner.identity.node_id
 }
+
+/// The single-node, in-memory configuration the in-process tests and the internal-port fuzz
+/// target start nodes with: small chunks, a 100 ms election timeout.
+pub fn single_node_config() -> crate::NodeConfig {
+    crate::NodeConfig {
+        db_dir: None,
+        index_dir: None,
+        chunk_size_bytes: 64 * 1024,
+        max_append_size_bytes: 1024 * 1024,
+        max_append_event_size_bytes: 512 * 1024,
+        cluster_size: 1,
+        http_advertised: ("127.0.0.1".into(), 2113),
+        gossip_advertised: ("127.0.0.1".into(), 2113),
+        internal_bind: (std::net::Ipv4Addr::LOCALHOST.into(), 1112),
+        internal_advertised: ("127.0.0.1".into(), 1112),
+        gossip: crate::GossipConfig::default(),
+        node_priority: 0,
+        read_only_replica: false,
+        leader_election_timeout_ms: 100,
+        write_timeout: std::time::Duration::from_secs(10),
+    }
+}

@@ -13,23 +13,7 @@ use tokio::net::TcpStream;
 use uuid::Uuid;
 
 fn config() -> NodeConfig {
-    NodeConfig {
-        db_dir: None,
-        index_dir: None,
-        chunk_size_bytes: 64 * 1024,
-        max_append_size_bytes: 1024 * 1024,
-        max_append_event_size_bytes: 512 * 1024,
-        cluster_size: 1,
-        http_advertised: ("127.0.0.1".into(), 2113),
-        gossip_advertised: ("127.0.0.1".into(), 2113),
-        internal_bind: ("127.0.0.1".parse().unwrap(), 1112),
-        internal_advertised: ("127.0.0.1".into(), 1112),
-        gossip: stele_cluster::GossipConfig::default(),
-        node_priority: 0,
-        read_only_replica: false,
-        leader_election_timeout_ms: 100,
-        write_timeout: Duration::from_secs(10),
-    }
+    stele_cluster::fuzzing::single_node_config()
 }
 
 async fn start() -> Node {
