@@ -5,6 +5,7 @@
 //! openraft's types stay inside this crate (DESIGN.md decision 1): the API sees only
 //! [`Node`] and the domain types of `stele-core`.
 
+mod apply;
 pub mod blocking;
 #[cfg(feature = "injected-bugs")]
 pub mod bugs;
@@ -20,6 +21,7 @@ mod guard;
 mod identity;
 pub mod live;
 mod log_store;
+mod metadata_writes;
 pub mod net;
 mod network;
 pub mod node;

@@ -640,7 +640,28 @@ impl Node {
         }
     }
 
+    /// Proposes a write on this node, the leader: with the metadata event it must record
+    /// (`metadata_writes.rs`), merged again if the metadata stream moved before it applied.
     async fn write_local(&self, command: Command) -> Result<CommandResult, WriteError> {
+        for _ in 0..crate::metadata_writes::METADATA_MERGE_ATTEMPTS {
+            let proposed = crate::metadata_writes::with_metadata(
+                &self.inner.index,
+                &self.inner.log.log,
+                command.clone(),
+            )
+            .map_err(WriteError::Internal)?;
+            match self.propose(proposed).await? {
+                CommandResult::MetadataMoved => continue,
+                result => return Ok(result),
+            }
+        }
+        Err(WriteError::Internal(format!(
+            "the metadata of {} kept moving under a soft delete or recreation",
+            command.stream()
+        )))
+    }
+
+    async fn propose(&self, command: Command) -> Result<CommandResult, WriteError> {
         let write = self.inner.raft.client_write(command);
         match tokio::time::timeout(self.inner.config.write_timeout, write).await {
             Err(_) => Err(WriteError::Timeout),

@@ -59,16 +59,16 @@ pub enum RecordError {
     Malformed { index: u64, detail: String },
 }
 
-/// Encodes an entry into the payloads of its records.
-pub fn encode_entry(entry: &Entry) -> Vec<Vec<u8>> {
-    let bodies: Vec<RecordBody> = match &entry.payload {
-        openraft::EntryPayload::Blank => vec![RecordBody::Blank],
-        openraft::EntryPayload::Membership(m) => vec![RecordBody::Membership(m.clone())],
-        openraft::EntryPayload::Normal(Command::Append {
+/// The record bodies of a command: one per event of an append (one `EmptyAppend` for none),
+/// one for a delete, and for a write decided with a metadata event, the write's records then
+/// one `Event` record of the metadata stream.
+fn command_bodies(command: &Command) -> Vec<RecordBody> {
+    match command {
+        Command::Append {
             stream,
             expected,
             events,
-        }) => {
+        } => {
             if events.is_empty() {
                 vec![RecordBody::EmptyAppend {
                     stream: stream.clone(),
@@ -84,17 +84,38 @@ pub fn encode_entry(entry: &Entry) -> Vec<Vec<u8>> {
                     .collect()
             }
         }
-        openraft::EntryPayload::Normal(Command::Delete {
+        Command::Delete {
             stream,
             expected,
             kind,
             created_ticks,
-        }) => vec![RecordBody::Delete {
+        } => vec![RecordBody::Delete {
             stream: stream.clone(),
             expected: *expected,
             kind: *kind,
             created_ticks: *created_ticks,
         }],
+        Command::WithMetadata {
+            write,
+            metadata,
+            metadata_expected,
+        } => {
+            let mut bodies = command_bodies(write);
+            bodies.push(RecordBody::Event {
+                expected: *metadata_expected,
+                event: metadata.clone(),
+            });
+            bodies
+        }
+    }
+}
+
+/// Encodes an entry into the payloads of its records.
+pub fn encode_entry(entry: &Entry) -> Vec<Vec<u8>> {
+    let bodies: Vec<RecordBody> = match &entry.payload {
+        openraft::EntryPayload::Blank => vec![RecordBody::Blank],
+        openraft::EntryPayload::Membership(m) => vec![RecordBody::Membership(m.clone())],
+        openraft::EntryPayload::Normal(command) => command_bodies(command),
     };
     let parts = bodies.len() as u32;
     bodies
@@ -144,47 +165,85 @@ pub fn decode_entry(records: &[(RecordHeader, RecordBody)]) -> Result<Entry, Rec
             return Err(malformed("parts out of order"));
         }
     }
+    let bodies: Vec<&RecordBody> = records.iter().map(|(_, body)| body).collect();
     let payload = match first_body {
-        RecordBody::Blank => openraft::EntryPayload::Blank,
-        RecordBody::Membership(m) => openraft::EntryPayload::Membership(m.clone()),
-        RecordBody::EmptyAppend { stream, expected } => {
-            openraft::EntryPayload::Normal(Command::Append {
-                stream: stream.clone(),
-                expected: *expected,
-                events: Vec::new(),
-            })
+        RecordBody::Blank if bodies.len() == 1 => openraft::EntryPayload::Blank,
+        RecordBody::Membership(m) if bodies.len() == 1 => {
+            openraft::EntryPayload::Membership(m.clone())
         }
-        RecordBody::Delete {
-            stream,
-            expected,
-            kind,
-            created_ticks,
-        } => openraft::EntryPayload::Normal(Command::Delete {
-            stream: stream.clone(),
-            expected: *expected,
-            kind: *kind,
-            created_ticks: *created_ticks,
-        }),
-        RecordBody::Event { expected, event } => {
-            let mut events = Vec::with_capacity(records.len());
-            events.push(event.clone());
-            for (_, body) in &records[1..] {
-                match body {
-                    RecordBody::Event { event, .. } => events.push(event.clone()),
-                    _ => return Err(malformed("an append mixes events with other records")),
-                }
-            }
-            openraft::EntryPayload::Normal(Command::Append {
-                stream: event.stream.clone(),
-                expected: *expected,
-                events,
-            })
+        RecordBody::Blank | RecordBody::Membership(_) => {
+            return Err(malformed(
+                "a blank or membership entry has more than one record",
+            ))
         }
+        _ => openraft::EntryPayload::Normal(decode_command(&bodies).map_err(malformed)?),
     };
     Ok(Entry {
         log_id: first.log_id,
         payload,
     })
+}
+
+/// Rebuilds a command from its record bodies (see [`command_bodies`]). A write decided with
+/// a metadata event is recognised by its last record: an event of the metadata stream of the
+/// stream the other records write to.
+fn decode_command(bodies: &[&RecordBody]) -> Result<Command, &'static str> {
+    let write_stream = match bodies.first() {
+        Some(RecordBody::Event { event, .. }) => &event.stream,
+        Some(RecordBody::Delete { stream, .. } | RecordBody::EmptyAppend { stream, .. }) => stream,
+        _ => return Err("a command entry starts with a record of another kind"),
+    };
+    if let (true, Some(RecordBody::Event { expected, event })) = (bodies.len() > 1, bodies.last()) {
+        if event.stream.metadata_of().as_ref() == Some(write_stream) {
+            let write = decode_plain_command(&bodies[..bodies.len() - 1])?;
+            return Ok(Command::WithMetadata {
+                write: Box::new(write),
+                metadata: event.clone(),
+                metadata_expected: *expected,
+            });
+        }
+    }
+    decode_plain_command(bodies)
+}
+
+/// Rebuilds an `Append` or a `Delete` from its record bodies.
+fn decode_plain_command(bodies: &[&RecordBody]) -> Result<Command, &'static str> {
+    match bodies {
+        [RecordBody::EmptyAppend { stream, expected }] => Ok(Command::Append {
+            stream: stream.clone(),
+            expected: *expected,
+            events: Vec::new(),
+        }),
+        [RecordBody::Delete {
+            stream,
+            expected,
+            kind,
+            created_ticks,
+        }] => Ok(Command::Delete {
+            stream: stream.clone(),
+            expected: *expected,
+            kind: *kind,
+            created_ticks: *created_ticks,
+        }),
+        [RecordBody::Event { expected, event }, ..] => {
+            let mut events = Vec::with_capacity(bodies.len());
+            for body in bodies {
+                // Events naming another stream are kept as they were logged: the leader
+                // refuses such appends now (validation.rs), but a log may hold one from
+                // before, and it must replay as it was applied.
+                match body {
+                    RecordBody::Event { event: e, .. } => events.push(e.clone()),
+                    _ => return Err("an append mixes events with other records"),
+                }
+            }
+            Ok(Command::Append {
+                stream: event.stream.clone(),
+                expected: *expected,
+                events,
+            })
+        }
+        _ => Err("a command entry has records that make no command"),
+    }
 }
 
 #[cfg(test)]
@@ -282,6 +341,49 @@ mod tests {
                 expected: ExpectedRevision::NoStream,
                 kind: DeleteKind::Hard,
                 created_ticks: 1,
+            }),
+        });
+    }
+
+    /// A soft delete, or the append that recreates a soft-deleted stream, is logged with its
+    /// `$metadata` event as the entry's last record, and reads back as the same command.
+    #[test]
+    fn writes_with_a_metadata_event_round_trip() {
+        let metadata = event("$$s", 9);
+        round_trip(Entry {
+            log_id: log_id(4, 1),
+            payload: openraft::EntryPayload::Normal(Command::WithMetadata {
+                write: Box::new(Command::Delete {
+                    stream: StreamName::new("s").unwrap(),
+                    expected: ExpectedRevision::Exact(2),
+                    kind: DeleteKind::Soft,
+                    created_ticks: 5,
+                }),
+                metadata: metadata.clone(),
+                metadata_expected: ExpectedRevision::NoStream,
+            }),
+        });
+        let entry = Entry {
+            log_id: log_id(4, 2),
+            payload: openraft::EntryPayload::Normal(Command::WithMetadata {
+                write: Box::new(Command::Append {
+                    stream: StreamName::new("s").unwrap(),
+                    expected: ExpectedRevision::Any,
+                    events: vec![event("s", 1), event("s", 2)],
+                }),
+                metadata,
+                metadata_expected: ExpectedRevision::Exact(0),
+            }),
+        };
+        assert_eq!(encode_entry(&entry).len(), 3);
+        round_trip(entry);
+        // An append to a metadata stream alone stays a plain append.
+        round_trip(Entry {
+            log_id: log_id(4, 3),
+            payload: openraft::EntryPayload::Normal(Command::Append {
+                stream: StreamName::new("$$s").unwrap(),
+                expected: ExpectedRevision::Any,
+                events: vec![event("$$s", 1), event("$$s", 2)],
             }),
         });
     }

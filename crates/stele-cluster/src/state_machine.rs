@@ -1,6 +1,7 @@
-//! The state machine: applies committed entries to the index. This is where an append's
-//! fate is decided (stele-core's pure decisions, over the index's state), identically on
-//! every node. Snapshots are off (DESIGN.md decision 2): the log is the data and the index is
+//! The state machine: applies committed entries to the index, a batch per index
+//! transaction. What each command does is `apply.rs` (stele-core's pure decisions over the
+//! index's state, identically on every node); this file owns the batch, the checkpoint and
+//! publishing. Snapshots are off (DESIGN.md decision 2): the log is the data and the index is
 //! rebuilt from it.
 //!
 //! After each batch is committed, the events it made visible are published on the live feed
@@ -13,11 +14,8 @@ use std::sync::Arc;
 use futures::{FutureExt, Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, StoredMembership};
-use stele_core::{
-    decide_append, decide_delete, AppendDecision, Command, CommandResult, DeleteDecision,
-    DeleteKind, LogPosition, RecordedEvent, StreamMetadata, StreamName, StreamRevision,
-};
-use stele_index::{Checkpoint, Index, IndexWriter};
+use stele_core::CommandResult;
+use stele_index::{Checkpoint, Index};
 
 use crate::live::LiveFeed;
 use crate::log_store::LogShared;
@@ -37,13 +35,6 @@ pub struct Applied {
     pub notify: tokio::sync::Notify,
     /// The events of each applied batch, for live subscribers.
     pub live: LiveFeed,
-}
-
-/// What one batch makes visible, gathered while it is applied for the live feed.
-struct Published {
-    /// `None` when nobody is subscribed: the events are not copied.
-    events: Option<Vec<RecordedEvent>>,
-    tombstoned: Vec<StreamName>,
 }
 
 pub struct StateMachine {
@@ -108,170 +99,12 @@ impl StateMachine {
             .ok_or_else(|| io::Error::other(format!("entry {index} has no records in the log")))
     }
 
-    fn apply_command(
-        &self,
-        w: &mut IndexWriter<'_>,
-        log_id: LogId,
-        command: &Command,
-        event_end: &mut u64,
-        published: &mut Published,
-    ) -> SmResult<CommandResult> {
-        let positions = self.positions(log_id.index)?;
-        match command {
-            Command::Append {
-                stream,
-                expected,
-                events,
-            } => {
-                let state = w.stream_state(stream).map_err(index_err)?;
-                let (existing_first, all_follow) = match events.first() {
-                    Some(first) => match w.event_revision(&first.id).map_err(index_err)? {
-                        Some((s, rev)) if &s == stream => {
-                            let mut all = true;
-                            for (i, e) in events.iter().enumerate().skip(1) {
-                                let found = w.event_revision(&e.id).map_err(index_err)?;
-                                if found != Some((stream.clone(), rev + i as u64)) {
-                                    all = false;
-                                    break;
-                                }
-                            }
-                            (Some(rev), all)
-                        }
-                        _ => (None, false),
-                    },
-                    None => (None, false),
-                };
-                match decide_append(&state, *expected, events.len(), existing_first, all_follow) {
-                    AppendDecision::Write { first_revision } => {
-                        if events.is_empty() {
-                            return Ok(CommandResult::AppendedNothing {
-                                current: state.last_revision.map(StreamRevision),
-                            });
-                        }
-                        for (i, event) in events.iter().enumerate() {
-                            let revision = first_revision + i as u64;
-                            w.put_event(stream, revision, positions[i], &event.id)
-                                .map_err(index_err)?;
-                            if let Some(events) = &mut published.events {
-                                events.push(RecordedEvent {
-                                    record: event.clone(),
-                                    revision: StreamRevision(revision),
-                                    position: LogPosition(positions[i]),
-                                });
-                            }
-                            if event.event_type == stele_core::metadata::METADATA_EVENT_TYPE {
-                                if let Some(target) = stream.metadata_of() {
-                                    w.put_stream_metadata(
-                                        &target,
-                                        &StreamMetadata::from_json(&event.data),
-                                    )
-                                    .map_err(index_err)?;
-                                }
-                            }
-                        }
-                        let last_revision = first_revision + events.len() as u64 - 1;
-                        let mut new_state = state;
-                        new_state.last_revision = Some(last_revision);
-                        w.put_stream_state(stream, &new_state).map_err(index_err)?;
-                        let last_position = positions[events.len() - 1];
-                        *event_end = (*event_end).max(last_position + 1);
-                        Ok(CommandResult::Appended {
-                            first_revision: StreamRevision(first_revision),
-                            last_revision: StreamRevision(last_revision),
-                            first_position: LogPosition(positions[0]),
-                            last_position: LogPosition(last_position),
-                        })
-                    }
-                    AppendDecision::AlreadyWritten {
-                        first_revision,
-                        last_revision,
-                    } => {
-                        // Read through the writer: the original append may be in this very
-                        // batch (a replay after a crash applies both together), and the
-                        // replay must decide exactly as the first apply did.
-                        let found = |rev: u64, id: &uuid::Uuid| -> SmResult<u64> {
-                            #[cfg(feature = "injected-bugs")]
-                            if crate::bugs::active(crate::bugs::Bug::RetryReadsCommittedIndex) {
-                                return self
-                                    .index
-                                    .stream_range(stream, rev, true, 1)
-                                    .map_err(index_err)?
-                                    .first()
-                                    .map(|&(_, p)| p)
-                                    .ok_or_else(|| {
-                                        io::Error::other(format!(
-                                            "index lost revision {rev} of {stream} in a retry"
-                                        ))
-                                    });
-                            }
-                            w.event_position(stream, rev, id)
-                                .map_err(index_err)?
-                                .ok_or_else(|| {
-                                    io::Error::other(format!(
-                                        "index lost revision {rev} of {stream} in a retry"
-                                    ))
-                                })
-                        };
-                        let first_id = &events[0].id;
-                        let last_id = &events[events.len() - 1].id;
-                        Ok(CommandResult::Appended {
-                            first_revision: StreamRevision(first_revision),
-                            last_revision: StreamRevision(last_revision),
-                            first_position: LogPosition(found(first_revision, first_id)?),
-                            last_position: LogPosition(found(last_revision, last_id)?),
-                        })
-                    }
-                    AppendDecision::WrongExpectedVersion { current } => {
-                        Ok(CommandResult::WrongExpectedVersion {
-                            current,
-                            expected: *expected,
-                        })
-                    }
-                    AppendDecision::StreamDeleted => Ok(CommandResult::StreamDeleted),
-                }
-            }
-            Command::Delete {
-                stream,
-                expected,
-                kind,
-                ..
-            } => {
-                let state = w.stream_state(stream).map_err(index_err)?;
-                match decide_delete(&state, *expected) {
-                    DeleteDecision::Delete => {
-                        let mut new_state = state.clone();
-                        match kind {
-                            DeleteKind::Soft => {
-                                new_state.deleted_before = Some(state.next_revision())
-                            }
-                            DeleteKind::Hard => {
-                                new_state.tombstoned = true;
-                                published.tombstoned.push(stream.clone());
-                            }
-                        }
-                        w.put_stream_state(stream, &new_state).map_err(index_err)?;
-                        Ok(CommandResult::Deleted {
-                            position: LogPosition(positions[0]),
-                        })
-                    }
-                    DeleteDecision::WrongExpectedVersion { current } => {
-                        Ok(CommandResult::WrongExpectedVersion {
-                            current,
-                            expected: *expected,
-                        })
-                    }
-                    DeleteDecision::StreamDeleted => Ok(CommandResult::StreamDeleted),
-                }
-            }
-        }
-    }
-
     fn apply_batch(&mut self, batch: Vec<EntryResponder<TypeConfig>>) -> SmResult<()> {
         let mut responses = Vec::with_capacity(batch.len());
         let mut w = self.index.begin().map_err(index_err)?;
         let event_end_before = self.applied.event_end.load(Ordering::Acquire);
         let mut event_end = event_end_before;
-        let mut published = Published {
+        let mut published = crate::apply::Published {
             events: self.applied.live.has_subscribers().then(Vec::new),
             tombstoned: Vec::new(),
         };
@@ -284,7 +117,14 @@ impl StateMachine {
                     CommandResult::Nothing
                 }
                 EntryPayload::Normal(command) => {
-                    self.apply_command(&mut w, log_id, command, &mut event_end, &mut published)?
+                    let positions = self.positions(log_id.index)?;
+                    crate::apply::Apply {
+                        w: &mut w,
+                        event_end: &mut event_end,
+                        published: &mut published,
+                        committed: &self.index,
+                    }
+                    .command(command, &positions)?
                 }
             };
             self.last_applied = Some(log_id);

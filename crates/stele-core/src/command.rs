@@ -31,12 +31,26 @@ pub enum Command {
         /// .NET ticks, stamped by the leader.
         created_ticks: i64,
     },
+    /// A write decided together with one `$metadata` event for its stream's metadata stream
+    /// (`$$stream`), as EventStoreDB records a soft delete: the soft delete writes `$tb` =
+    /// [`SOFT_DELETED_TRUNCATE_BEFORE`](crate::metadata::SOFT_DELETED_TRUNCATE_BEFORE) there,
+    /// and the first append after it writes `$tb` = the append's first revision. `write` is
+    /// an `Append` or a soft `Delete`; only the leader builds this command, from the
+    /// metadata it has applied, with `metadata_expected` naming the metadata stream's
+    /// revision it merged into: if that moved before the command is applied, nothing is
+    /// written and the result is [`CommandResult::MetadataMoved`].
+    WithMetadata {
+        write: Box<Command>,
+        metadata: EventRecord,
+        metadata_expected: ExpectedRevision,
+    },
 }
 
 impl Command {
     pub fn stream(&self) -> &StreamName {
         match self {
             Command::Append { stream, .. } | Command::Delete { stream, .. } => stream,
+            Command::WithMetadata { write, .. } => write.stream(),
         }
     }
 }
@@ -65,6 +79,9 @@ pub enum CommandResult {
     Nothing,
     /// An append of no events passed its check; `current` is the stream's last revision.
     AppendedNothing { current: Option<StreamRevision> },
+    /// A [`Command::WithMetadata`] whose metadata stream moved after the leader read it:
+    /// nothing was written; the leader builds the command again and retries.
+    MetadataMoved,
 }
 
 impl std::fmt::Display for Command {
@@ -81,6 +98,11 @@ impl std::fmt::Display for Command {
                 kind,
                 ..
             } => write!(f, "Delete({stream}, {expected:?}, {kind:?})"),
+            Command::WithMetadata {
+                write,
+                metadata_expected,
+                ..
+            } => write!(f, "{write} with $metadata at {metadata_expected:?}"),
         }
     }
 }

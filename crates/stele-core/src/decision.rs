@@ -30,6 +30,12 @@ impl StreamState {
         }
     }
 
+    /// Whether the stream was soft-deleted and nothing was written since: the next append
+    /// recreates it (and EventStoreDB records that in the metadata, `$tb` = its revision).
+    pub fn awaits_recreation(&self) -> bool {
+        self.deleted_before.is_some() && !self.exists()
+    }
+
     /// The next revision an append gets.
     pub fn next_revision(&self) -> u64 {
         self.last_revision.map_or(0, |r| r + 1)
@@ -104,6 +110,44 @@ pub fn decide_append(
     } else {
         AppendDecision::WrongExpectedVersion {
             current: state.current_for_conflict(),
+        }
+    }
+}
+
+/// Whether a write must record a `$metadata` event in its stream's metadata stream, as
+/// EventStoreDB does: a soft delete that succeeds records `$tb` = "deleted", and an append
+/// that recreates a soft-deleted stream records `$tb` = its first revision.
+pub fn records_metadata(
+    state: &StreamState,
+    append: Option<&AppendDecision>,
+    soft_delete: Option<&DeleteDecision>,
+) -> bool {
+    match (append, soft_delete) {
+        (Some(AppendDecision::Write { .. }), _) => state.awaits_recreation(),
+        (_, Some(DeleteDecision::Delete)) => true,
+        _ => false,
+    }
+}
+
+/// What becomes of the metadata event of a write that records one: written at this
+/// revision of the metadata stream, or the metadata stream moved since the leader merged
+/// the event (retry), or it is tombstoned (the write goes ahead without it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataDecision {
+    Write { revision: u64 },
+    Moved,
+    Skip,
+}
+
+/// Decides the metadata event of a write that records one (see [`records_metadata`]).
+pub fn decide_metadata(meta_state: &StreamState, expected: ExpectedRevision) -> MetadataDecision {
+    match decide_append(meta_state, expected, 1, None, false) {
+        AppendDecision::Write { first_revision } => MetadataDecision::Write {
+            revision: first_revision,
+        },
+        AppendDecision::StreamDeleted => MetadataDecision::Skip,
+        AppendDecision::WrongExpectedVersion { .. } | AppendDecision::AlreadyWritten { .. } => {
+            MetadataDecision::Moved
         }
     }
 }
@@ -261,6 +305,67 @@ mod tests {
         assert_eq!(
             decide_delete(&soft_deleted, Exact(1)),
             DeleteDecision::WrongExpectedVersion { current: None }
+        );
+    }
+
+    #[test]
+    fn soft_deletes_and_recreations_record_metadata_and_detect_a_moved_metadata_stream() {
+        let live = StreamState {
+            last_revision: Some(2),
+            ..Default::default()
+        };
+        let soft_deleted = StreamState {
+            last_revision: Some(2),
+            deleted_before: Some(3),
+            tombstoned: false,
+        };
+        let write = AppendDecision::Write { first_revision: 3 };
+        assert!(soft_deleted.awaits_recreation());
+        assert!(!live.awaits_recreation());
+        assert!(records_metadata(&soft_deleted, Some(&write), None));
+        assert!(!records_metadata(&live, Some(&write), None));
+        let refused = AppendDecision::WrongExpectedVersion { current: None };
+        assert!(!records_metadata(&soft_deleted, Some(&refused), None));
+        assert!(records_metadata(&live, None, Some(&DeleteDecision::Delete)));
+        assert!(!records_metadata(
+            &live,
+            None,
+            Some(&DeleteDecision::WrongExpectedVersion { current: None })
+        ));
+        let recreated = StreamState {
+            last_revision: Some(3),
+            deleted_before: Some(3),
+            tombstoned: false,
+        };
+        assert!(!recreated.awaits_recreation());
+
+        let meta = StreamState {
+            last_revision: Some(4),
+            ..Default::default()
+        };
+        assert_eq!(
+            decide_metadata(&meta, ExpectedRevision::Exact(4)),
+            MetadataDecision::Write { revision: 5 }
+        );
+        assert_eq!(
+            decide_metadata(&meta, ExpectedRevision::Exact(3)),
+            MetadataDecision::Moved
+        );
+        assert_eq!(
+            decide_metadata(&StreamState::default(), ExpectedRevision::NoStream),
+            MetadataDecision::Write { revision: 0 }
+        );
+        assert_eq!(
+            decide_metadata(&meta, ExpectedRevision::NoStream),
+            MetadataDecision::Moved
+        );
+        let tombstoned = StreamState {
+            tombstoned: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            decide_metadata(&tombstoned, ExpectedRevision::NoStream),
+            MetadataDecision::Skip
         );
     }
 }

@@ -15,7 +15,10 @@ pub mod stream;
 pub mod validation;
 
 pub use command::{Command, CommandResult, DeleteKind};
-pub use decision::{decide_append, decide_delete, AppendDecision, DeleteDecision, StreamState};
+pub use decision::{
+    decide_append, decide_delete, decide_metadata, records_metadata, AppendDecision,
+    DeleteDecision, MetadataDecision, StreamState,
+};
 pub use event::{ContentType, EventRecord, ProposedEvent, RecordedEvent};
 pub use metadata::StreamMetadata;
 pub use position::{ExpectedRevision, LogPosition, StreamRevision};

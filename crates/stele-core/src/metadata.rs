@@ -8,6 +8,22 @@ use crate::TICKS_PER_SECOND;
 /// The event type of a stream metadata event.
 pub const METADATA_EVENT_TYPE: &str = "$metadata";
 
+/// The `$tb` a soft delete records in the stream's metadata: `Int64.MaxValue`, EventStoreDB's
+/// "deleted stream" event number.
+pub const SOFT_DELETED_TRUNCATE_BEFORE: u64 = i64::MAX as u64;
+
+/// The metadata JSON `current` becomes with `$tb` set to `truncate_before`: every other key
+/// is kept, as EventStoreDB keeps them when it soft-deletes and recreates a stream. Metadata
+/// that is not a JSON object is replaced.
+pub fn with_truncate_before(current: Option<&[u8]>, truncate_before: u64) -> Vec<u8> {
+    let mut map = match current.map(serde_json::from_slice::<serde_json::Value>) {
+        Some(Ok(serde_json::Value::Object(map))) => map,
+        _ => serde_json::Map::new(),
+    };
+    map.insert("$tb".to_owned(), serde_json::Value::from(truncate_before));
+    serde_json::to_vec(&serde_json::Value::Object(map)).expect("a JSON map always serialises")
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamMetadata {
     /// `$maxCount`: only the newest N events are readable.
@@ -32,6 +48,11 @@ impl StreamMetadata {
             max_age_secs: get("$maxAge"),
             truncate_before: get("$tb"),
         }
+    }
+
+    /// Whether `$tb` says "soft-deleted" (what a soft delete records).
+    pub fn says_soft_deleted(&self) -> bool {
+        self.truncate_before == Some(SOFT_DELETED_TRUNCATE_BEFORE)
     }
 
     /// The first revision a read may return, from `$tb` and `$maxCount`.

@@ -46,6 +46,10 @@ pub enum InvalidCommand {
     },
     #[error("maximum append size of {max_bytes} exceeded")]
     AppendTooLarge { max_bytes: u32 },
+    /// A [`Command::WithMetadata`] from outside: only the leader builds those, from the
+    /// metadata it has applied.
+    #[error("a write with a metadata event is built by the leader, never sent to it")]
+    LeaderBuilt,
 }
 
 /// What one event of `stream` costs in the log.
@@ -115,6 +119,7 @@ pub fn validate_command(command: &Command, limits: &WriteLimits) -> Result<(), I
             Ok(())
         }
         Command::Delete { stream, .. } => Ok(stream.check()?),
+        Command::WithMetadata { .. } => Err(InvalidCommand::LeaderBuilt),
     }
 }
 

@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use kurrentdb::{
-    AppendToStreamOptions, DeleteStreamOptions, Error, ReadStreamOptions, StreamPosition,
-    StreamState, TombstoneStreamOptions,
+    AppendToStreamOptions, DeleteStreamOptions, Error, ReadStreamOptions, StreamMetadata,
+    StreamMetadataResult, StreamPosition, StreamState, TombstoneStreamOptions,
 };
 
 fn expecting(state: StreamState) -> AppendToStreamOptions {
@@ -107,6 +107,89 @@ async fn a_soft_deleted_stream_accepts_no_stream_and_continues() {
         .await
         .expect("reading the recreated stream");
     assert_eq!(revisions(&events), vec![2]);
+}
+
+/// The metadata of `stream` as the official client reads it, with the metadata stream's
+/// revision.
+async fn metadata_of(client: &kurrentdb::Client, stream: &str) -> (StreamMetadata, u64) {
+    match client
+        .get_stream_metadata(
+            stream,
+            &ReadStreamOptions::default().position(StreamPosition::End),
+        )
+        .await
+        .expect("reading the metadata")
+    {
+        StreamMetadataResult::Success(versioned) => {
+            (versioned.metadata().clone(), versioned.version())
+        }
+        other => panic!("expected metadata for {stream}, got {other:?}"),
+    }
+}
+
+/// Issue 11, item 10: a soft delete was invisible in the stream's metadata. EventStoreDB
+/// records it there as `$tb` = Int64.MaxValue (a new `$$stream` event, every other key kept),
+/// and the append that recreates the stream records `$tb` = its first revision.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_soft_delete_is_recorded_as_tb_in_the_metadata_and_a_recreation_moves_it() {
+    let (_node, client) = start_in_memory().await;
+    let stream = "soft-meta";
+    client
+        .append_to_stream(
+            stream,
+            &expecting(StreamState::NoStream),
+            vec![json_event("t", 0), json_event("t", 1), json_event("t", 2)],
+        )
+        .await
+        .expect("seeding the stream");
+    let set = StreamMetadata::builder()
+        .max_count(50)
+        .insert_custom_property("owner", "billing")
+        .build();
+    client
+        .set_stream_metadata(stream, &AppendToStreamOptions::default(), &set)
+        .await
+        .expect("setting metadata");
+
+    client
+        .delete_stream(
+            stream,
+            &DeleteStreamOptions::default().stream_state(StreamState::StreamRevision(2)),
+        )
+        .await
+        .expect("soft delete");
+    let (deleted, version) = metadata_of(&client, stream).await;
+    assert_eq!(
+        version, 1,
+        "the soft delete wrote the second metadata event"
+    );
+    assert_eq!(deleted.truncate_before, Some(i64::MAX as u64));
+    assert_eq!(deleted.max_count, Some(50), "other keys are kept");
+    assert_eq!(
+        deleted.custom_properties.get("owner"),
+        Some(&serde_json::json!("billing"))
+    );
+
+    let again = client
+        .append_to_stream(stream, &expecting(StreamState::Any), json_event("t", 3))
+        .await
+        .expect("appending after the soft delete");
+    assert_eq!(again.next_expected_version, 3);
+    let (recreated, version) = metadata_of(&client, stream).await;
+    assert_eq!(version, 2, "the recreation wrote the third metadata event");
+    assert_eq!(recreated.truncate_before, Some(3));
+    assert_eq!(recreated.max_count, Some(50));
+    let events = read_stream(&client, stream, &ReadStreamOptions::default())
+        .await
+        .expect("reading the recreated stream");
+    assert_eq!(revisions(&events), vec![3]);
+
+    // Later appends leave the metadata alone.
+    client
+        .append_to_stream(stream, &expecting(StreamState::Any), json_event("t", 4))
+        .await
+        .expect("appending again");
+    assert_eq!(metadata_of(&client, stream).await.1, 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -19,5 +19,6 @@
 
 pub mod cluster;
 pub mod net;
+pub mod persistent_consumer;
 pub mod run;
 pub mod subscriber;

@@ -227,6 +227,14 @@ fn summarize(configs: &[RunConfig], reports: &[RunReport], elapsed: Duration) {
     println!(
         "catch-up subscriptions: {subscribed} events delivered over {subscriptions} subscriptions (one follower per host, resumed after each crash), each exactly $all"
     );
+    let sum = |f: fn(&RunReport) -> u64| reports.iter().map(f).sum::<u64>();
+    println!(
+        "persistent subscription ($all, from the start): {} messages delivered, {} acked, {} nacked (retry, park, skip), {} connections; every event of the clients' streams acked, parked or skipped at least once",
+        sum(|r| r.ps_delivered),
+        sum(|r| r.ps_acks),
+        sum(|r| r.ps_nacks),
+        sum(|r| r.ps_connections)
+    );
     distribution(
         "under faults, longest stretch without a serving leader per run",
         leaderless,

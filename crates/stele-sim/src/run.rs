@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::cluster::{CrashKind, Shape, SimCluster};
 use crate::net::{Conditions, HostId};
+use crate::persistent_consumer::{self, PsRecord};
 use crate::subscriber::{follow, Delivered};
 
 /// What one run does.
@@ -87,6 +88,12 @@ pub struct RunReport {
     /// Events delivered to the subscribers (one per host), and subscriptions opened.
     pub subscribed_events: usize,
     pub subscriptions: u64,
+    /// The persistent-subscription consumer: messages delivered, acked, nacked, and its
+    /// connections.
+    pub ps_delivered: u64,
+    pub ps_acks: u64,
+    pub ps_nacks: u64,
+    pub ps_connections: u64,
     /// Safety or liveness violations; empty when the run passed.
     pub failures: Vec<String>,
     /// FNV-1a over the run's events: the same seed gives the same trace.
@@ -224,6 +231,13 @@ async fn run_async(config: RunConfig, verbose: bool) -> RunReport {
             delivered
         })
         .collect();
+    let ps_record = Arc::new(Mutex::new(PsRecord::default()));
+    let ps_consumer = tokio::spawn(persistent_consumer::consume(
+        cluster.clone(),
+        shared.rand(|r| r.random::<u64>()),
+        ps_record.clone(),
+        stop_subscribers.clone(),
+    ));
 
     // Safety phase.
     let monitor = tokio::spawn(monitor(shared.clone()));
@@ -298,15 +312,25 @@ async fn run_async(config: RunConfig, verbose: bool) -> RunReport {
     monitor.abort();
     quorum.abort();
 
-    // Every subscriber must reach the end and have been delivered exactly `$all`.
+    // Every subscriber must reach the end and have been delivered exactly `$all` up to it.
+    // (The persistent subscription's group goes on writing its checkpoints after the
+    // clients stopped: the subscribers are delivered those too, past the converged end.)
     if let Ok(reads) = &reads {
         let all = &reads[0].1;
         let end = all.last().map(|e| e.position);
         while Instant::now() < deadline
             && subscribers
                 .iter()
-                .any(|d| d.lock().expect("delivered lock").events.last().map(|e| e.0) != end)
+                .any(|d| d.lock().expect("delivered lock").events.last().map(|e| e.0) < end)
         {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // And the persistent subscription's consumer must have taken care of every event.
+        let wanted = persistent_consumer::expected_ids(all);
+        while Instant::now() < deadline && {
+            let ps = ps_record.lock().expect("ps record lock");
+            wanted.iter().any(|id| !ps.handled.contains(id))
+        } {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         stop_subscribers.store(true, Ordering::SeqCst);
@@ -318,7 +342,13 @@ async fn run_async(config: RunConfig, verbose: bool) -> RunReport {
                 shared.fail(format!("subscription: {e}"));
             }
             let name = format!("subscription on host {host}");
-            if let Err(errors) = verify_delivery(&name, &d.events, all, false) {
+            let upto_end: Vec<(u64, ::uuid::Uuid)> = d
+                .events
+                .iter()
+                .copied()
+                .filter(|&(position, _)| Some(position) <= end)
+                .collect();
+            if let Err(errors) = verify_delivery(&name, &upto_end, all, false) {
                 for e in errors {
                     shared.fail(e);
                 }
@@ -326,6 +356,21 @@ async fn run_async(config: RunConfig, verbose: bool) -> RunReport {
         }
     }
     stop_subscribers.store(true, Ordering::SeqCst);
+    let _ = ps_consumer.await;
+    {
+        let ps = ps_record.lock().expect("ps record lock");
+        report.ps_delivered = ps.delivered.values().map(|&n| u64::from(n)).sum();
+        report.ps_acks = ps.acks;
+        report.ps_nacks = ps.nacks;
+        report.ps_connections = ps.connections;
+        if let Ok(reads) = &reads {
+            if let Err(errors) = persistent_consumer::verify(&ps, &reads[0].1, true) {
+                for e in errors {
+                    shared.fail(e);
+                }
+            }
+        }
+    }
 
     // Failover on a healthy cluster: the leader's power fails; a new leader must be elected
     // and take a write within the bound; the old leader comes back and catches up.

@@ -31,7 +31,9 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use stele_cluster::Node;
@@ -763,7 +765,7 @@ impl Group {
         let resolve_links = self.definition.settings.resolve_links;
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let result = tokio::task::spawn_blocking(move || {
+            let result = stele_cluster::blocking::spawn(move || {
                 read_parked(&node, &stream, resolve_links, from, max)
             })
             .await
@@ -814,7 +816,7 @@ impl Group {
             }
             let metadata = serde_json::json!({ "$tb": truncate_before }).to_string();
             let event = ProposedEvent {
-                id: Uuid::new_v4(),
+                id: stele_cluster::determinism::new_uuid(),
                 event_type: "$metadata".to_owned(),
                 content_type: ContentType::Json,
                 custom_metadata: Bytes::new(),
@@ -896,7 +898,7 @@ async fn recv_page(
 fn parked_link(pending: &Pending, reason: &str) -> ProposedEvent {
     let original = pending.message.original();
     ProposedEvent {
-        id: Uuid::new_v4(),
+        id: stele_cluster::determinism::new_uuid(),
         event_type: LINK_EVENT_TYPE.to_owned(),
         content_type: ContentType::Binary,
         custom_metadata: Bytes::from(

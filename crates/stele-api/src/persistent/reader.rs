@@ -67,7 +67,7 @@ async fn run(config: ReaderConfig, tx: mpsc::Sender<Result<Page, String>>) {
     let mut said_live = false;
     loop {
         let page_config = config.clone();
-        let read = tokio::task::spawn_blocking(move || read_page(&page_config, from)).await;
+        let read = stele_cluster::blocking::spawn(move || read_page(&page_config, from)).await;
         let (messages, next, at_end) = match read {
             Ok(Ok(page)) => page,
             Ok(Err(e)) => {

@@ -4,7 +4,6 @@
 use bytes::Bytes;
 use stele_cluster::{AppendOutcome, Node, WriteError};
 use stele_core::{ContentType, ExpectedRevision, ProposedEvent, StreamName};
-use uuid::Uuid;
 
 use super::group::Start;
 use super::reader;
@@ -14,7 +13,7 @@ pub(crate) fn checkpoint_event(key: &GroupKey, position: u64) -> ProposedEvent {
     let data =
         serde_json::to_vec(&key.source.format_position(position)).expect("a string serializes");
     ProposedEvent {
-        id: Uuid::new_v4(),
+        id: stele_cluster::determinism::new_uuid(),
         event_type: CHECKPOINT_EVENT_TYPE.to_owned(),
         content_type: ContentType::Json,
         custom_metadata: Bytes::new(),

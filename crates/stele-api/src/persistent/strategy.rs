@@ -106,7 +106,7 @@ mod tests {
             event: Some(RecordedEvent {
                 record: EventRecord {
                     stream: StreamName::new(stream).unwrap(),
-                    id: uuid::Uuid::new_v4(),
+                    id: stele_cluster::determinism::new_uuid(),
                     event_type: "t".to_owned(),
                     content_type: ContentType::Json,
                     created_ticks: 0,

@@ -21,7 +21,6 @@ use stele_cluster::{
 };
 use stele_core::{ContentType, DeleteKind, ExpectedRevision, ProposedEvent, StreamName};
 use tokio::sync::{oneshot, Mutex};
-use uuid::Uuid;
 
 use super::group::{self, Command, Consumer, GroupHandle};
 use super::storage;
@@ -61,7 +60,8 @@ struct Running {
 }
 
 impl Subsystem {
-    /// Starts the supervisor.
+    /// Starts the supervisor. It runs until the last clone of the subsystem is dropped (the
+    /// `stele` binary keeps one for the process's life; the simulation one per node start).
     pub fn start(node: Node) -> Subsystem {
         let subsystem = Subsystem {
             inner: Arc::new(Inner {
@@ -69,12 +69,16 @@ impl Subsystem {
                 state: Mutex::new(None),
             }),
         };
-        let supervisor = subsystem.clone();
+        let weak = Arc::downgrade(&subsystem.inner);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SUPERVISE_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                let Some(inner) = weak.upgrade() else {
+                    break;
+                };
+                let supervisor = Subsystem { inner };
                 let mut state = supervisor.inner.state.lock().await;
                 if let Err(e) = supervisor.sync(&mut state).await {
                     tracing::debug!(error = %e, "persistent subscriptions not running");
@@ -273,7 +277,7 @@ impl Subsystem {
     async fn load(&self, term: u64) -> Result<Running, PsError> {
         let node = self.inner.node.clone();
         let (config_revision, definitions) =
-            tokio::task::spawn_blocking(move || read_definitions(&node))
+            stele_cluster::blocking::spawn(move || read_definitions(&node))
                 .await
                 .map_err(|e| PsError::Failed {
                     stream: CONFIG_STREAM.to_owned(),
@@ -313,7 +317,7 @@ impl Subsystem {
         let node = self.inner.node.clone();
         let key = definition.key.clone();
         let definition = definition.clone();
-        tokio::task::spawn_blocking(move || storage::load_start(&node, &definition))
+        stele_cluster::blocking::spawn(move || storage::load_start(&node, &definition))
             .await
             .map_err(|e| PsError::failed(&key, e.to_string()))?
             .map_err(|e| PsError::failed(&key, e))
@@ -325,7 +329,7 @@ impl Subsystem {
         definitions: BTreeMap<GroupKey, Definition>,
     ) -> Result<(), PsError> {
         let event = ProposedEvent {
-            id: Uuid::new_v4(),
+            id: stele_cluster::determinism::new_uuid(),
             event_type: CONFIG_EVENT_TYPE.to_owned(),
             content_type: ContentType::Json,
             custom_metadata: Bytes::new(),
