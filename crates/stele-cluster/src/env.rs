@@ -24,8 +24,11 @@ pub struct InjectedStorage {
     pub disk: Arc<dyn Disk>,
     pub vote: VoteSlot,
     pub identity: Identity,
-    /// The index is in memory: a restart rebuilds it from the log.
     pub index_options: IndexOptions,
+    /// The index's redb file, kept by whoever injects storage: a restart opens the index
+    /// as it was last flushed and replays the log from its checkpoint. `None`: a fresh
+    /// index in memory, rebuilt from the whole log at every start.
+    pub index_file: Option<stele_index::SharedMemFile>,
 }
 
 /// What a node runs on.

@@ -389,7 +389,12 @@ impl Node {
             match (&env.storage, &config.db_dir) {
                 (Some(storage), _) => (
                     storage.disk.clone(),
-                    Index::in_memory_with(storage.index_options.clone())?,
+                    match &storage.index_file {
+                        Some(file) => {
+                            Index::on_shared_memory(file.clone(), storage.index_options.clone())?
+                        }
+                        None => Index::in_memory_with(storage.index_options.clone())?,
+                    },
                     storage.identity.clone(),
                     VoteStore::Shared(storage.vote.clone()),
                 ),

@@ -31,6 +31,10 @@ pub struct IndexOptions {
     pub durable_every: Duration,
     /// Memory redb may use to cache pages.
     pub cache_size_bytes: usize,
+    /// Whether a flush that falls due (not one a durable commit asked for) runs in a
+    /// background thread; the simulation flushes inline, as threads would make its runs
+    /// irreproducible.
+    pub background_flush: bool,
 }
 
 impl Default for IndexOptions {
@@ -47,6 +51,7 @@ impl Default for IndexOptions {
             durable_every_commits: 20_000,
             durable_every: Duration::from_secs(10),
             cache_size_bytes: 256 * 1024 * 1024,
+            background_flush: true,
         }
     }
 }
@@ -133,6 +138,20 @@ impl Index {
             .create_with_backend(InMemoryBackend::new())
             .map_err(|e| open_error(e.into()))?;
         Index::init(db, options, PathBuf::from("<memory>"), open_error)
+    }
+
+    /// Opens the index in `file`, a redb file in memory that outlives this index (the
+    /// simulation's restarts), creating it if it is empty.
+    pub fn on_shared_memory(
+        file: crate::SharedMemFile,
+        options: IndexOptions,
+    ) -> Result<Index, IndexError> {
+        let open_error = |source: redb::Error| IndexError::OpenInMemory { source };
+        let db = Database::builder()
+            .set_cache_size(options.cache_size_bytes)
+            .create_with_backend(file)
+            .map_err(|e| open_error(e.into()))?;
+        Index::init(db, options, PathBuf::from("<shared memory>"), open_error)
     }
 
     /// Creates the tables of a new index, or checks the format version of an existing one.

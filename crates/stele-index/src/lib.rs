@@ -143,11 +143,13 @@ mod error;
 mod index;
 mod memtable;
 mod schema;
+mod shared_file;
 mod snapshot;
 mod writer;
 
 pub use checkpoint::Checkpoint;
 pub use error::IndexError;
 pub use index::{Index, IndexOptions};
+pub use shared_file::SharedMemFile;
 pub use snapshot::IndexSnapshot;
 pub use writer::IndexWriter;

@@ -247,7 +247,8 @@ impl<'a> IndexWriter<'a> {
         drop(view);
         if self.index.committed_is_flush_due(durable || full) {
             // A durable commit waits for its flush; a due one only starts it.
-            self.index.flush_memtable(!durable)?;
+            self.index
+                .flush_memtable(!durable && self.index.options.background_flush)?;
         }
         Ok(())
         // Dropping `self` releases the writer slot.

@@ -12,7 +12,7 @@ use stele_cluster::{
     CommitMode, GossipConfig, GossipMessage, InjectedStorage, Node, NodeConfig, NodeEnv,
     NodeIdentity, VoteSlot,
 };
-use stele_index::IndexOptions;
+use stele_index::{IndexOptions, SharedMemFile};
 use stele_log::FaultyDisk;
 
 use crate::net::{HostId, SimNetwork};
@@ -21,6 +21,10 @@ pub const HTTP_PORT: u16 = 2113;
 pub const INTERNAL_PORT: u16 = 1112;
 /// Small chunks: runs cross chunk boundaries.
 pub const CHUNK_SIZE_BYTES: u64 = 256 * 1024;
+/// The index flushes to its file after this many commits (a few seconds of a run's writes),
+/// or when its memtable holds this many entries: a restart replays what came after.
+pub const SIM_DURABLE_EVERY_COMMITS: u64 = 40;
+pub const SIM_MEMTABLE_LIMIT: usize = 2_000;
 
 /// How a node went down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +57,10 @@ pub struct Host {
     /// digests of its log then (`None` if its log had failed and could not be read).
     pub acknowledged_at_crash: u64,
     pub digests_at_crash: Option<Vec<(u64, u64, u64)>>,
+    /// The index's redb file: a restart opens it at its last flush and replays the log from
+    /// that checkpoint; replaced by an empty one when the operator deletes the index (a
+    /// rebuild from scratch) or wipes the node.
+    pub index_file: SharedMemFile,
 }
 
 /// Shape and timing of a simulated cluster.
@@ -102,6 +110,7 @@ impl SimCluster {
                     checkpoint_at_crash: 0,
                     flipped: None,
                     acknowledged_at_crash: 0,
+                    index_file: SharedMemFile::new(),
                     digests_at_crash: None,
                 })
             })
@@ -183,13 +192,15 @@ impl SimCluster {
                 vote: host.vote.clone(),
                 identity: host.identity.clone(),
                 index_options: IndexOptions {
-                    // No background flush thread in a simulation: the memtable is never
-                    // flushed and a restart rebuilds the index from the log.
-                    memtable_limit: usize::MAX,
-                    durable_every_commits: u64::MAX,
+                    // Flushes inline (no thread in a simulation), often, so that a restart
+                    // finds an index some way behind the log. Never by wall-clock time.
+                    memtable_limit: SIM_MEMTABLE_LIMIT,
+                    durable_every_commits: SIM_DURABLE_EVERY_COMMITS,
                     durable_every: Duration::from_secs(u64::MAX / 4),
                     cache_size_bytes: 4 * 1024 * 1024,
+                    background_flush: false,
                 },
+                index_file: Some(host.index_file.clone()),
             };
             (self.config(i, &host), storage, host.incarnation)
         };
@@ -236,6 +247,9 @@ impl SimCluster {
             host.digests_at_crash = (!node.log_failed()).then(|| node.entry_digests(false));
         }
         self.network.crash(i);
+        host.index_file = host
+            .index_file
+            .after_crash(!matches!(kind, CrashKind::Process));
         host.disk = match kind {
             CrashKind::Process => host.disk.detach(),
             CrashKind::PowerLoss => host.disk.crash(),
@@ -263,6 +277,17 @@ impl SimCluster {
         host.flipped = None;
         host.acknowledged_at_crash = 0;
         host.digests_at_crash = None;
+        host.index_file = SharedMemFile::new();
+    }
+
+    /// The operator deletes a down node's index: the next start rebuilds it from the log.
+    pub fn delete_index(&self, i: HostId) {
+        let mut host = self.host(i);
+        assert!(
+            host.node.is_none(),
+            "delete the index of a node that is down"
+        );
+        host.index_file = SharedMemFile::new();
     }
 
     /// Flips one bit of a node's first chunk below its checkpoint (so in records that must

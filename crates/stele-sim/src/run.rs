@@ -1039,6 +1039,14 @@ fn schedule_restart(shared: &Arc<Shared>, host: HostId) {
 /// naming the chunk file and the offset; the operator then wipes it and it rejoins.
 async fn restart(shared: &Shared, host: HostId) -> Result<(), String> {
     let flipped = shared.cluster.host(host).flipped.take();
+    // Mostly the node reopens its index at its last flush and replays the log after it;
+    // now and then the operator has deleted the index and it is rebuilt from the log.
+    if shared.rand(|r| r.random_range(0..4)) == 0 {
+        shared.count("index deleted before a restart");
+        shared.cluster.delete_index(host);
+    } else if !shared.cluster.host(host).index_file.is_empty() {
+        shared.count("index reopened at its last flush");
+    }
     match shared.cluster.start(host).await {
         Ok(()) => {
             check_durable_prefix(shared, host);
