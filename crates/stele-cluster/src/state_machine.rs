@@ -1,6 +1,6 @@
 //! The state machine: applies committed entries to the index. This is where an append's
 //! fate is decided (stele-core's pure decisions, over the index's state), identically on
-//! every node. Snapshots are off (DESIGN.md decision 2): the log is the data and the index is
+//! every node. Snapshots are off (docs/design.md decision 2): the log is the data and the index is
 //! rebuilt from it.
 //!
 //! After each batch is committed, the events it made visible are published on the live feed
