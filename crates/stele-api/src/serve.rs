@@ -1,4 +1,4 @@
-//! Serving gRPC and HTTP on one port (DESIGN.md decision 10, PROTOCOL.md §1).
+//! Serving gRPC and HTTP on one port (docs/design.md decision 10, PROTOCOL.md §1).
 //!
 //! One listener takes cleartext HTTP/1.1 and HTTP/2 with prior knowledge (h2c): each
 //! connection is told apart by the HTTP/2 preface, as EventStoreDB's cleartext multiplexing

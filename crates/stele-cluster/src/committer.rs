@@ -32,7 +32,7 @@ pub(crate) enum Committer {
     Task(TaskCommitter),
 }
 
-/// Sync requests waiting for the log writer thread (bounded: DESIGN.md decision 12; a full
+/// Sync requests waiting for the log writer thread (bounded: docs/design.md decision 12; a full
 /// queue makes openraft wait).
 const SYNC_QUEUE_CAPACITY: usize = 4096;
 

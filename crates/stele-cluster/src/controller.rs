@@ -2,7 +2,7 @@
 //! and the controller that forms the cluster once, admits read-only replicas and replaced
 //! nodes, and moves leadership to the node with the highest priority.
 //!
-//! Formation (DESIGN.md decision 8): a voter with an empty log that has found `ClusterSize`
+//! Formation (docs/design.md decision 8): a voter with an empty log that has found `ClusterSize`
 //! voters with empty logs through gossip, none of them in a cluster already, forms the
 //! cluster if it has the lowest node id among them: it initialises the consensus engine with
 //! exactly those voters and a new cluster id, stored in the membership entry of the log. A

@@ -6,7 +6,7 @@ use stele_log::Log;
 use crate::record::{decode_header, RecordError};
 use crate::types::LogId;
 
-/// Log indexes start at 0 and are never purged (DESIGN.md decision 2), so entry `i` is at
+/// Log indexes start at 0 and are never purged (docs/design.md decision 2), so entry `i` is at
 /// `entries[i]`.
 #[derive(Debug, Default)]
 pub struct EntryMap {

@@ -1,4 +1,4 @@
-//! Gossip: how nodes find each other and what they report (DESIGN.md decision 8: gossip only
+//! Gossip: how nodes find each other and what they report (docs/design.md decision 8: gossip only
 //! discovers; who votes lives in the log).
 //!
 //! Every `GossipIntervalMs` a node posts a [`GossipMessage`] (its own status and every member

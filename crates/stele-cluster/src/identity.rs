@@ -1,6 +1,6 @@
 //! The node's identity: a random raft node id and instance id chosen the first time a data
 //! directory is used, kept in `node.json`. A wiped data directory gets a new identity, so a
-//! node never rejoins under an old id with an empty log (DESIGN.md decision 8).
+//! node never rejoins under an old id with an empty log (docs/design.md decision 8).
 
 use std::io;
 use std::path::Path;

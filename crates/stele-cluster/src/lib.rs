@@ -2,7 +2,7 @@
 //! over the index), node states, the live feed of applied events that catch-up
 //! subscriptions follow ([`live`]), and [`Node`], the facade the client API calls.
 //!
-//! openraft's types stay inside this crate (DESIGN.md decision 1): the API sees only
+//! openraft's types stay inside this crate (docs/design.md decision 1): the API sees only
 //! [`Node`] and the domain types of `stele-core`.
 
 mod apply;

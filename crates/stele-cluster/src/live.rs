@@ -4,7 +4,7 @@
 //! After every applied batch (one index transaction) the state machine publishes a
 //! [`LiveBatch`] on a bounded `tokio::sync::broadcast` channel of [`LIVE_FEED_BATCHES`]
 //! batches: the events the batch made visible, with their revisions and positions, and the
-//! streams it tombstoned. Live subscribers are fed from it, from memory (DESIGN.md,
+//! streams it tombstoned. Live subscribers are fed from it, from memory (docs/design.md,
 //! "Performance model"). Publishing never waits: a subscriber that falls more than
 //! [`LIVE_FEED_BATCHES`] batches behind loses the oldest ones (`Lagged`) and reads them from
 //! the log and index instead, so writers are never blocked by subscribers (decision 12).

@@ -1,6 +1,6 @@
 //! openraft's log storage over the chunk log: entries are written as records (see
 //! `record.rs`) before `append` returns, and the log's group committer makes them durable:
-//! one fsync covers every append waiting for it (DESIGN.md decision 4), and the flush
+//! one fsync covers every append waiting for it (docs/design.md decision 4), and the flush
 //! callback fires only after that fsync.
 
 use std::fmt::Debug;
@@ -244,7 +244,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        // The log is the data (DESIGN.md decision 2): nothing is ever purged. openraft only
+        // The log is the data (docs/design.md decision 2): nothing is ever purged. openraft only
         // purges after a snapshot, and snapshots are off.
         tracing::debug!(%log_id, "ignoring a purge request: the log is never purged");
         Ok(())

@@ -359,7 +359,7 @@ impl RaftNetworkV2<TypeConfig> for NetworkClient {
         _cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        // Snapshots are never built (DESIGN.md decision 2): a lagging node streams the log.
+        // Snapshots are never built (docs/design.md decision 2): a lagging node streams the log.
         Err(StreamingError::Unreachable(Unreachable::new(
             &std::io::Error::other("Stele never sends snapshots"),
         )))

@@ -1181,7 +1181,7 @@ impl Node {
     }
 
     /// Whether a write or fsync of the log failed: the node then refuses writes until it
-    /// is restarted (a failed fsync is never retried, DESIGN.md decision 4).
+    /// is restarted (a failed fsync is never retried, docs/design.md decision 4).
     pub fn log_failed(&self) -> bool {
         self.inner.log.log.is_poisoned()
     }

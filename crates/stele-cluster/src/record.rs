@@ -2,7 +2,7 @@
 //! record framing; see `docs/format/records.md`).
 //!
 //! An append of N events becomes N records, one per event, so that every event has its own
-//! position: the byte offset of its record (DESIGN.md decision 5). Every other entry is one
+//! position: the byte offset of its record (docs/design.md decision 5). Every other entry is one
 //! record. Each record starts with the same header — the entry's log id, the part number and
 //! the part count — so that an entry can be read back from the position of its first record,
 //! and a scan of the log can find entry boundaries without decoding bodies.

@@ -1,5 +1,5 @@
 //! Node states with EventStoreDB's `VNodeState` names and numbers, so that clients and
-//! operator tools understand them (DESIGN.md, "Node states").
+//! operator tools understand them (docs/design.md, "Node states").
 
 /// Reaches the wire: the discriminants are EventStoreDB's and never change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

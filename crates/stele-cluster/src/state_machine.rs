@@ -1,8 +1,8 @@
 //! The state machine: applies committed entries to the index, a batch per index
 //! transaction. What each command does is `apply.rs` (stele-core's pure decisions over the
 //! index's state, identically on every node); this file owns the batch, the checkpoint and
-//! publishing. Snapshots are off (DESIGN.md decision 2): the log is the data and the index is
-//! rebuilt from it.
+//! publishing. Snapshots are off (docs/design.md decision 2): the log is the data and the
+//! index is rebuilt from it.
 //!
 //! After each batch is committed, the events it made visible are published on the live feed
 //! (`live.rs`) for catch-up subscriptions; publishing never waits for subscribers.

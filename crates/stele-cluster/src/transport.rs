@@ -12,7 +12,7 @@
 //! the handler with the node id the handshake named, which `guard.rs` checks against the
 //! request's own claim and the membership.
 //!
-//! Bounded (DESIGN.md decision 12; issue 11 item 5): frames are at most [`MAX_FRAME_BYTES`],
+//! Bounded (docs/design.md decision 12; issue 11 item 5): frames are at most [`MAX_FRAME_BYTES`],
 //! and at most [`MAX_HANDSHAKE_FRAME_BYTES`] before a handshake succeeded; a frame's buffer
 //! grows only as its bytes arrive; a handshake must complete within [`HANDSHAKE_TIMEOUT`]; an
 //! accepted connection that carries no request for [`INBOUND_IDLE_TIMEOUT`] is closed (the

@@ -1,5 +1,5 @@
 //! The openraft type configuration: Stele's commands are the log payload, and the results of
-//! applying them are the responses. These types stay inside this crate (DESIGN.md decision 1).
+//! applying them are the responses. These types stay inside this crate (docs/design.md decision 1).
 
 use serde::{Deserialize, Serialize};
 use stele_core::{Command, CommandResult};
@@ -11,7 +11,7 @@ pub struct NodeAddr {
     pub http: String,
     /// `host:port` of the internal replication port.
     pub internal: String,
-    /// The cluster the node was admitted to (DESIGN.md decision 8): stored with every
+    /// The cluster the node was admitted to (docs/design.md decision 8): stored with every
     /// membership entry, so the cluster id lives in the log.
     pub cluster_id: uuid::Uuid,
 }

@@ -28,7 +28,8 @@ pub enum Command {
         stream: StreamName,
         expected: ExpectedRevision,
         kind: DeleteKind,
-        /// .NET ticks, stamped by the leader.
+        /// .NET ticks, stamped by the node that took the request (a follower that forwards
+        /// the command stamps it too), before it is proposed.
         created_ticks: i64,
     },
     /// A write decided together with one `$metadata` event for its stream's metadata stream

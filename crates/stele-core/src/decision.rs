@@ -1,7 +1,8 @@
 //! The pure decisions of the state machine: whether an append or delete succeeds, given the
 //! stream's state. Every node runs the same function on the same log, so every node decides
-//! the same (DESIGN.md decision 6). The leader runs it early to fail fast; the state machine
-//! runs it again and its answer is the one that counts.
+//! the same (docs/design.md decision 6). Only the state machine runs it, when it applies a
+//! committed command; before proposing, the leader checks validity and size only
+//! (`validation.rs`), so an expected-version failure is decided at apply like any outcome.
 
 use serde::{Deserialize, Serialize};
 

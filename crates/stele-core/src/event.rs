@@ -32,7 +32,7 @@ impl ContentType {
     }
 }
 
-/// An event as a client sends it, before the leader stamps it.
+/// An event as a client sends it, before the node that takes the request stamps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProposedEvent {
     pub id: Uuid,
@@ -57,7 +57,8 @@ pub struct EventRecord {
     pub id: Uuid,
     pub event_type: String,
     pub content_type: ContentType,
-    /// .NET ticks since the Unix epoch, stamped by the leader when it proposed the append.
+    /// .NET ticks since the Unix epoch, stamped by the node that took the append (the
+    /// leader, or a follower that forwarded it) before it was proposed.
     pub created_ticks: i64,
     pub custom_metadata: Bytes,
     pub data: Bytes,

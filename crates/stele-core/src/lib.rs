@@ -3,7 +3,7 @@
 //! the state machine makes on them.
 //!
 //! Everything here is deterministic: the same log prefix gives the same decision on every
-//! node (DESIGN.md decision 6). Storage, consensus and transport live in other crates and
+//! node (docs/design.md decision 6). Storage, consensus and transport live in other crates and
 //! call into this one; nothing here knows about tokio, files or sockets.
 
 pub mod command;

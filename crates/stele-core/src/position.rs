@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Byte offset of an event's record in the logical log (DESIGN.md decision 5). It is both the
+/// Byte offset of an event's record in the logical log (docs/design.md decision 5). It is both the
 /// commit and the prepare position on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LogPosition(pub u64);

@@ -1,5 +1,5 @@
 //! Measures redb against fjall on the index's own workload, so that the store behind
-//! `stele-index` is picked by numbers (DESIGN.md decision 7), not by taste.
+//! `stele-index` is picked by numbers (docs/design.md decision 7), not by taste.
 //!
 //! Run with `cargo run -p stele-index --release --example kv_choice`.
 //!

@@ -23,7 +23,7 @@ use crate::{Checkpoint, IndexError, IndexSnapshot, IndexWriter};
 pub struct IndexOptions {
     /// The memtable is flushed to redb once it holds this many entries (events, and stream
     /// records written, each counting one): the bound on the index's memory besides redb's
-    /// cache (DESIGN.md decision 12), and on what a crash makes the node replay.
+    /// cache (docs/design.md decision 12), and on what a crash makes the node replay.
     pub memtable_limit: usize,
     /// After this many commits since the last flush, the next commit flushes.
     pub durable_every_commits: u64,

@@ -1,7 +1,7 @@
 //! The stream index of Stele: derived state that maps a stream and a revision to the log
 //! position of the event, a `$all` position to the event's revision, an event id to its stream
 //! and revision (for idempotent retries), and keeps each stream's state (last revision,
-//! deletion, metadata), with the [`Checkpoint`] of what it has applied (DESIGN.md decision 7).
+//! deletion, metadata), with the [`Checkpoint`] of what it has applied (docs/design.md decision 7).
 //!
 //! It does not read the log, decide anything, or know about consensus or tokio: the state
 //! machine decides (with `stele_core::decision`), writes what it decided through an
@@ -89,7 +89,7 @@
 //! the next stream id — and replaced by an empty one (a **flush**) when:
 //!
 //! - it holds [`IndexOptions::memtable_limit`] entries (events and stream-record writes;
-//!   default 65,536), the bound on its memory (DESIGN.md decision 12);
+//!   default 65,536), the bound on its memory (docs/design.md decision 12);
 //! - [`IndexOptions::durable_every_commits`] commits or [`IndexOptions::durable_every`] have
 //!   passed since the last flush (checked at each commit; defaults 20,000 and 10 s);
 //! - [`IndexWriter::commit_durable`] or [`Index::flush`] is called, or the [`Index`] is

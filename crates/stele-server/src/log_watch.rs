@@ -2,7 +2,7 @@
 //!
 //! A failed write or fsync poisons the log: the node takes no more writes (each is answered
 //! with the cause) and goes on serving reads of what was durable. It never retries an fsync
-//! itself (DESIGN.md decision 4); a restart does, after recovery has checked the log. So:
+//! itself (docs/design.md decision 4); a restart does, after recovery has checked the log. So:
 //!
 //! - **Out of space** (the common case): the node keeps serving reads while it waits for
 //!   space; once the database directory has room for a new chunk again it exits with an

@@ -76,7 +76,7 @@ async fn every_expected_revision_form_appends_and_reports_revision_and_position(
         vec![0, 1, 2, 3, 4]
     );
     // An append acknowledges the position of its last event (one position per event,
-    // DESIGN.md decision 5), so a client can read or subscribe from there.
+    // docs/design.md decision 5), so a client can read or subscribe from there.
     assert_eq!(no_stream.position, events[1].position);
     assert_eq!(exact.position, events[2].position);
     assert_eq!(exists.position, events[3].position);
@@ -92,7 +92,7 @@ async fn every_expected_revision_form_appends_and_reports_revision_and_position(
     for event in &events {
         assert_eq!(
             event.position.commit, event.position.prepare,
-            "commit and prepare positions are the same number (DESIGN.md decision 5)"
+            "commit and prepare positions are the same number (docs/design.md decision 5)"
         );
     }
     assert!(any.position < any_new.position);

@@ -2,7 +2,7 @@
 //! from EventStoreDB YAML files, "not leader" answers and forwarding, a leader killed under
 //! concurrent writers (with a `$all` subscription on a follower checked for gaps and
 //! duplicates across the failover), an isolated leader, a read-only replica, and moving
-//! leadership by resignation and priority (DESIGN.md decisions 1 and 3; PROTOCOL.md §8, §9).
+//! leadership by resignation and priority (docs/design.md decisions 1 and 3; PROTOCOL.md §8, §9).
 //!
 //! Every scenario starts its own cluster of three voters (four processes at most); the
 //! scenarios run one at a time (`SERIAL`) because the machines that run them have two

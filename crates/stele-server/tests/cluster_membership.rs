@@ -1,4 +1,4 @@
-//! Who may vote (DESIGN.md decision 8): a voter that cannot find its peers never leads on its
+//! Who may vote (docs/design.md decision 8): a voter that cannot find its peers never leads on its
 //! own, and a voter whose data directory was wiped comes back under a new identity and takes
 //! its old self's place only after catching up.
 

@@ -1,6 +1,6 @@
 //! Durability of a node on disk (`--db`): what was acknowledged before a SIGKILL is there
 //! after a restart, at the same revisions and positions, once; also under concurrent load
-//! with the kill landing mid-flight (DESIGN.md decisions 3–5).
+//! with the kill landing mid-flight (docs/design.md decisions 3–5).
 
 mod common;
 

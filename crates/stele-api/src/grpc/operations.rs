@@ -2,7 +2,7 @@
 //! the Rust and Node clients expose (`resign_node`, `set_node_priority`, ...).
 //!
 //! What this module owns: ResignNode and SetNodePriority, which are leadership transfers on
-//! the node (DESIGN.md decision 9): a leader hands over to the best other caught-up voter,
+//! the node (docs/design.md decision 9): a leader hands over to the best other caught-up voter,
 //! or to a caught-up voter of higher priority. On a node that is not the leader, ResignNode
 //! does nothing and answers OK, as EventStoreDB does. Shutdown stops the process as SIGTERM
 //! does (`Node::request_stop`).

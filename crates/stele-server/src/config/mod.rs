@@ -1,4 +1,4 @@
-//! Node configuration in EventStoreDB's language (DESIGN.md decision 11).
+//! Node configuration in EventStoreDB's language (docs/design.md decision 11).
 //!
 //! Every option has EventStoreDB's name in three sources:
 //! - the command line, kebab-case: `--cluster-size 3`, `--cluster-size=3`, a bare `--insecure`;
