@@ -2,7 +2,7 @@
 //! `stele` process: the routes are wired into the server, percent-encoded names survive a
 //! real HTTP stack, and groups made over HTTP and over gRPC are the same groups. The JSON
 //! shapes, status codes and settings are tested beside the routes
-//! (`stele-api/src/http/subscriptions.rs`).
+//! (`stele-api/src/http/subscriptions/`).
 
 mod common;
 

@@ -4,19 +4,22 @@
 //! `OK`; a priority
 //! that is not an integer is 400 `nodePriority must be an integer.`, EventStoreDB's text.
 //!
-//! What this module owns: those two routes and how an [`AdminError`] becomes an HTTP
-//! answer. What it does not own: authentication (Stele serves insecure mode only, where
-//! EventStoreDB lets anyone in, so there is no 401), and the other `/admin` endpoints
-//! (scavenge, merge indexes, reload config), which are not served and so are 404.
+//! What this module owns: those routes (errors become answers in `super::errors`). What it
+//! does not own: authentication (Stele serves insecure mode only, where EventStoreDB lets
+//! anyone in, so there is no 401), and the other `/admin` endpoints (scavenge, merge
+//! indexes, reload config), which are not served and so are 404.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use futures::future::BoxFuture;
 use stele_cluster::{AdminError, Node};
+
+use super::errors;
 
 /// EventStoreDB's answer to an operator command it carried out.
 const OK_TEXT: &str = "OK";
@@ -72,24 +75,19 @@ async fn resign(State(node): State<SharedAdmin>) -> (StatusCode, &'static str) {
 async fn set_node_priority(
     State(node): State<SharedAdmin>,
     Path(priority): Path<String>,
-) -> (StatusCode, &'static str) {
+) -> Response {
     let Ok(priority) = priority.trim().parse::<i32>() else {
-        return (StatusCode::BAD_REQUEST, NOT_AN_INTEGER_TEXT);
+        return errors::bad_request(NOT_AN_INTEGER_TEXT);
     };
     tracing::info!(priority, "an operator set this node's priority (HTTP)");
-    answer(node.set_node_priority(priority).await)
+    answer(node.set_node_priority(priority).await).into_response()
 }
 
-/// Where an [`AdminError`] becomes an HTTP status: not ready is 503 (what `/health/live`
-/// answers too), a fault of the node 500 with the detail in the log only.
+/// `OK`, or the error's answer (`super::errors`).
 fn answer(outcome: Result<(), AdminError>) -> (StatusCode, &'static str) {
     match outcome {
         Ok(()) => (StatusCode::OK, OK_TEXT),
-        Err(AdminError::NotReady) => (StatusCode::SERVICE_UNAVAILABLE, "Server Is Not Ready"),
-        Err(AdminError::Internal(detail)) => {
-            tracing::error!(detail, "an operator command failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-        }
+        Err(error) => errors::admin_error(error),
     }
 }
 

@@ -11,13 +11,13 @@
 use std::time::SystemTime;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use stele_cluster::{GossipMessage, Node, NodeStatus};
 use uuid::Uuid;
 
+use super::errors;
 use super::timestamp::iso8601;
 use super::{SharedNode, SERVER_VERSION};
 
@@ -52,7 +52,7 @@ pub(super) async fn post_gossip(
 ) -> Response {
     match node.receive_gossip(&message) {
         Ok(reply) => Json(reply).into_response(),
-        Err(refused) => (StatusCode::CONFLICT, refused.to_string()).into_response(),
+        Err(refused) => errors::gossip_refused(&refused),
     }
 }
 

@@ -1,18 +1,19 @@
 //! The HTTP API that shares the client port with gRPC (PROTOCOL.md §12): health, gossip,
 //! node information and statistics, as EventStoreDB answers them, the operator commands
 //! resign and node priority (`admin.rs`), and the persistent-subscription endpoints
-//! (`subscriptions.rs`). JSON property names are camelCase, as EventStoreDB's JSON codec
+//! (`subscriptions/`). JSON property names are camelCase, as EventStoreDB's JSON codec
 //! writes them.
 //!
-//! What this module owns: the routes and their JSON shapes. What it does not own: the
-//! listener and the choice between gRPC and HTTP on one port ([`crate::serve`]),
-//! authentication (every route here is anonymous, which is EventStoreDB's default policy for
-//! all of them but `/stats`, `/admin` and `/subscriptions`; Stele serves insecure mode
-//! only), the other admin and AtomPub endpoints (not served yet), and the web UI: `/`
-//! redirects to `/web/index.html` as EventStoreDB 23 does, but no UI is served there yet
-//! (404).
+//! What this module owns: the routes and their JSON shapes; errors become HTTP answers in
+//! one place, `errors.rs`. What it does not own: the listener and the choice between gRPC
+//! and HTTP on one port ([`crate::serve`]), authentication (every route here is anonymous,
+//! which is EventStoreDB's default policy for all of them but `/stats`, `/admin` and
+//! `/subscriptions`; Stele serves insecure mode only), the other admin and AtomPub
+//! endpoints (not served yet), and the web UI: `/` redirects to `/web/index.html` as
+//! EventStoreDB 23 does, but no UI is served there yet (404).
 
 mod admin;
+mod errors;
 mod gossip;
 mod health;
 mod info;

@@ -1,0 +1,171 @@
+//! Where errors become HTTP answers, for every route of the HTTP API (as `grpc/status.rs` is
+//! for gRPC): the persistent-subscription engine's [`PsError`], the node's [`AdminError`]
+//! for operator commands, a refused gossip message ([`GossipRefused`]), and input a route
+//! refuses. Every answer here is plain text with the reason. What this module does not own:
+//! the texts of refused input (each parser words its own, as EventStoreDB does) and the
+//! answers that are not errors (`/health/live`'s 503 is a health report).
+
+use axum::http::header::LOCATION;
+use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use stele_cluster::{AdminError, GossipRefused};
+
+use crate::persistent::PsError;
+
+/// Where a [`PsError`] becomes an HTTP answer (plain text, the error's message):
+/// - does not exist → 404, exists → 409, a bad argument or too many consumers → 400 (what
+///   EventStoreDB answers for its `Fail` results);
+/// - not leader → 307 to the same path and query on the leader, 503 if none is known;
+/// - not ready, or the group dropped under the request (a restart racing it) → 503, to be
+///   retried;
+/// - the subsystem failed → 500, with the detail in the log too.
+///
+/// `uri` is the request's, for the redirect.
+pub(super) fn persistent_error(error: PsError, uri: &Uri) -> Response {
+    let status = match &error {
+        PsError::DoesNotExist { .. } => StatusCode::NOT_FOUND,
+        PsError::AlreadyExists { .. } => StatusCode::CONFLICT,
+        PsError::InvalidArgument(_) | PsError::MaximumSubscribersReached { .. } => {
+            StatusCode::BAD_REQUEST
+        }
+        PsError::NotLeader {
+            leader: Some(leader),
+        } => return redirect_to_leader(leader, uri),
+        PsError::NotLeader { leader: None } => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Not the leader, and no leader is known; try again.",
+            )
+                .into_response()
+        }
+        PsError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+        PsError::Dropped { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        PsError::Failed { .. } => {
+            tracing::error!(%error, "a persistent subscription request failed (HTTP)");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    (status, error.to_string()).into_response()
+}
+
+/// 307 to `uri`'s path and query on the leader's HTTP endpoint.
+fn redirect_to_leader((host, port): &(String, u16), uri: &Uri) -> Response {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]") // an IPv6 address
+    } else {
+        host.clone()
+    };
+    let location = format!("http://{host}:{port}{path}");
+    match HeaderValue::from_str(&location) {
+        Ok(value) => (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(LOCATION, value)],
+            format!("Not the leader; the leader is at {host}:{port}."),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not the leader, and the leader's address is not a valid URL.",
+        )
+            .into_response(),
+    }
+}
+
+/// Input the API refuses (a bad path segment, body or query), with the reason.
+pub(super) fn bad_request(message: impl Into<String>) -> Response {
+    (StatusCode::BAD_REQUEST, message.into()).into_response()
+}
+
+/// A persistent-subscription listing of a stream with no groups: 404, as EventStoreDB
+/// answers (the engine's `DoesNotExist` for the stream comes here too).
+pub(super) fn no_groups_on_stream(stream: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        format!("No subscription groups on stream {stream}."),
+    )
+        .into_response()
+}
+
+/// Where an [`AdminError`] becomes an HTTP status: not ready is 503 (what `/health/live`
+/// answers too), a fault of the node 500 with the detail in the log only.
+pub(super) fn admin_error(error: AdminError) -> (StatusCode, &'static str) {
+    match error {
+        AdminError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "Server Is Not Ready"),
+        AdminError::Internal(detail) => {
+            tracing::error!(detail, "an operator command failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+    }
+}
+
+/// A gossip message this node refuses (clock too far off, another cluster): 409 with the
+/// reason.
+pub(super) fn gossip_refused(refused: &GossipRefused) -> Response {
+    (StatusCode::CONFLICT, refused.to_string()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persistent::{GroupKey, Source};
+
+    #[test]
+    fn errors_map_to_eventstoredb_status_codes() {
+        let uri: Uri = "/subscriptions/s/g/replayParked?stopAt=3".parse().unwrap();
+        let key = GroupKey::new(Source::All, "g");
+        let cases = [
+            (PsError::does_not_exist(&key), StatusCode::NOT_FOUND),
+            (PsError::already_exists(&key), StatusCode::CONFLICT),
+            (
+                PsError::InvalidArgument("x".into()),
+                StatusCode::BAD_REQUEST,
+            ),
+            (PsError::NotReady, StatusCode::SERVICE_UNAVAILABLE),
+            (
+                PsError::NotLeader { leader: None },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                PsError::failed(&key, "disk"),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (error, status) in cases {
+            assert_eq!(
+                persistent_error(error.clone(), &uri).status(),
+                status,
+                "{error:?}"
+            );
+        }
+        let redirect = persistent_error(
+            PsError::NotLeader {
+                leader: Some(("10.0.0.2".into(), 2113)),
+            },
+            &uri,
+        );
+        assert_eq!(redirect.status(), StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(
+            redirect.headers()[LOCATION],
+            "http://10.0.0.2:2113/subscriptions/s/g/replayParked?stopAt=3"
+        );
+    }
+
+    #[test]
+    fn refused_gossip_is_409_and_admin_faults_keep_their_detail_in_the_log() {
+        let refused = GossipRefused::ClockDifference {
+            from: "10.0.0.2:2113".into(),
+            difference_ms: 90_000,
+            allowed_ms: 60_000,
+        };
+        assert_eq!(gossip_refused(&refused).status(), StatusCode::CONFLICT);
+        assert_eq!(
+            admin_error(AdminError::NotReady),
+            (StatusCode::SERVICE_UNAVAILABLE, "Server Is Not Ready")
+        );
+        assert_eq!(
+            admin_error(AdminError::Internal("disk".into())),
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        );
+    }
+}
