@@ -120,6 +120,7 @@ impl Node {
                     .map_err(io_context(format!("binding the internal port {bind}")))?,
             )
         };
+        #[allow(clippy::disallowed_methods, reason = "a duration for the log only")]
         let started = Instant::now();
         let (log, report) = Log::open(disk, log_config)?;
         let log = Arc::new(log);
