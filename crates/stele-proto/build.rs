@@ -1,6 +1,8 @@
 //! Compiles `proto/*.proto` with protox (no system `protoc`; the google.protobuf well-known
 //! types come bundled with it) and generates prost messages plus tonic clients and servers.
 
+#![allow(clippy::print_stdout, reason = "build scripts talk to cargo on stdout")]
+
 const PROTO_FILES: &[&str] = &[
     "code.proto",
     "status.proto",

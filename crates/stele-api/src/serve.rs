@@ -12,9 +12,11 @@
 //! hyper's HTTP/2 layer whatever their rate: it has no "too many pings" rule and never sends
 //! GOAWAY for them, so the Rust client's 10 s keepalive is safe.
 //!
-//! Connections come from [`crate::connections`], which bounds how many are open and closes
-//! those that sit without a request (header-read and idle timeouts); every request here is
-//! counted in flight on its connection until its response body is done.
+//! Connections come from [`crate::connections`], which bounds how many are open, closes
+//! those that sit without a request (header-read and idle timeouts) and acknowledges every
+//! read at once (quick ACKs, so that clients with Nagle's algorithm on do not wait 40 ms per
+//! call); every request here is counted in flight on its connection until its response body
+//! is done.
 //!
 //! Not here: TLS (ALPN), which Stele does not serve yet.
 

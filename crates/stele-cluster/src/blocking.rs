@@ -4,6 +4,10 @@
 //! scheduler and make runs irreproducible.
 
 /// Runs `f` on the blocking pool, or in a task of a current-thread runtime.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the injected environment: the blocking pool outside the simulation"
+)]
 pub fn spawn<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> tokio::task::JoinHandle<T> {

@@ -41,10 +41,10 @@ pub(crate) fn spawn(
 
 /// What the guard (`guard.rs`) needs to know of this node now.
 fn guard_view(node: &Node) -> crate::guard::View {
-    let metrics = node.inner.raft.server_metrics();
+    let metrics = node.raft().server_metrics();
     let metrics = metrics.borrow_watched();
     crate::guard::View {
-        me: node.inner.identity.node_id,
+        me: node.node_id(),
         members: metrics
             .membership_config
             .membership()
@@ -62,7 +62,7 @@ fn admit(node: &Node, vote: &crate::types::Vote, from: u64) -> Result<(), crate:
         Err(crate::guard::Refusal::NotAMember(id))
             if node
                 .cluster_id()
-                .is_some_and(|ours| node.inner.members.vouches_for(id, ours)) =>
+                .is_some_and(|ours| node.member_table().vouches_for(id, ours)) =>
         {
             Ok(())
         }
@@ -77,8 +77,8 @@ fn admit(node: &Node, vote: &crate::types::Vote, from: u64) -> Result<(), crate:
 /// learnt its cluster id: it merged another cluster's gossip and listed its leader beside
 /// itself (issue 11 item 3).
 pub(crate) async fn follow_cluster_id(node: Node) {
-    let mut server = node.inner.raft.server_metrics();
-    let mut shutdown = node.inner.shutdown.subscribe();
+    let mut server = node.raft().server_metrics();
+    let mut shutdown = node.shutdown_signal();
     loop {
         node.refresh_cluster_id();
         tokio::select! {
@@ -96,10 +96,10 @@ pub(crate) async fn follow_cluster_id(node: Node) {
 pub(crate) fn serve_internal_port(node: &Node, listener: Box<dyn crate::net::Listener>) {
     tokio::spawn(transport::serve(
         listener,
-        node.inner.local.clone(),
+        node.local_id(),
         handler(node.clone()),
         stream_handler(node.clone()),
-        node.inner.shutdown.subscribe(),
+        node.shutdown_signal(),
     ));
 }
 
@@ -114,7 +114,7 @@ fn handler(node: Node) -> Handler {
                 tracing::debug!(%refusal, "refused a raft request");
                 return Reply::Failed(crate::guard::REFUSED.into());
             }
-            let raft = &node.inner.raft;
+            let raft = &node.raft();
             let failed = |e: &dyn std::fmt::Display| Reply::Failed(e.to_string());
             match request {
                 Request::AppendEntries(rpc) => match raft.append_entries(rpc).await {
@@ -154,18 +154,18 @@ fn stream_handler(node: Node) -> StreamHandler {
             }
             futures::future::ready(admitted.is_ok())
         });
-        let replies = node.inner.raft.stream_append(Box::pin(requests));
+        let replies = node.raft().stream_append(Box::pin(requests));
         Box::pin(replies.map(|reply| reply.map_err(|fatal| fatal.to_string())))
     })
 }
 
 async fn gossip_loop(node: Node, client: Arc<dyn crate::net::GossipClient>) {
     use crate::net::GossipCallError;
-    let config = node.inner.members.config().clone();
-    let mut shutdown = node.inner.shutdown.subscribe();
-    let me = node.inner.config.gossip_advertised.clone();
+    let config = node.member_table().config().clone();
+    let mut shutdown = node.shutdown_signal();
+    let me = node.config().gossip_advertised.clone();
     loop {
-        let targets = node.inner.members.targets().await;
+        let targets = node.member_table().targets().await;
         let message = node.gossip_message();
         let rounds = targets.into_iter().filter(|t| *t != me).map(|endpoint| {
             let client = client.clone();
@@ -176,8 +176,8 @@ async fn gossip_loop(node: Node, client: Arc<dyn crate::net::GossipClient>) {
                 match tokio::time::timeout(config.timeout, exchange).await {
                     Ok(Ok(reply)) => {
                         let ours = node.cluster_id();
-                        match node.inner.members.check(&reply, ours) {
-                            Ok(()) => node.inner.members.merge(&reply, ours),
+                        match node.member_table().check(&reply, ours) {
+                            Ok(()) => node.member_table().merge(&reply, ours),
                             Err(refused) => tracing::warn!("{refused}"),
                         }
                     }
@@ -187,11 +187,11 @@ async fn gossip_loop(node: Node, client: Arc<dyn crate::net::GossipClient>) {
                     }
                     Ok(Err(GossipCallError::Unreachable(e))) => {
                         tracing::debug!("gossip failed: {e}");
-                        node.inner.members.mark_unreachable(&endpoint);
+                        node.member_table().mark_unreachable(&endpoint);
                     }
                     Err(_) => {
                         tracing::debug!(?endpoint, "gossip timed out");
-                        node.inner.members.mark_unreachable(&endpoint);
+                        node.member_table().mark_unreachable(&endpoint);
                     }
                 }
             }
@@ -221,7 +221,7 @@ const ROLE_POLL: Duration = Duration::from_millis(50);
 
 /// What other members need to hear about at once.
 fn role(node: &Node) -> (Option<u64>, crate::VNodeState) {
-    let leader = node.inner.raft.metrics().borrow_watched().current_leader;
+    let leader = node.raft().metrics().borrow_watched().current_leader;
     (leader, node.status().state)
 }
 
@@ -233,9 +233,9 @@ struct ControlState {
 }
 
 async fn control_loop(node: Node) {
-    let interval = (node.inner.members.config().interval / 2)
+    let interval = (node.member_table().config().interval / 2)
         .clamp(Duration::from_millis(50), Duration::from_millis(500));
-    let mut shutdown = node.inner.shutdown.subscribe();
+    let mut shutdown = node.shutdown_signal();
     let mut state = ControlState {
         pending_learners: Arc::new(Mutex::new(HashSet::new())),
         last_transfer: None,
@@ -248,7 +248,7 @@ async fn control_loop(node: Node) {
             _ = shutdown.changed() => return,
         }
         node.refresh_cluster_id();
-        let metrics = node.inner.raft.metrics().borrow_watched().clone();
+        let metrics = node.raft().metrics().borrow_watched().clone();
         let initialized = metrics
             .membership_config
             .membership()
@@ -256,7 +256,7 @@ async fn control_loop(node: Node) {
             .next()
             .is_some();
         if !initialized {
-            if !node.inner.config.read_only_replica && node.inner.log.log.end() == 0 {
+            if !node.config().read_only_replica && node.log_is_empty() {
                 try_form(&node, &mut state).await;
             }
             continue;
@@ -277,8 +277,8 @@ fn addr_of(member: &NodeStatus, cluster_id: Uuid) -> NodeAddr {
 }
 
 async fn try_form(node: &Node, state: &mut ControlState) {
-    let size = node.inner.config.cluster_size as usize;
-    let others = node.inner.members.members();
+    let size = node.config().cluster_size as usize;
+    let others = node.member_table().members();
     let me = node.status();
     if let Some(formed) = others.iter().find(|m| m.is_alive && m.cluster_id.is_some()) {
         log_progress(state, || {
@@ -321,7 +321,7 @@ async fn try_form(node: &Node, state: &mut ControlState) {
         .map(|m| (m.node_id, addr_of(m, cluster_id)))
         .collect();
     tracing::info!(%cluster_id, members = ?members, "forming the cluster");
-    match node.inner.raft.initialize(members).await {
+    match node.raft().initialize(members).await {
         Ok(()) => node.refresh_cluster_id(),
         Err(e) => tracing::warn!(error = %e, "forming the cluster failed"),
     }
@@ -339,7 +339,7 @@ fn log_progress(state: &mut ControlState, log: impl FnOnce()) {
 
 /// A resignation ends once this node leads in a later term.
 fn clear_old_resignation(node: &Node, metrics: &Metrics) {
-    let mut resigned = node.inner.resigned_in_term.lock().expect("resign lock");
+    let mut resigned = node.resigned_in_term().lock().expect("resign lock");
     if resigned.is_some_and(|term| metrics.current_term > term) {
         *resigned = None;
     }
@@ -368,7 +368,7 @@ async fn lead(node: &Node, metrics: &Metrics, state: &mut ControlState) {
     if joint.len() > 1 {
         if let Some(target) = joint.last().cloned() {
             tracing::info!(voters = ?target, "finishing an interrupted membership change");
-            if let Err(e) = node.inner.raft.change_membership(target, false).await {
+            if let Err(e) = node.raft().change_membership(target, false).await {
                 tracing::warn!(error = %e, "finishing the membership change failed");
             }
         }
@@ -376,8 +376,8 @@ async fn lead(node: &Node, metrics: &Metrics, state: &mut ControlState) {
     }
     let in_cluster: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
-    let members = node.inner.members.members();
-    let me = node.inner.identity.node_id;
+    let members = node.member_table().members();
+    let me = node.node_id();
     let last_log = metrics.last_log_index.unwrap_or(0);
 
     for member in &members {
@@ -442,7 +442,7 @@ async fn lead(node: &Node, metrics: &Metrics, state: &mut ControlState) {
             new_voters.remove(&old);
             new_voters.insert(learner);
             tracing::info!(old, new = learner, "replacing a voter with its successor");
-            if let Err(e) = node.inner.raft.change_membership(new_voters, false).await {
+            if let Err(e) = node.raft().change_membership(new_voters, false).await {
                 tracing::warn!(error = %e, "replacing a voter failed");
             }
             return;
@@ -456,10 +456,7 @@ async fn lead(node: &Node, metrics: &Metrics, state: &mut ControlState) {
     {
         return;
     }
-    let my_priority = node
-        .inner
-        .priority
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let my_priority = node.priority();
     let best = members
         .iter()
         .filter(|m| {
@@ -479,13 +476,7 @@ async fn lead(node: &Node, metrics: &Metrics, state: &mut ControlState) {
             "handing leadership to a voter with a higher priority"
         );
         state.last_transfer = Some(Instant::now());
-        if let Err(e) = node
-            .inner
-            .raft
-            .trigger()
-            .transfer_leader(best.node_id)
-            .await
-        {
+        if let Err(e) = node.raft().trigger().transfer_leader(best.node_id).await {
             tracing::warn!(error = %e, "leadership transfer failed");
         }
     }
@@ -501,7 +492,7 @@ fn add_learner(node: &Node, state: &mut ControlState, member: &NodeStatus, clust
         return;
     }
     let pending = state.pending_learners.clone();
-    let raft = node.inner.raft.clone();
+    let raft = node.raft().clone();
     let id = member.node_id;
     let addr = addr_of(member, cluster_id);
     tracing::info!(node = id, %addr, replica = member.read_only_replica, "adding a learner");
@@ -514,13 +505,13 @@ fn add_learner(node: &Node, state: &mut ControlState, member: &NodeStatus, clust
 }
 
 pub(crate) async fn resign(node: &Node) -> Result<(), AdminError> {
-    let metrics = node.inner.raft.metrics().borrow_watched().clone();
+    let metrics = node.raft().metrics().borrow_watched().clone();
     if metrics.state != ServerState::Leader {
         tracing::info!("resign requested on a node that is not the leader: nothing to do");
         return Ok(());
     }
-    let me = node.inner.identity.node_id;
-    let members = node.inner.members.members();
+    let me = node.node_id();
+    let members = node.member_table().members();
     let alive = |id: u64| members.iter().any(|m| m.node_id == id && m.is_alive);
     let priority = |id: u64| {
         members
@@ -538,10 +529,9 @@ pub(crate) async fn resign(node: &Node) -> Result<(), AdminError> {
         tracing::warn!("resign requested, but no other live voter can take over");
         return Ok(());
     };
-    *node.inner.resigned_in_term.lock().expect("resign lock") = Some(metrics.current_term);
+    *node.resigned_in_term().lock().expect("resign lock") = Some(metrics.current_term);
     tracing::info!(to, "resigning leadership");
-    node.inner
-        .raft
+    node.raft()
         .trigger()
         .transfer_leader(to)
         .await

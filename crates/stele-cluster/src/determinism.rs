@@ -44,6 +44,10 @@ pub fn stop_simulating_this_thread() {
 }
 
 /// A random u64: seeded under simulation, else from the OS-seeded thread generator.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the injected environment: the OS generator outside the simulation"
+)]
 pub fn next_u64() -> u64 {
     SIMULATED.with(|s| match s.borrow_mut().as_mut() {
         Some(sim) => sim.rng.next_u64(),
@@ -58,6 +62,10 @@ pub fn new_uuid() -> Uuid {
 }
 
 /// Time since the Unix epoch: the system clock, or the simulated one.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the injected environment: the system clock outside the simulation"
+)]
 pub fn unix_now() -> Duration {
     SIMULATED.with(|s| match s.borrow().as_ref() {
         Some(sim) => sim.epoch + sim.start.elapsed(),
@@ -65,6 +73,11 @@ pub fn unix_now() -> Duration {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default(),
     })
+}
+
+/// [`unix_now`] as a [`SystemTime`].
+pub fn system_now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + unix_now()
 }
 
 /// The generator openraft gets from [`crate::rt::SteleRuntime::thread_rng`].

@@ -70,7 +70,7 @@ pub async fn serve_transport(
 
 /// This node's id, as a peer's handshake must name it.
 pub fn node_id(node: &crate::node::Node) -> u64 {
-    node.inner.identity.node_id
+    node.node_id()
 }
 
 /// The single-node, in-memory configuration the in-process tests and the internal-port fuzz

@@ -5,6 +5,14 @@
 //! openraft's types stay inside this crate (docs/design.md decision 1): the API sees only
 //! [`Node`] and the domain types of `stele-core`.
 
+#![cfg_attr(
+    test,
+    allow(
+        clippy::disallowed_methods,
+        reason = "tests may use the clock, random ids and threads"
+    )
+)]
+
 mod apply;
 pub mod blocking;
 #[cfg(feature = "injected-bugs")]

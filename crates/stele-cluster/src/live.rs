@@ -27,11 +27,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use stele_core::{LogPosition, RecordedEvent, StreamName, StreamRevision};
+use stele_core::{RecordedEvent, StreamName};
 use tokio::sync::broadcast;
 
 use crate::node::{Node, ReadError};
-use crate::record::{decode_record, RecordBody};
 
 /// Batches the live feed holds for subscribers that have not received them yet. A batch is
 /// one index transaction (at most the state machine's batch of entries). A subscriber more
@@ -290,7 +289,10 @@ impl Node {
     /// Reads the events at `positions` (ascending `(position, revision)` pairs) with one
     /// buffered pass over the log, skipping the records between them (other entries,
     /// appends that were refused).
-    fn read_events_at(&self, positions: &[(u64, u64)]) -> Result<Vec<RecordedEvent>, ReadError> {
+    pub(crate) fn read_events_at(
+        &self,
+        positions: &[(u64, u64)],
+    ) -> Result<Vec<RecordedEvent>, ReadError> {
         let Some(&(first, _)) = positions.first() else {
             return Ok(Vec::new());
         };
@@ -310,22 +312,7 @@ impl Node {
                 )));
             }
             wanted.next();
-            let (_, body) = decode_record(&payload).map_err(|e| {
-                ReadError::Internal(format!("record at log position {position}: {e}"))
-            })?;
-            match body {
-                RecordBody::Event { event, .. } => events.push(RecordedEvent {
-                    record: event,
-                    revision: StreamRevision(revision),
-                    position: LogPosition(position),
-                }),
-                other => {
-                    return Err(ReadError::Internal(format!(
-                        "the index points at log position {position}, which holds no event \
-                         but {other:?}"
-                    )))
-                }
-            }
+            events.push(crate::node::event_at(&payload, position, revision)?);
         }
         if wanted.peek().is_some() {
             return Err(ReadError::Internal(format!(
@@ -340,6 +327,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stele_core::{LogPosition, StreamRevision};
 
     fn publish(feed: &LiveFeed, from: u64, end: u64) {
         feed.publish(from, end, Some(Vec::new()), Vec::new());

@@ -3,6 +3,11 @@
 //! consensus engine, and a single node knows its cluster and keeps other clusters out of its
 //! gossip.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests may use the clock, random ids and threads"
+)]
+
 use std::time::Duration;
 
 use stele_cluster::fuzzing::{append_request, node_id, serve_transport, vote_request};

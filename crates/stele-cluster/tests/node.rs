@@ -1,5 +1,10 @@
 //! In-process tests of a single node: the real log, index and consensus engine, no network.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests may use the clock, random ids and threads"
+)]
+
 use std::time::Duration;
 
 use bytes::Bytes;

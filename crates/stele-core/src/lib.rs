@@ -6,6 +6,14 @@
 //! node (docs/design.md decision 6). Storage, consensus and transport live in other crates and
 //! call into this one; nothing here knows about tokio, files or sockets.
 
+#![cfg_attr(
+    test,
+    allow(
+        clippy::disallowed_methods,
+        reason = "tests may use the clock, random ids and threads"
+    )
+)]
+
 pub mod command;
 pub mod decision;
 pub mod event;

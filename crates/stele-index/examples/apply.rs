@@ -17,6 +17,12 @@
 //! [`IndexWriter`]: stele_index::IndexWriter
 //! [`IndexOptions`]: stele_index::IndexOptions
 
+#![allow(
+    clippy::disallowed_methods,
+    clippy::print_stdout,
+    reason = "a benchmark times itself on the wall clock and prints its figures"
+)]
+
 use std::hint::black_box;
 use std::time::Instant;
 

@@ -27,6 +27,12 @@
 //! `KV_CHOICE_BATCH=1000` changes the events per batch. Other processes on the machine skew
 //! the numbers: compare stores within one run, not across runs.
 
+#![allow(
+    clippy::disallowed_methods,
+    clippy::print_stdout,
+    reason = "a benchmark times itself on the wall clock and prints its figures"
+)]
+
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -138,6 +138,14 @@
 //! Flushes also save redb's allocator state ("quick repair"), so reopening after a
 //! crash does not walk the whole file.
 
+#![cfg_attr(
+    test,
+    allow(
+        clippy::disallowed_methods,
+        reason = "tests may use the clock, random ids and threads"
+    )
+)]
+
 mod checkpoint;
 mod error;
 mod index;

@@ -6,6 +6,12 @@
 //! The test runs itself as a child process that writes and then exits without running any
 //! destructor (so redb gets no clean close), then reopens the file in the parent.
 
+#![allow(
+    clippy::disallowed_methods,
+    clippy::print_stderr,
+    reason = "tests may use the clock, random ids and threads, and say what they found"
+)]
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;

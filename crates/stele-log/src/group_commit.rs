@@ -48,6 +48,10 @@ impl GroupCommitter {
     pub fn start(log: Arc<Log>, queue_capacity: usize) -> GroupCommitter {
         let capacity = queue_capacity.max(1);
         let (sender, receiver) = mpsc::sync_channel(capacity);
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the production writer thread; the simulation commits in a task (CommitMode)"
+        )]
         let thread = std::thread::Builder::new()
             .name("stele-log-writer".into())
             .spawn(move || run(&log, &receiver, capacity))

@@ -13,11 +13,23 @@
 //! `group_commit` (the writer thread), and the disks: `disk` (traits), `fs_disk`, `mem_disk`,
 //! `faulty_disk`.
 
+#![cfg_attr(
+    test,
+    allow(
+        clippy::disallowed_methods,
+        reason = "tests may use the clock, random ids and threads"
+    )
+)]
+
 mod chunk;
 mod chunk_reader;
 mod disk;
 mod error;
 mod faulty_disk;
+#[allow(
+    unsafe_code,
+    reason = "posix_fallocate through libc, with its SAFETY comment"
+)]
 mod fs_disk;
 mod group_commit;
 mod iter;

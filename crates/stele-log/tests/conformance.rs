@@ -1,6 +1,11 @@
 //! One suite every disk passes: `MemDisk`, `FaultyDisk` and `FsDisk` on a temporary directory.
 //! Reopening, truncation, reads concurrent with appends, and bad positions.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests may use the clock, random ids and threads"
+)]
+
 mod common;
 
 use std::sync::Arc;

@@ -1,6 +1,11 @@
 //! GroupCommitter tests: batching (fewer syncs than appends under concurrency), callbacks only
 //! after durability, ordering of a truncate inside a batch, poisoning, checkpoint catch-up.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests may use the clock, random ids and threads"
+)]
+
 mod common;
 
 use std::sync::mpsc;

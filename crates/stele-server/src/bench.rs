@@ -13,6 +13,9 @@
 //! window is the `--duration` seconds after that. An append still in flight at the end is
 //! awaited (for at most `--timeout`) but not measured. Errors are counted over the whole run
 //! and the first few are printed as they happen.
+//!
+//! Connections: at most [`CHANNELS_MAX`], with TCP_NODELAY unless `--client-nodelay false`,
+//! which leaves Nagle's algorithm on as the official clients do by default (issue 18).
 
 mod load;
 mod node_stats;
@@ -87,6 +90,11 @@ pub struct Options {
     /// it, and stop it with SIGTERM.
     #[arg(long)]
     spawn: bool,
+    /// Set TCP_NODELAY on the bench's connections. `false` leaves Nagle's algorithm on, as
+    /// the official clients' defaults do (the Rust client writes an Append's headers and its
+    /// messages in separate pieces, so the second waits for the node's ACK of the first).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    client_nodelay: bool,
     /// Where --spawn puts its temporary database (default: the system's temporary
     /// directory). Put it on the disk you want to measure: fsync on tmpfs is free.
     #[arg(long, value_name = "DIR", requires = "spawn")]
@@ -196,7 +204,7 @@ async fn measure(options: &Options, url: &str) -> anyhow::Result<Report> {
         let channel = tonic::transport::Endpoint::from_shared(url.to_string())
             .with_context(|| format!("--url {url}"))?
             .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
+            .tcp_nodelay(options.client_nodelay)
             .connect()
             .await
             .with_context(|| format!("connecting to {url}"))?;
@@ -206,7 +214,7 @@ async fn measure(options: &Options, url: &str) -> anyhow::Result<Report> {
     let streams = options.streams();
     println!(
         "stele bench: {url}, {} writers over {channel_count} connections, {} events of {} bytes \
-         per append via {}, {streams} streams, {}s warm-up + {}s measured",
+         per append via {}, {streams} streams, {}s warm-up + {}s measured, {}",
         options.writers,
         options.batch,
         options.event_size_bytes,
@@ -216,6 +224,11 @@ async fn measure(options: &Options, url: &str) -> anyhow::Result<Report> {
         },
         options.warmup_secs,
         options.duration_secs,
+        if options.client_nodelay {
+            "TCP_NODELAY"
+        } else {
+            "Nagle on (the official clients' default)"
+        },
     );
     let plan = Plan::new(options);
     let running = load::start(plan.clone(), channels);
@@ -234,4 +247,24 @@ async fn measure(options: &Options, url: &str) -> anyhow::Result<Report> {
         before,
         after,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Options;
+
+    fn parse(args: &[&str]) -> Options {
+        Options::try_parse_from(std::iter::once("stele bench").chain(args.iter().copied()))
+            .expect("valid options")
+    }
+
+    #[test]
+    fn client_nodelay_is_on_by_default_and_can_be_turned_off() {
+        assert!(parse(&[]).client_nodelay);
+        assert!(!parse(&["--client-nodelay", "false"]).client_nodelay);
+        assert!(parse(&["--client-nodelay", "true"]).client_nodelay);
+        assert!(Options::try_parse_from(["stele bench", "--client-nodelay", "maybe"]).is_err());
+    }
 }

@@ -2,6 +2,18 @@
 //! log setup ([`logging`]). Node wiring (`run`) and operator subcommands live beside them.
 //! The binary itself (`main.rs`) only dispatches subcommands.
 
+// The operating system through libc: file-descriptor limits (run), free disk space
+// (log_watch), SIGTERM and parent-death signals for child nodes (bench, dev_cluster).
+#![allow(
+    unsafe_code,
+    reason = "libc calls; each unsafe block has its SAFETY comment"
+)]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the stele binary's subcommands report to the terminal by design"
+)]
+
 pub mod bench;
 pub mod config;
 pub mod dev_cluster;

@@ -1,6 +1,12 @@
 //! `stele`: runs a node (`stele [run] [options]`). Operator subcommands (`stele bench ...`,
 //! `stele dev-cluster ...`) are dispatched here too.
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line program reports to the terminal"
+)]
+
 use std::process::ExitCode;
 
 use stele_server::config;

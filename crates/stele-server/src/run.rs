@@ -214,8 +214,8 @@ mod tests {
             rlim_cur: 0,
             rlim_max: 0,
         };
-        // SAFETY: as in raise_file_limit.
         assert_eq!(
+            // SAFETY: as in raise_file_limit.
             unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
             0
         );

@@ -62,6 +62,7 @@ async fn a_pathological_filter_regex_does_not_slow_appends() {
 
 /// Raises this test process's own open-files limit: the tests below hold more than a
 /// thousand sockets.
+#[allow(unsafe_code, reason = "getrlimit/setrlimit through libc")]
 fn raise_own_file_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

@@ -109,6 +109,7 @@ async fn append_acked(
 
 /// Verifies `history` against `$all` of `nodes` (once they agree, or after a deadline)
 /// and panics listing every broken promise.
+#[allow(clippy::print_stdout, reason = "a test reports what it checked")]
 async fn verify_history(cluster: &TestCluster, history: &History, nodes: &[usize]) {
     let reads = cluster.read_all_converged(nodes, CATCH_UP_TIMEOUT).await;
     match history.verify(&reads) {

@@ -64,6 +64,7 @@ struct DevCluster {
 }
 
 impl DevCluster {
+    #[allow(unsafe_code, reason = "kill(2) through libc")]
     fn sigterm(&self) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
         // SAFETY: kill(2) with plain integers on our own child, which has not been reaped.

@@ -17,6 +17,11 @@
 //! every append against every node, and one catch-up subscription per host (resumed after
 //! every crash) must have been delivered exactly the converged `$all`.
 
+#![allow(
+    clippy::print_stderr,
+    reason = "`--trace` prints the run's events as they happen"
+)]
+
 pub mod cluster;
 pub mod net;
 pub mod persistent_consumer;

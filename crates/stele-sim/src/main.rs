@@ -1,6 +1,16 @@
 //! `stele-sim`: runs seeds of the deterministic cluster simulation and reports the figures
 //! docs/reliability.md publishes. `scripts/sim.sh` runs it with the flags it needs.
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line program reports to the terminal"
+)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "times the seeds on the wall clock, outside the simulated thread"
+)]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -21,6 +21,11 @@
 //! # }
 //! ```
 
+#![allow(
+    clippy::print_stderr,
+    reason = "test helpers explain failures on the test's stderr"
+)]
+
 pub mod client;
 pub mod cluster;
 pub mod history;

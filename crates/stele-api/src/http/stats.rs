@@ -91,9 +91,10 @@ struct EsStats {
 pub(super) async fn get_stats(State(node): State<SharedNode>) -> Json<Stats> {
     let status = node.status();
     // Reading /proc is a handful of small file reads; keep them off the async workers anyway.
-    let (process, system) = tokio::task::spawn_blocking(|| (process::process(), process::system()))
-        .await
-        .unwrap_or_default();
+    let (process, system) =
+        stele_cluster::blocking::spawn(|| (process::process(), process::system()))
+            .await
+            .unwrap_or_default();
     Json(Stats::new(&status, &process, &system))
 }
 

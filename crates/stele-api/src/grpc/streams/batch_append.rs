@@ -339,9 +339,10 @@ impl<W: BatchWriter> Worker<W> {
                         )
                         .await;
                 };
-                let Some(timeout) =
-                    batch_timeout(options.deadline_option.as_ref(), SystemTime::now())
-                else {
+                let Some(timeout) = batch_timeout(
+                    options.deadline_option.as_ref(),
+                    stele_cluster::determinism::system_now(),
+                ) else {
                     return self
                         .answers
                         .error(wire_id, Some(identifier), status::in_band_timeout())

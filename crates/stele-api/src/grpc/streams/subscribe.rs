@@ -29,7 +29,6 @@
 //! subscription that catches up again sends `caught_up` again, as EventStoreDB does.)
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use stele_cluster::{
     AllStart, Direction, Live, LiveBatch, LiveReceiver, Node, ReadError, StreamReadRequest,
@@ -180,7 +179,16 @@ pub fn spawn(node: Node, plan: SubscriptionPlan) -> ReadStream {
 }
 
 fn now() -> prost_types::Timestamp {
-    prost_types::Timestamp::from(SystemTime::now())
+    prost_types::Timestamp::from(stele_cluster::determinism::system_now())
+}
+
+/// The id a confirmation gives the subscription; clients only echo it.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "never observed by the simulation; a seeded draw would shift every later one"
+)]
+fn subscription_id() -> uuid::Uuid {
+    uuid::Uuid::new_v4()
 }
 
 fn position(p: u64) -> read_resp::Position {
@@ -211,7 +219,7 @@ impl Common {
     async fn confirm(&mut self) -> Result<(), Halt> {
         self.out
             .send(read_resp::Content::Confirmation(SubscriptionConfirmation {
-                subscription_id: uuid::Uuid::new_v4().to_string(),
+                subscription_id: subscription_id().to_string(),
             }))
             .await
     }
