@@ -23,24 +23,7 @@ use std::path::{Path, PathBuf};
 const MAX_LINES: usize = 1_000;
 
 /// The files over [`MAX_LINES`] today, and the issue that splits each.
-const LONG_FILES: &[(&str, &str)] = &[
-    (
-        "crates/stele-api/src/grpc/persistent.rs",
-        "issue 12, item 7: split by job",
-    ),
-    (
-        "crates/stele-api/src/grpc/streams/batch_append.rs",
-        "issue 12, item 1: stele-api keeps only adapters (its tests could move to a tests.rs)",
-    ),
-    (
-        "crates/stele-api/src/http/subscriptions.rs",
-        "issue 12, item 7: conversion, response pump and rendering",
-    ),
-    (
-        "crates/stele-server/src/dev_cluster.rs",
-        "issue 12, item 7: split by job",
-    ),
-];
+const LONG_FILES: &[(&str, &str)] = &[];
 
 /// Crates with no wire types: the storage half and the cluster layer under the API.
 const TRANSPORT_FREE: &[&str] = &["stele-core", "stele-log", "stele-index", "stele-cluster"];
