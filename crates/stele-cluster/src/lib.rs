@@ -33,6 +33,8 @@ mod metadata_writes;
 pub mod net;
 mod network;
 pub mod node;
+#[cfg(test)]
+mod openraft_suite;
 mod reachability;
 mod record;
 mod rt;
