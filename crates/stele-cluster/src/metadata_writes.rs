@@ -61,7 +61,7 @@ pub(crate) fn with_metadata(index: &Index, log: &Log, command: Command) -> Resul
     };
     let data = with_truncate_before(current.as_deref(), truncate_before);
     Ok(Command::WithMetadata {
-        write: Box::new(command.clone()),
+        write: Box::new(command),
         metadata: EventRecord {
             stream: meta_stream,
             id: crate::determinism::new_uuid(),

@@ -34,21 +34,28 @@ impl Node {
     /// Proposes a write on this node, the leader: with the metadata event it must record
     /// (`metadata_writes.rs`), merged again if the metadata stream moved before it applied.
     async fn write_local(&self, command: Command) -> Result<CommandResult, WriteError> {
+        let stream = command.stream().clone();
+        let mut command = command;
         for _ in 0..crate::metadata_writes::METADATA_MERGE_ATTEMPTS {
             let proposed = crate::metadata_writes::with_metadata(
                 &self.inner.index,
                 &self.inner.log.log,
-                command.clone(),
+                command,
             )
             .map_err(WriteError::Internal)?;
+            // Only a write with a metadata event can come back to be merged again: only it
+            // keeps a copy (an ordinary append is proposed as it is, never cloned).
+            let Command::WithMetadata { write, .. } = &proposed else {
+                return self.propose(proposed).await;
+            };
+            let again = (**write).clone();
             match self.propose(proposed).await? {
-                CommandResult::MetadataMoved => continue,
+                CommandResult::MetadataMoved => command = again,
                 result => return Ok(result),
             }
         }
         Err(WriteError::Internal(format!(
-            "the metadata of {} kept moving under a soft delete or recreation",
-            command.stream()
+            "the metadata of {stream} kept moving under a soft delete or recreation"
         )))
     }
 
