@@ -106,6 +106,11 @@ impl EntryMap {
         Some(position)
     }
 
+    /// The log id of entry `index`, if the log holds it.
+    pub fn log_id(&self, index: u64) -> Option<LogId> {
+        self.entries.get(index as usize).map(|(id, _)| *id)
+    }
+
     pub fn last_log_id(&self) -> Option<LogId> {
         self.entries.last().map(|(id, _)| *id)
     }

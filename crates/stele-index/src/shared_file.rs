@@ -23,6 +23,13 @@ impl SharedMemFile {
         SharedMemFile::default()
     }
 
+    /// Empties the file, durably: the next open creates a fresh index.
+    pub fn clear(&self) {
+        let mut c = self.contents();
+        c.current.clear();
+        c.synced.clear();
+    }
+
     /// Whether nothing was ever written (a fresh index).
     pub fn is_empty(&self) -> bool {
         self.contents().current.is_empty()

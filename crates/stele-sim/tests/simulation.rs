@@ -125,3 +125,12 @@ fn regression_replication_stream_handshake_stalled() {
 fn regression_interrupted_membership_change_is_finished() {
     regression(68, 3);
 }
+
+/// A replica never started again: after an fsync error and a power loss its log had lost
+/// entries that its index had applied and flushed, and openraft refused a state machine
+/// ahead of its log. Found once nodes restart on the index they had (issue 11); a node now
+/// rebuilds an index that is ahead of its log.
+#[test]
+fn regression_index_ahead_of_the_log_is_rebuilt() {
+    regression(7049, 3);
+}

@@ -5,6 +5,63 @@
 
 use super::*;
 
+/// Where the index lives, so that it can be opened, and rebuilt when it is ahead of the log.
+enum IndexSource {
+    File(PathBuf),
+    Shared(stele_index::SharedMemFile, stele_index::IndexOptions),
+    Memory(stele_index::IndexOptions),
+}
+
+impl IndexSource {
+    fn open(&self) -> Result<Index, StartError> {
+        Ok(match self {
+            IndexSource::File(path) => Index::open(path)?,
+            IndexSource::Shared(file, options) => {
+                Index::on_shared_memory(file.clone(), options.clone())?
+            }
+            IndexSource::Memory(options) => Index::in_memory_with(options.clone())?,
+        })
+    }
+
+    /// Opens the index, and rebuilds it from the log (empty, replayed from the start) when
+    /// its checkpoint names an entry the recovered log does not hold: a power loss took log
+    /// records that were written but not yet synced, after the index had applied them and
+    /// flushed (the index is derived from the log and never ahead of it; found by the
+    /// simulation once its nodes restart on the index they had, issue 11).
+    fn open_behind(&self, entries: &EntryMap) -> Result<Index, StartError> {
+        let index = self.open()?;
+        let Some(checkpoint) = index.checkpoint()? else {
+            return Ok(index);
+        };
+        let held = entries
+            .log_id(checkpoint.applied_log_index)
+            .is_some_and(|id| {
+                id.leader_id.term == checkpoint.applied_term
+                    && id.leader_id.node_id == checkpoint.applied_leader_node
+            });
+        if held {
+            return Ok(index);
+        }
+        tracing::warn!(
+            applied = checkpoint.applied_log_index,
+            log_entries = entries.len(),
+            "the index is ahead of the log (a power loss took entries it had applied); \
+             rebuilding it from the log"
+        );
+        drop(index);
+        match self {
+            IndexSource::File(path) => match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_context(format!("removing {}", path.display()))(e)),
+            },
+            IndexSource::Shared(file, _) => file.clear(),
+            IndexSource::Memory(_) => {}
+        }
+        self.open()
+    }
+}
+
 /// Refuses to start on a stored vote whose term is beyond what the internal port's guard
 /// lets any node reach (`guard::MAX_TERM`): only a hostile vote request from before the
 /// guard can have put it there (issue 11, item 5), and openraft would overflow at its next
@@ -64,48 +121,49 @@ impl Node {
         let log_config = LogConfig {
             chunk_size_bytes: config.chunk_size_bytes,
         };
-        let (disk, index, identity, vote): (Arc<dyn Disk>, Index, Identity, VoteStore) =
-            match (&env.storage, &config.db_dir) {
-                (Some(storage), _) => (
-                    storage.disk.clone(),
-                    match &storage.index_file {
-                        Some(file) => {
-                            Index::on_shared_memory(file.clone(), storage.index_options.clone())?
-                        }
-                        None => Index::in_memory_with(storage.index_options.clone())?,
-                    },
-                    storage.identity.clone(),
-                    VoteStore::Shared(storage.vote.clone()),
-                ),
-                (None, None) => (
-                    Arc::new(MemDisk::new()),
-                    Index::in_memory()?,
-                    Identity::fresh(),
-                    VoteStore::Memory(None),
-                ),
-                (None, Some(dir)) => {
-                    std::fs::create_dir_all(dir)
-                        .map_err(io_context(format!("creating {}", dir.display())))?;
-                    let chunks = dir.join("chunks");
-                    let disk = FsDisk::new(&chunks)
-                        .map_err(io_context(format!("opening {}", chunks.display())))?;
-                    let index_dir = config
-                        .index_dir
-                        .clone()
-                        .unwrap_or_else(|| dir.join("index"));
-                    std::fs::create_dir_all(&index_dir)
-                        .map_err(io_context(format!("creating {}", index_dir.display())))?;
-                    let index = Index::open(&index_dir.join("index.redb"))?;
-                    let identity = Identity::load_or_create(&dir.join("node.json"))
-                        .map_err(io_context("reading the node identity"))?;
-                    (
-                        Arc::new(disk),
-                        index,
-                        identity,
-                        VoteStore::File(dir.join("raft-vote.json")),
-                    )
-                }
-            };
+        let (disk, index_source, identity, vote): (
+            Arc<dyn Disk>,
+            IndexSource,
+            Identity,
+            VoteStore,
+        ) = match (&env.storage, &config.db_dir) {
+            (Some(storage), _) => (
+                storage.disk.clone(),
+                match &storage.index_file {
+                    Some(file) => IndexSource::Shared(file.clone(), storage.index_options.clone()),
+                    None => IndexSource::Memory(storage.index_options.clone()),
+                },
+                storage.identity.clone(),
+                VoteStore::Shared(storage.vote.clone()),
+            ),
+            (None, None) => (
+                Arc::new(MemDisk::new()),
+                IndexSource::Memory(stele_index::IndexOptions::default()),
+                Identity::fresh(),
+                VoteStore::Memory(None),
+            ),
+            (None, Some(dir)) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(io_context(format!("creating {}", dir.display())))?;
+                let chunks = dir.join("chunks");
+                let disk = FsDisk::new(&chunks)
+                    .map_err(io_context(format!("opening {}", chunks.display())))?;
+                let index_dir = config
+                    .index_dir
+                    .clone()
+                    .unwrap_or_else(|| dir.join("index"));
+                std::fs::create_dir_all(&index_dir)
+                    .map_err(io_context(format!("creating {}", index_dir.display())))?;
+                let identity = Identity::load_or_create(&dir.join("node.json"))
+                    .map_err(io_context("reading the node identity"))?;
+                (
+                    Arc::new(disk),
+                    IndexSource::File(index_dir.join("index.redb")),
+                    identity,
+                    VoteStore::File(dir.join("raft-vote.json")),
+                )
+            }
+        };
         check_stored_term(&vote)?;
         let single = config.cluster_size == 1 && !config.read_only_replica;
         // Bind before touching the engine: a port in use is a common start-up failure.
@@ -140,6 +198,7 @@ impl Node {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "log recovered"
         );
+        let index = index_source.open_behind(&entries)?;
         let is_new = entries.is_empty();
         let shared = LogShared::new(log, entries, vote);
         let index = Arc::new(index);
