@@ -12,5 +12,4 @@
 pub mod connections;
 pub mod grpc;
 pub mod http;
-pub mod persistent;
 pub mod serve;

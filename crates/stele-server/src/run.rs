@@ -155,7 +155,7 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
         "serving gRPC and HTTP on one port"
     );
     // Persistent subscriptions run on whichever node leads; gRPC and HTTP share them.
-    let persistent = stele_api::persistent::Subsystem::start(node.clone());
+    let persistent = stele_services::persistent::Subsystem::start(node.clone());
     let http = stele_api::http::router(node.clone(), persistent.clone());
     let grpc = stele_api::grpc::routes(node.clone(), persistent);
     let stop = node.clone();

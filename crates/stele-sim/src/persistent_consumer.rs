@@ -1,7 +1,7 @@
 //! A persistent-subscription consumer under faults, as applications run one: a group on `$all`
 //! from the start, created through whichever node leads (again after every failover; "exists"
 //! is fine), one consumer that connects to the leader's persistent subscriptions
-//! (`stele_api::persistent::Subsystem`, the engine the gRPC and HTTP services use, one per
+//! (`stele_services::persistent::Subsystem`, the engine the gRPC and HTTP services use, one per
 //! node start as in the `stele` binary) and acks most messages, nacks some to be retried, parks
 //! or skips a few, and reconnects whenever it is dropped or its node goes down.
 //!
@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
-use stele_api::persistent::{
+use stele_cluster::VNodeState;
+use stele_services::persistent::{
     ConnectRequest, Definition, Delivery, GroupKey, NackAction, PsError, Settings, Source,
     StartFrom, Subsystem,
 };
-use stele_cluster::VNodeState;
 use stele_testkit::history::ReadEvent;
 use uuid::Uuid;
 

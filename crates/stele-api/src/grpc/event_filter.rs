@@ -1,165 +1,41 @@
-//! The server-side filter of a `$all` read (`ReadReq.Options.FilterOptions`, PROTOCOL.md
-//! §4.1): on the stream name or on the event type, by regular expression or by a list of
-//! prefixes. As in EventStoreDB, a non-empty regex wins over the prefixes; an empty prefix
-//! list matches nothing.
-//!
-//! **Bounded cost.** A regex runs on the `regex` crate, whose matching is linear in the text,
-//! whenever the pattern compiles with it. Only a pattern that needs what a linear engine
-//! cannot do (look-around, backreferences) runs on `fancy-regex`: the Python client's
-//! default `$all` filter, `^(?!(\$.+$|PersistentConfig\d+$))` on the event type, needs
-//! negative lookahead. Backtracking is then capped at [`BACKTRACK_LIMIT`] steps per match,
-//! and a match that reaches the cap counts as **no match** (for reads, catch-up and
-//! persistent subscriptions alike): a pathological pattern such as `(a+)+(?=b)` costs its
-//! own subscription a bounded amount per event and never fails or slows anyone else.
-//! [`EventFilter::is_costly`] tells callers to run such a filter off the async workers.
-//! A regex matches anywhere in the text unless anchored, like .NET's `Regex.IsMatch`.
-//!
-//! The window and checkpoint multiplier only shape subscriptions, so reads ignore them.
+//! The wire form of a `$all` filter (`ReadReq.Options.FilterOptions`, PROTOCOL.md §4.1) turned
+//! into the services' [`EventFilter`]; the matching itself (and its bounded cost) is in
+//! [`stele_services::filter`]. The window and checkpoint multiplier only shape
+//! subscriptions, so reads ignore them.
 
-use stele_core::RecordedEvent;
 use stele_proto::streams::read_req::options::filter_options::{Expression, Filter};
 use stele_proto::streams::read_req::options::FilterOptions;
+use stele_services::filter::{EventFilter, FilterField, FilterSpec};
 use tonic::Status;
 
 use super::status;
 
-/// Backtracking steps one match of a look-around or backreference pattern may take (see
-/// the module docs). fancy-regex's own default is 1,000,000, about 15 ms of CPU for
-/// `(a+)+(?=b)` against a 30-letter name; this keeps a match under about 0.2 ms, and is
-/// far above what ordinary look-ahead filters (the Python client's default) take on names
-/// and event types.
-pub const BACKTRACK_LIMIT: usize = 10_000;
-
-#[derive(Debug)]
-pub struct EventFilter {
-    spec: FilterSpec,
-    matcher: Matcher,
+/// The filter a read or subscription asks for; a missing filter or a bad regular expression
+/// is an invalid argument.
+pub fn from_options(options: &FilterOptions) -> Result<EventFilter, Status> {
+    let (on, expression) = match &options.filter {
+        Some(Filter::StreamIdentifier(expression)) => (FilterField::StreamName, expression),
+        Some(Filter::EventType(expression)) => (FilterField::EventType, expression),
+        None => return Err(status::not_a_valid("None", "FilterOneofCase")),
+    };
+    EventFilter::from_spec(spec(on, expression)).map_err(status::invalid_argument)
 }
 
-/// What a filter tests: the stream name or the event type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum FilterField {
-    StreamName,
-    EventType,
-}
-
-/// A filter as it is stored (persistent subscriptions keep theirs in the log): a non-empty
-/// `regex` wins over `prefixes`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FilterSpec {
-    pub on: FilterField,
-    pub regex: String,
-    pub prefixes: Vec<String>,
-}
-
-#[derive(Debug)]
-enum Matcher {
-    /// Linear time in the text.
-    Linear(regex::Regex),
-    /// Look-around or backreferences: backtracking, capped at [`BACKTRACK_LIMIT`].
-    Backtracking(fancy_regex::Regex),
-    Prefixes(Vec<String>),
-}
-
-impl EventFilter {
-    pub fn from_options(options: &FilterOptions) -> Result<EventFilter, Status> {
-        let (on, expression) = match &options.filter {
-            Some(Filter::StreamIdentifier(expression)) => (FilterField::StreamName, expression),
-            Some(Filter::EventType(expression)) => (FilterField::EventType, expression),
-            None => return Err(status::not_a_valid("None", "FilterOneofCase")),
-        };
-        EventFilter::from_spec(FilterSpec::from_expression(on, expression))
-            .map_err(status::invalid_argument)
-    }
-
-    /// Builds a filter from its stored form; the error names a bad regular expression.
-    pub fn from_spec(spec: FilterSpec) -> Result<EventFilter, String> {
-        let matcher = if spec.regex.is_empty() {
-            Matcher::Prefixes(spec.prefixes.clone())
-        } else {
-            compile(&spec.regex)?
-        };
-        Ok(EventFilter { spec, matcher })
-    }
-
-    /// Whether matching may backtrack (up to [`BACKTRACK_LIMIT`] steps per event): such a
-    /// filter is best run on the blocking pool rather than on an async worker.
-    pub fn is_costly(&self) -> bool {
-        matches!(self.matcher, Matcher::Backtracking(_))
-    }
-
-    pub fn spec(&self) -> &FilterSpec {
-        &self.spec
-    }
-
-    pub fn accepts(&self, event: &RecordedEvent) -> bool {
-        let text = match self.spec.on {
-            FilterField::StreamName => event.record.stream.as_str(),
-            FilterField::EventType => event.record.event_type.as_str(),
-        };
-        self.matcher.matches(text)
-    }
-}
-
-impl FilterSpec {
-    pub fn from_expression(on: FilterField, expression: &Expression) -> FilterSpec {
-        FilterSpec {
-            on,
-            regex: expression.regex.clone(),
-            prefixes: expression.prefix.clone(),
-        }
-    }
-}
-
-/// The linear engine when the pattern allows it, else the bounded backtracking one.
-fn compile(pattern: &str) -> Result<Matcher, String> {
-    if let Ok(linear) = regex::Regex::new(pattern) {
-        return Ok(Matcher::Linear(linear));
-    }
-    fancy_regex::RegexBuilder::new(pattern)
-        .backtrack_limit(BACKTRACK_LIMIT)
-        .build()
-        .map(Matcher::Backtracking)
-        .map_err(|e| format!("'{pattern}' is not a valid regular expression: {e}"))
-}
-
-impl Matcher {
-    fn matches(&self, text: &str) -> bool {
-        match self {
-            Matcher::Linear(regex) => regex.is_match(text),
-            // A regex that exhausts its backtracking budget matches nothing rather than
-            // failing the whole read or subscription.
-            Matcher::Backtracking(regex) => regex.is_match(text).unwrap_or(false),
-            Matcher::Prefixes(prefixes) => prefixes.iter().any(|p| text.starts_with(p.as_str())),
-        }
+/// The stored form of a filter expression.
+pub fn spec(on: FilterField, expression: &Expression) -> FilterSpec {
+    FilterSpec {
+        on,
+        regex: expression.regex.clone(),
+        prefixes: expression.prefix.clone(),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-    use stele_core::{ContentType, EventRecord, LogPosition, StreamName, StreamRevision};
     use stele_proto::streams::read_req::options::filter_options::Window;
     use tonic::Code;
 
     use super::*;
-
-    fn event(stream: &str, event_type: &str) -> RecordedEvent {
-        RecordedEvent {
-            record: EventRecord {
-                stream: StreamName::new(stream).unwrap(),
-                id: uuid::Uuid::nil(),
-                event_type: event_type.to_owned(),
-                content_type: ContentType::Json,
-                created_ticks: 0,
-                custom_metadata: Bytes::new(),
-                data: Bytes::new(),
-            },
-            revision: StreamRevision(0),
-            position: LogPosition(0),
-        }
-    }
 
     fn options(filter: Filter) -> FilterOptions {
         FilterOptions {
@@ -169,99 +45,25 @@ mod tests {
         }
     }
 
-    fn expression(regex: &str, prefix: &[&str]) -> Expression {
-        Expression {
-            regex: regex.to_owned(),
-            prefix: prefix.iter().map(|p| (*p).to_owned()).collect(),
-        }
-    }
-
-    #[test]
-    fn python_default_exclude_filter_needs_lookahead() {
-        let filter = EventFilter::from_options(&options(Filter::EventType(expression(
-            r"^(?!(\$.+$|PersistentConfig\d+$))",
-            &[],
-        ))))
-        .unwrap();
-        assert!(filter.accepts(&event("orders-1", "OrderPlaced")));
-        assert!(!filter.accepts(&event("$$orders-1", "$metadata")));
-        assert!(!filter.accepts(&event("$persistentSubscriptionConfig", "PersistentConfig1")));
-        assert!(filter.accepts(&event("x", "PersistentConfigX")));
-    }
-
-    #[test]
-    fn regex_wins_over_prefixes_and_matches_anywhere() {
-        let filter = EventFilter::from_options(&options(Filter::StreamIdentifier(expression(
-            "der",
-            &["zzz"],
-        ))))
-        .unwrap();
-        assert!(filter.accepts(&event("orders-1", "A")));
-        assert!(!filter.accepts(&event("zzz-1", "A")));
-    }
-
-    #[test]
-    fn prefixes_match_any_and_an_empty_list_matches_nothing() {
-        let filter = EventFilter::from_options(&options(Filter::StreamIdentifier(expression(
-            "",
-            &["ord", "cust"],
-        ))))
-        .unwrap();
-        assert!(filter.accepts(&event("orders-1", "A")));
-        assert!(filter.accepts(&event("customer-1", "A")));
-        assert!(!filter.accepts(&event("x-orders", "A")));
-
-        let none =
-            EventFilter::from_options(&options(Filter::EventType(expression("", &[])))).unwrap();
-        assert!(!none.accepts(&event("orders-1", "A")));
-    }
-
     #[test]
     fn bad_regex_and_missing_filter_are_invalid_arguments() {
-        let bad = EventFilter::from_options(&options(Filter::EventType(expression("(", &[]))));
+        let bad = from_options(&options(Filter::EventType(Expression {
+            regex: "(".to_owned(),
+            prefix: Vec::new(),
+        })));
         assert_eq!(bad.unwrap_err().code(), Code::InvalidArgument);
-        let missing = EventFilter::from_options(&FilterOptions::default());
+        let missing = from_options(&FilterOptions::default());
         assert_eq!(missing.unwrap_err().code(), Code::InvalidArgument);
     }
 
-    /// A filter with nested quantifiers and look-ahead cost ~15 ms per event (fancy-regex's
-    /// default budget of a million steps), so 100 live subscriptions with it made 40 appends
-    /// take 47 s: its backtracking must be capped, and patterns a linear engine can run
-    /// must run on one.
     #[test]
-    fn pathological_patterns_cost_a_bounded_time_per_event() {
-        let lookahead =
-            EventFilter::from_options(&options(Filter::EventType(expression("(a+)+(?=b)", &[]))))
-                .unwrap();
-        assert!(lookahead.is_costly());
-        let nested =
-            EventFilter::from_options(&options(Filter::EventType(expression("^(a+)+$", &[]))))
-                .unwrap();
-        assert!(!nested.is_costly(), "no look-around: the linear engine");
-
-        let hostile = event("s", &format!("{}c", "a".repeat(40)));
-        let started = std::time::Instant::now();
-        for _ in 0..100 {
-            // Hits the budget: no match.
-            assert!(!lookahead.accepts(&hostile));
-            assert!(!nested.accepts(&hostile));
-        }
-        let per_event = started.elapsed() / 100;
-        // Without a budget, 40 `a`s cost (a+)+ about 2^40 steps: hours, not milliseconds. The
-        // bound is loose so that a loaded CI machine never trips it; it still tells the two
-        // apart by orders of magnitude.
-        assert!(
-            per_event < std::time::Duration::from_millis(250),
-            "{per_event:?} per event"
-        );
-        // A real match still matches.
-        assert!(lookahead.accepts(&event("s", "aaab")));
-        assert!(nested.accepts(&event("s", "aaaa")));
-    }
-
-    #[test]
-    fn filter_can_cross_threads() {
-        fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<EventFilter>();
+    fn the_expression_becomes_the_spec_on_its_field() {
+        let filter = from_options(&options(Filter::StreamIdentifier(Expression {
+            regex: String::new(),
+            prefix: vec!["ord".to_owned()],
+        })))
+        .unwrap();
+        assert_eq!(filter.spec().on, FilterField::StreamName);
+        assert_eq!(filter.spec().prefixes, vec!["ord".to_owned()]);
     }
 }

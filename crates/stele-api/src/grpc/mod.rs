@@ -1,7 +1,7 @@
 //! The EventStoreDB-compatible gRPC services (PROTOCOL.md §2–§10) over the
 //! [`stele_cluster::Node`] facade: Streams (read and catch-up subscriptions, append, batch
 //! append, delete, tombstone), PersistentSubscriptions (over the
-//! [`crate::persistent::Subsystem`] engine), ServerFeatures, Gossip and Operations (resign,
+//! [`stele_services::persistent::Subsystem`] engine), ServerFeatures, Gossip and Operations (resign,
 //! node priority, shutdown, restarting persistent subscriptions).
 //!
 //! What this module owns: turning requests into node and subsystem calls and their answers
@@ -56,7 +56,7 @@ const APPEND_MESSAGE_OVERHEAD_BYTES: usize = 1024 * 1024;
 
 /// Every gRPC service of a node, ready to serve. `persistent` is the node's persistent
 /// subscriptions engine, shared with the HTTP API.
-pub fn routes(node: Node, persistent: crate::persistent::Subsystem) -> Routes {
+pub fn routes(node: Node, persistent: stele_services::persistent::Subsystem) -> Routes {
     let mut builder = RoutesBuilder::default();
     add_services(&mut builder, node, persistent);
     builder.routes()
@@ -66,7 +66,7 @@ pub fn routes(node: Node, persistent: crate::persistent::Subsystem) -> Routes {
 pub fn add_services(
     builder: &mut RoutesBuilder,
     node: Node,
-    persistent: crate::persistent::Subsystem,
+    persistent: stele_services::persistent::Subsystem,
 ) {
     // One BatchAppend message may carry a whole append (the Python client sends every
     // multi-event append as a single message), so Streams accepts the node's maximum append

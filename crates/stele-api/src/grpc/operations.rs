@@ -26,7 +26,7 @@ use stele_proto::shared::Empty;
 use tonic::{Request, Response, Status};
 
 use super::status;
-use crate::persistent::Subsystem;
+use stele_services::persistent::Subsystem;
 
 #[derive(Clone)]
 pub struct OperationsService {

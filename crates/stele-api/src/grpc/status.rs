@@ -14,7 +14,7 @@ use stele_cluster::{AdminError, ReadError, WriteError};
 use stele_core::{ExpectedRevision, StreamRevision};
 use stele_proto::{google_rpc, shared};
 
-use crate::persistent::PsError;
+use stele_services::persistent::PsError;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
 

@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use stele_cluster::{AdminError, GossipRefused};
 
-use crate::persistent::PsError;
+use stele_services::persistent::PsError;
 
 /// Where a [`PsError`] becomes an HTTP answer (plain text, the error's message):
 /// - does not exist → 404, exists → 409, a bad argument or too many consumers → 400 (what
@@ -108,7 +108,7 @@ pub(super) fn gossip_refused(refused: &GossipRefused) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::persistent::{GroupKey, Source};
+    use stele_services::persistent::{GroupKey, Source};
 
     #[test]
     fn errors_map_to_eventstoredb_status_codes() {

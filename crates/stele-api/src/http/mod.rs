@@ -68,7 +68,7 @@ impl NodeView for Node {
 type SharedNode = Arc<dyn NodeView>;
 
 /// The HTTP routes of a node; `persistent` serves `/subscriptions`.
-pub fn router(node: Node, persistent: crate::persistent::Subsystem) -> Router {
+pub fn router(node: Node, persistent: stele_services::persistent::Subsystem) -> Router {
     routes(Arc::new(node.clone()))
         .merge(admin::routes(Arc::new(node)))
         .merge(subscriptions::routes(persistent))

@@ -25,9 +25,11 @@ use stele_proto::persistent::{create_req, update_req, CreateReq, UpdateReq};
 use tonic::Status;
 
 use super::keys::{missing_oneof, options_of, stream_source};
-use crate::grpc::event_filter::{EventFilter, FilterField, FilterSpec};
 use crate::grpc::status;
-use crate::persistent::{Definition, GroupKey, PsError, Settings, Source, StartFrom, Strategy};
+use stele_services::filter::{EventFilter, FilterField, FilterSpec};
+use stele_services::persistent::{
+    Definition, GroupKey, PsError, Settings, Source, StartFrom, Strategy,
+};
 
 /// .NET ticks (100 ns) in a millisecond.
 pub const TICKS_PER_MS: i64 = 10_000;
@@ -192,19 +194,16 @@ fn update_strategy(settings: &update_req::Settings) -> Result<Strategy, String> 
 /// The filter of a `$all` group; a bad regular expression is INVALID_ARGUMENT.
 fn filter_spec(options: &create_req::all_options::FilterOptions) -> Result<FilterSpec, Status> {
     use create_req::all_options::filter_options::Filter;
-    use stele_proto::streams::read_req::options::filter_options::Expression;
     let (on, expression) = match &options.filter {
         Some(Filter::StreamIdentifier(e)) => (FilterField::StreamName, e),
         Some(Filter::EventType(e)) => (FilterField::EventType, e),
         None => return Err(missing_oneof("FilterOneofCase")),
     };
-    let spec = FilterSpec::from_expression(
+    let spec = FilterSpec {
         on,
-        &Expression {
-            regex: expression.regex.clone(),
-            prefix: expression.prefix.clone(),
-        },
-    );
+        regex: expression.regex.clone(),
+        prefixes: expression.prefix.clone(),
+    };
     EventFilter::from_spec(spec.clone()).map_err(status::invalid_argument)?;
     Ok(spec)
 }

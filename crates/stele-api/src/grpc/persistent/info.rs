@@ -4,7 +4,7 @@
 
 use stele_proto::persistent::{subscription_info, SubscriptionInfo};
 
-use crate::persistent::{ConnectionInfo, GroupInfo, Source};
+use stele_services::persistent::{ConnectionInfo, GroupInfo, Source};
 
 pub(super) fn saturate_i32(value: u64) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
@@ -86,7 +86,7 @@ mod tests {
     use stele_core::StreamName;
 
     use super::*;
-    use crate::persistent::{Definition, GroupKey, Settings, StartFrom, Strategy};
+    use stele_services::persistent::{Definition, GroupKey, Settings, StartFrom, Strategy};
 
     fn stream(name: &str) -> Source {
         Source::Stream(StreamName::new(name).unwrap())

@@ -10,7 +10,7 @@ use stele_proto::shared::StreamIdentifier;
 use tonic::Status;
 
 use crate::grpc::{events, status};
-use crate::persistent::{GroupKey, Source};
+use stele_services::persistent::{GroupKey, Source};
 
 /// A stream that a group reads; `$all` means the `$all` group, as EventStoreDB reads it.
 pub(super) fn source_of(identifier: Option<&StreamIdentifier>) -> Result<Source, Status> {

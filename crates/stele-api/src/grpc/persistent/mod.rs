@@ -4,7 +4,7 @@
 //!
 //! What this module owns: turning requests into group definitions, group keys and
 //! [`ConnectRequest`]s, and the engine's answers into responses, with the details clients
-//! depend on. What it does not own: the groups themselves (`crate::persistent`), and the
+//! depend on. What it does not own: the groups themselves (`stele_services::persistent`), and the
 //! error texts and trailers (`status::persistent_error`).
 //!
 //! Here is the service, each call a few lines over the engine; the conversions are in
@@ -23,7 +23,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use self::read::read_stream;
 use super::status;
-use crate::persistent::{ConnectRequest, PsError, Subsystem};
+use stele_services::persistent::{ConnectRequest, PsError, Subsystem};
 
 mod definition;
 mod info;

@@ -33,7 +33,7 @@ use super::keys::{missing_oneof, source_of};
 use crate::grpc::request_headers::CONNECTION_NAME;
 use crate::grpc::wire_uuid::{self, UuidFormat};
 use crate::grpc::{events, status};
-use crate::persistent::{
+use stele_services::persistent::{
     Consumer, ConsumerHandle, Delivery, GroupKey, Message, NackAction, PsError, Source,
 };
 

@@ -28,10 +28,10 @@ use tonic::Status;
 
 use super::links::{self, Resolution};
 use super::subscribe;
-use crate::grpc::event_filter::EventFilter;
 use crate::grpc::events;
 use crate::grpc::status;
 use crate::grpc::wire_uuid::UuidFormat;
+use stele_services::filter::EventFilter;
 
 /// Events asked of the node per call.
 pub const READ_PAGE_EVENTS: u64 = 500;
@@ -166,7 +166,7 @@ pub fn plan(request: ReadReq) -> Result<ReadPlan, Status> {
             let start = all_start(all.all_option.as_ref())?;
             let filter = match &options.filter_option {
                 Some(FilterOption::Filter(filter)) => {
-                    Some(Arc::new(EventFilter::from_options(filter)?))
+                    Some(Arc::new(crate::grpc::event_filter::from_options(filter)?))
                 }
                 _ => None,
             };

@@ -44,10 +44,10 @@ use tonic::Status;
 
 use super::links::{self, Resolution};
 use super::read::{all_start, blocking, stream_start, Halt, Out, ReadStream};
-use crate::grpc::event_filter::EventFilter;
 use crate::grpc::events;
 use crate::grpc::status;
 use crate::grpc::wire_uuid::UuidFormat;
+use stele_services::filter::EventFilter;
 
 /// Events read from the log per step while catching up.
 pub const SUBSCRIPTION_PAGE_EVENTS: usize = 1024;
@@ -116,7 +116,7 @@ pub fn plan(options: &Options, uuid_format: UuidFormat) -> Result<SubscriptionPl
                         Some(Window::Count(_)) | None => DEFAULT_FILTER_WINDOW,
                     };
                     Some(Filter {
-                        filter: Arc::new(EventFilter::from_options(options)?),
+                        filter: Arc::new(crate::grpc::event_filter::from_options(options)?),
                         checkpoint_interval: (u64::from(window)
                             * u64::from(options.checkpoint_interval_multiplier))
                         .max(1),

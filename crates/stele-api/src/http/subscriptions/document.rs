@@ -25,7 +25,9 @@ use axum::http::header::HOST;
 use axum::http::HeaderMap;
 use serde::Serialize;
 
-use crate::persistent::{ConnectionInfo, GroupInfo, GroupKey, Source, StartFrom, Strategy};
+use stele_services::persistent::{
+    ConnectionInfo, GroupInfo, GroupKey, Source, StartFrom, Strategy,
+};
 
 /// `?offset=&count=` of `GET /subscriptions` (EventStoreDB's paged listing).
 pub(super) struct Paging {

@@ -22,7 +22,7 @@
 //! What this module owns: the routes and their handlers. Paths and bodies become the
 //! engine's terms in `request.rs`, groups become JSON documents in `document.rs`, and
 //! errors become answers in `super::errors`, the one place for the whole HTTP API. What it
-//! does not own: the groups themselves ([`crate::persistent::Subsystem`]), reading or
+//! does not own: the groups themselves ([`stele_services::persistent::Subsystem`]), reading or
 //! acknowledging messages over HTTP (the competing-consumer AtomPub routes, not served),
 //! viewing parked messages (`/subscriptions/viewparkedmessages/...`, not served), and
 //! authentication (insecure mode only, as everywhere in [`super`]).
@@ -45,7 +45,7 @@ use axum::{Json, Router};
 use self::document::{base_url, documents, group_path, sort, Paging, SubscriptionInfo};
 use self::request::{parse_key, parse_key_and_settings, parse_source};
 use super::errors::{bad_request, no_groups_on_stream, persistent_error};
-use crate::persistent::{Definition, PsError, Subsystem};
+use stele_services::persistent::{Definition, PsError, Subsystem};
 
 /// The persistent-subscription routes.
 pub(crate) fn routes(persistent: Subsystem) -> Router {

@@ -16,7 +16,7 @@
 use serde::Deserialize;
 use stele_core::StreamName;
 
-use crate::persistent::{GroupKey, Settings, Source, StartFrom, Strategy};
+use stele_services::persistent::{GroupKey, Settings, Source, StartFrom, Strategy};
 
 /// `$all` or a stream (already percent-decoded by the router).
 pub(super) fn parse_source(stream: &str) -> Result<Source, String> {

@@ -15,7 +15,9 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 use super::*;
-use crate::persistent::{ConnectRequest, Delivery, GroupKey, NackAction, Settings, Source};
+use stele_services::persistent::{
+    ConnectRequest, Delivery, GroupKey, NackAction, Settings, Source,
+};
 
 /// How long a condition may take to hold.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -287,7 +289,9 @@ impl Fixture {
     }
 }
 
-async fn next_message(consumer: &mut crate::persistent::Consumer) -> crate::persistent::Message {
+async fn next_message(
+    consumer: &mut stele_services::persistent::Consumer,
+) -> stele_services::persistent::Message {
     match tokio::time::timeout(DEADLINE, consumer.next()).await {
         Ok(Some(Delivery::Message(message))) => *message,
         other => panic!("expected a message, got {other:?}"),
@@ -458,8 +462,8 @@ async fn all_groups_and_names_that_need_escaping() {
 async fn an_update_keeps_the_filter_of_an_all_group() {
     let f = start().await;
     let key = GroupKey::new(Source::All, "filtered");
-    let filter = crate::grpc::event_filter::FilterSpec {
-        on: crate::grpc::event_filter::FilterField::StreamName,
+    let filter = stele_services::filter::FilterSpec {
+        on: stele_services::filter::FilterField::StreamName,
         regex: String::new(),
         prefixes: vec!["orders-".to_owned()],
     };

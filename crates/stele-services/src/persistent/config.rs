@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use stele_core::StreamName;
 
 use super::{Definition, GroupKey, Settings, Source};
-use crate::grpc::event_filter::FilterSpec;
+use crate::filter::FilterSpec;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -75,7 +75,7 @@ pub(crate) fn decode(data: &[u8]) -> Result<BTreeMap<GroupKey, Definition>, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grpc::event_filter::FilterField;
+    use crate::filter::FilterField;
     use crate::persistent::{StartFrom, Strategy};
 
     #[test]

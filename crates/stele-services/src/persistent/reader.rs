@@ -20,8 +20,8 @@ use stele_core::{RecordedEvent, StreamName};
 use tokio::sync::mpsc;
 
 use super::{Message, Source};
-use crate::grpc::event_filter::EventFilter;
-use crate::grpc::streams::links::{self, Resolution};
+use crate::filter::EventFilter;
+use crate::links::{self, Resolution};
 
 /// Pages read ahead of the group, at most.
 const READER_PAGES: usize = 2;

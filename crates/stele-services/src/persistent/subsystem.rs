@@ -28,7 +28,7 @@ use super::{
     config, ConnectRequest, Definition, GroupInfo, GroupKey, PsError, Source, CONFIG_EVENT_TYPE,
     CONFIG_STREAM,
 };
-use crate::grpc::event_filter::EventFilter;
+use crate::filter::EventFilter;
 
 /// How often the supervisor looks at the node's role.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(100);

@@ -42,7 +42,7 @@ pub use group::{Consumer, ConsumerHandle};
 pub use settings::{Settings, StartFrom, Strategy};
 pub use subsystem::Subsystem;
 
-use crate::grpc::event_filter::FilterSpec;
+use crate::filter::FilterSpec;
 
 /// The stream every definition change is written to.
 pub const CONFIG_STREAM: &str = "$persistentSubscriptionConfig";
@@ -184,13 +184,13 @@ impl PsError {
             group: key.group.clone(),
         }
     }
-    pub(crate) fn dropped(key: &GroupKey) -> PsError {
+    pub fn dropped(key: &GroupKey) -> PsError {
         PsError::Dropped {
             stream: key.source.name().to_owned(),
             group: key.group.clone(),
         }
     }
-    pub(crate) fn failed(key: &GroupKey, reason: impl Into<String>) -> PsError {
+    pub fn failed(key: &GroupKey, reason: impl Into<String>) -> PsError {
         PsError::Failed {
             stream: key.source.name().to_owned(),
             group: key.group.clone(),

@@ -48,8 +48,8 @@ use super::{
     ConnectRequest, ConnectionInfo, Definition, Delivery, GroupInfo, GroupKey, Message, NackAction,
     PsError, BUFFER_MAX_BYTES, IN_FLIGHT_MAX_BYTES,
 };
-use crate::grpc::event_filter::EventFilter;
-use crate::grpc::streams::links::LINK_EVENT_TYPE;
+use crate::filter::EventFilter;
+use crate::links::LINK_EVENT_TYPE;
 
 /// How often message timeouts are checked, as EventStoreDB's persistent subscription timer
 /// ticks (once a second): a message is retried at the first check after its timeout, so a

@@ -1,0 +1,28 @@
+//! Stele's database services without a transport (docs/design.md, ARCHITECTURE.md "the
+//! core room"): what a client can ask of the database, as plain Rust over
+//! [`stele_cluster::Node`], for every adapter to share — the gRPC and HTTP services in
+//! `stele-api`, the simulation's clients and, next, projections.
+//!
+//! - [`filter`]: the `$all` filter (stream name or event type; regex or prefixes) with a
+//!   bounded cost per event;
+//! - [`links`]: resolving link events (`$>`);
+//! - [`catchup`]: the one catch-up engine: a stream or `$all` (filtered) from a point,
+//!   history first, then a gap-free hand-over to the live feed, back to the log when the
+//!   reader falls behind;
+//! - [`persistent`]: the persistent-subscription engine (consumer groups).
+//!
+//! No tonic, prost or axum type appears here (the tidy test checks), and clocks, ids and
+//! blocking work go only through `stele_cluster::determinism` and `stele_cluster::blocking`,
+//! which the simulation controls.
+
+#![cfg_attr(
+    test,
+    allow(
+        clippy::disallowed_methods,
+        reason = "tests may use the clock, random ids and threads"
+    )
+)]
+
+pub mod filter;
+pub mod links;
+pub mod persistent;
