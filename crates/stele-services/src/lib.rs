@@ -23,6 +23,7 @@
     )
 )]
 
+pub mod catchup;
 pub mod filter;
 pub mod links;
 pub mod persistent;

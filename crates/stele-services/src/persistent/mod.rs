@@ -166,19 +166,19 @@ pub enum PsError {
 }
 
 impl PsError {
-    pub(crate) fn does_not_exist(key: &GroupKey) -> PsError {
+    pub fn does_not_exist(key: &GroupKey) -> PsError {
         PsError::DoesNotExist {
             stream: key.source.name().to_owned(),
             group: key.group.clone(),
         }
     }
-    pub(crate) fn already_exists(key: &GroupKey) -> PsError {
+    pub fn already_exists(key: &GroupKey) -> PsError {
         PsError::AlreadyExists {
             stream: key.source.name().to_owned(),
             group: key.group.clone(),
         }
     }
-    pub(crate) fn maximum_subscribers(key: &GroupKey) -> PsError {
+    pub fn maximum_subscribers(key: &GroupKey) -> PsError {
         PsError::MaximumSubscribersReached {
             stream: key.source.name().to_owned(),
             group: key.group.clone(),

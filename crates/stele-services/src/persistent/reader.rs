@@ -1,25 +1,24 @@
-//! A group's reader: reads its source (a stream, or `$all` through its filter) from a
-//! position onwards, page by page, and hands the pages to the group through a channel of
+//! A group's reader: its source (a stream, or `$all` through its filter) from a position
+//! onwards, through the one catch-up engine ([`crate::catchup`]: history, then live events
+//! without a gap), gathered into pages handed to the group through a channel of
 //! [`READER_PAGES`] pages, so it never reads further ahead than the group takes.
 //!
 //! **Bounded in bytes.** A page holds at most the group's `read_batch_size` events (a
-//! client may ask for 2^31-1), and stops early once it holds [`PAGE_MAX_BYTES`]; the log
-//! is read [`READ_STEP_EVENTS`] events at a time, so a page never passes that bound by
-//! more than one step.
+//! client may ask for 2^31-1), and stops early once it holds [`PAGE_MAX_BYTES`]; the engine
+//! gives [`READ_STEP_EVENTS`] events at a time, so a page never passes that bound by more
+//! than one step. Once live, each step goes out as its own page.
 //!
-//! When it reaches the end it says so once (the group is then live) and waits for the
-//! node's live feed to report newly applied events before it reads again. It subscribes to
-//! the feed before its first read, so no wake-up is lost between a read and the wait.
+//! A page says when the source's end was reached (the group is then live). A tombstoned
+//! stream has nothing more to give: the reader waits like at any end.
 
 use std::sync::Arc;
 
-use stele_cluster::{
-    Direction, Live, Node, ReadError, StreamReadRequest, StreamReadResult, StreamStart,
-};
-use stele_core::{RecordedEvent, StreamName};
+use stele_cluster::{Node, ReadError};
+use stele_core::RecordedEvent;
 use tokio::sync::mpsc;
 
 use super::{Message, Source};
+use crate::catchup::{Begin, CatchUp, CatchUpError, CatchUpRequest, Step, Target};
 use crate::filter::EventFilter;
 use crate::links::{self, Resolution};
 
@@ -29,7 +28,7 @@ const READER_PAGES: usize = 2;
 /// A page stops growing once its messages hold this many bytes.
 pub(crate) const PAGE_MAX_BYTES: usize = 4 * 1024 * 1024;
 
-/// Events read from the log at a time while a page is filled.
+/// Events the engine gives at a time while a page is filled.
 const READ_STEP_EVENTS: usize = 32;
 
 /// One page of the source.
@@ -56,137 +55,114 @@ pub(crate) struct ReaderConfig {
 /// channel after it.
 pub(crate) fn spawn(config: ReaderConfig) -> mpsc::Receiver<Result<Page, String>> {
     let (tx, rx) = mpsc::channel(READER_PAGES);
-    tokio::spawn(run(config, tx));
+    let in_stream = matches!(config.source, Source::Stream(_));
+    let engine = CatchUp::start(
+        config.node,
+        CatchUpRequest {
+            target: match config.source {
+                Source::Stream(stream) => Target::Stream(stream),
+                Source::All => Target::All {
+                    filter: config.filter,
+                },
+            },
+            begin: Begin::At(config.from),
+            resolve_links: config.resolve_links,
+            page_events: config.batch.clamp(1, READ_STEP_EVENTS),
+            prepare: Arc::new(|event, resolution| message(event.clone(), resolution)),
+        },
+    );
+    tokio::spawn(
+        Pages {
+            tx,
+            batch: config.batch.max(1),
+            in_stream,
+            messages: Vec::new(),
+            bytes: 0,
+            said_live: false,
+        }
+        .run(engine),
+    );
     rx
 }
 
-async fn run(config: ReaderConfig, tx: mpsc::Sender<Result<Page, String>>) {
-    let mut live = config.node.subscribe_live();
-    let config = Arc::new(config);
-    let mut from = config.from;
-    let mut said_live = false;
-    loop {
-        let page_config = config.clone();
-        let read = stele_cluster::blocking::spawn(move || read_page(&page_config, from)).await;
-        let (messages, next, at_end) = match read {
-            Ok(Ok(page)) => page,
-            Ok(Err(e)) => {
-                let _ = tx.send(Err(e.to_string())).await;
-                return;
-            }
-            Err(e) => {
-                let _ = tx.send(Err(format!("reading the source: {e}"))).await;
-                return;
-            }
-        };
-        from = next;
-        if !messages.is_empty() || (at_end && !said_live) {
-            let page = Page {
-                messages,
-                live: at_end,
+/// Gathers the engine's steps into pages.
+struct Pages {
+    tx: mpsc::Sender<Result<Page, String>>,
+    batch: usize,
+    /// Positions in the source are revisions (else `$all` positions).
+    in_stream: bool,
+    messages: Vec<(u64, Message)>,
+    bytes: usize,
+    said_live: bool,
+}
+
+impl Pages {
+    async fn run(mut self, mut engine: CatchUp<Message>) {
+        loop {
+            let step = tokio::select! {
+                step = engine.next() => step,
+                () = self.tx.closed() => return,
             };
-            if tx.send(Ok(page)).await.is_err() {
-                return;
-            }
-            said_live = at_end;
-        }
-        if at_end {
-            tokio::select! {
-                () = tx.closed() => return,
-                got = live.recv() => if matches!(got, Live::Closed) { return },
-            }
-            // Everything applied so far is covered by the next read.
-            while let Some(got) = live.try_recv() {
-                if matches!(got, Live::Closed) {
+            let sent = match step {
+                Ok(Step::Events(items)) => {
+                    for item in items {
+                        let Some(message) = item.prepared else {
+                            continue;
+                        };
+                        let at = if self.in_stream {
+                            item.revision
+                        } else {
+                            item.position
+                        };
+                        self.bytes += message.size_bytes();
+                        self.messages.push((at, message));
+                    }
+                    let live = engine.is_live();
+                    if live || self.messages.len() >= self.batch || self.bytes >= PAGE_MAX_BYTES {
+                        self.send(live).await
+                    } else {
+                        Ok(())
+                    }
+                }
+                Ok(Step::CaughtUp { .. }) => self.send(true).await,
+                Ok(Step::FellBehind { .. }) => self.send(false).await,
+                Err(CatchUpError::Read(ReadError::StreamDeleted(_))) => {
+                    if self.send(true).await.is_ok() {
+                        self.tx.closed().await;
+                    }
                     return;
                 }
+                Err(CatchUpError::Stopping) => return,
+                Err(error) => {
+                    let _ = self.tx.send(Err(error.to_string())).await;
+                    return;
+                }
+            };
+            if sent.is_err() {
+                return;
             }
         }
     }
-}
 
-/// One read: the messages with their source positions, where the next read starts, and
-/// whether the source's end was reached.
-type ReadOutcome = (Vec<(u64, Message)>, u64, bool);
-
-/// Reads one page from `from`.
-fn read_page(config: &ReaderConfig, from: u64) -> Result<ReadOutcome, ReadError> {
-    let node = &config.node;
-    match &config.source {
-        Source::Stream(stream) => read_stream_page(config, stream, from),
-        Source::All => {
-            let mut messages = Vec::new();
-            let mut bytes = 0;
-            let mut read = 0;
-            let mut from = from;
-            loop {
-                let step = (config.batch - read).min(READ_STEP_EVENTS);
-                let page = node.read_all_range(from, None, step)?;
-                read += page.events.len();
-                let read_nothing = page.events.is_empty();
-                for event in page.events {
-                    if config.filter.as_ref().is_some_and(|f| !f.accepts(&event)) {
-                        continue;
-                    }
-                    let position = event.position.0;
-                    let message = message(node, config.resolve_links, event)?;
-                    bytes += message.size_bytes();
-                    messages.push((position, message));
-                }
-                from = page.next;
-                if page.at_end || read_nothing || read >= config.batch || bytes >= PAGE_MAX_BYTES {
-                    return Ok((messages, page.next, page.at_end));
-                }
-            }
+    /// Sends what has gathered, or only that the source's end was reached.
+    async fn send(&mut self, live: bool) -> Result<(), ()> {
+        if self.messages.is_empty() && (!live || self.said_live) {
+            self.said_live &= live;
+            return Ok(());
         }
+        let page = Page {
+            messages: std::mem::take(&mut self.messages),
+            live,
+        };
+        self.bytes = 0;
+        self.said_live = live;
+        self.tx.send(Ok(page)).await.map_err(|_| ())
     }
 }
 
-fn read_stream_page(
-    config: &ReaderConfig,
-    stream: &StreamName,
-    from: u64,
-) -> Result<ReadOutcome, ReadError> {
-    let node = &config.node;
-    let last = match node.stream_last_revision(stream) {
-        Ok(last) => last,
-        // A tombstoned stream has nothing more to give; the group waits like at any end.
-        Err(ReadError::StreamDeleted(_)) => return Ok((Vec::new(), from, true)),
-        Err(e) => return Err(e),
-    };
-    let Some(last) = last.filter(|&last| from <= last) else {
-        return Ok((Vec::new(), from, true));
-    };
-    let read = node.read_stream(&StreamReadRequest {
-        stream: stream.clone(),
-        start: StreamStart::Revision(from),
-        direction: Direction::Forwards,
-        max_count: config.batch.min(READ_STEP_EVENTS) as u64,
-    });
-    let events = match read {
-        Ok(StreamReadResult::Events(events)) => events,
-        Ok(StreamReadResult::NotFound) | Err(ReadError::StreamDeleted(_)) => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    // Events hidden by `$maxAge` leave a page short or empty; step over the range read.
-    let next = match events.last() {
-        Some(event) => event.revision.0 + 1,
-        None => from + config.batch.min(READ_STEP_EVENTS) as u64,
-    };
-    let mut messages = Vec::with_capacity(events.len());
-    for event in events {
-        messages.push((
-            event.revision.0,
-            message(node, config.resolve_links, event)?,
-        ));
-    }
-    Ok((messages, next, next > last))
-}
-
-/// The message for a record the group read, its link resolved when the group asks for it.
-fn message(node: &Node, resolve_links: bool, event: RecordedEvent) -> Result<Message, ReadError> {
-    let resolution = links::resolve_if(node, resolve_links, &event)?;
-    Ok(match resolution {
+/// The message for a record the group read and what its link resolved to.
+fn message(event: RecordedEvent, resolution: Resolution) -> Message {
+    match resolution {
         Resolution::AsIs => Message {
             event: Some(event),
             link: None,
@@ -202,7 +178,7 @@ fn message(node: &Node, resolve_links: bool, event: RecordedEvent) -> Result<Mes
             link: Some(event),
             retry_count: 0,
         },
-    })
+    }
 }
 
 /// Reads what a parked link points at and turns it into a message to deliver again:
@@ -217,5 +193,6 @@ pub(crate) fn unpark(
         Resolution::Target(original) => original,
         Resolution::AsIs | Resolution::Unresolved => return Ok(None),
     };
-    message(node, resolve_links, original).map(Some)
+    let resolution = links::resolve_if(node, resolve_links, &original)?;
+    Ok(Some(message(original, resolution)))
 }

@@ -1,6 +1,9 @@
 //! Catch-up subscriptions: `Streams.Read` with `count_option = subscription` (PROTOCOL.md
 //! §4), to a stream or to `$all` (optionally filtered), from the start, the end, or after a
-//! revision or position (exclusive).
+//! revision or position (exclusive) — the gRPC adapter over the services' one catch-up
+//! engine ([`stele_services::catchup`]), which reads the history, hands over to the live
+//! feed without a gap or a duplicate and goes back to the log for a reader that falls
+//! behind.
 //!
 //! The answer is `confirmation` first, then the history, then `caught_up`, then live events;
 //! a filtered `$all` subscription also sends a `checkpoint` every `window × multiplier`
@@ -9,48 +12,40 @@
 //! yet is waited for (never `stream_not_found`); a tombstoned stream ends the subscription
 //! with the stream-deleted status, at the start or when it is tombstoned later.
 //!
-//! **Hand-over without gap or duplicate.** The task subscribes to the node's live feed
-//! ([`stele_cluster::live`]) *before* it reads any history, and keeps `seen_end`: every
-//! event below that position has been considered. History is read from the log and index
-//! up to `$all`'s end; live batches then continue from there. A batch that ends at or
-//! below `seen_end` was already read; one that starts beyond it (batches lost because this
-//! subscriber lagged, or published before it subscribed) first has the missing range read
-//! from the log. Events are sent only above `seen_end` (for `$all`) or from the next
-//! expected revision on (for a stream), so each is sent once, in order.
-//!
 //! **Bounded.** Each subscription sends through its own bounded channel (as reads do:
 //! [`super::read::READ_CHANNEL_BATCHES`] batches of at most
 //! [`super::read::READ_BATCH_MESSAGES`] responses); history is read
-//! [`SUBSCRIPTION_PAGE_EVENTS`] at a time.
-//! A client that does not read fills only its own channel: its task stops receiving from
-//! the live feed, falls more than the feed's capacity behind (`Lagged`), and later catches
-//! up from the log again, like any new subscriber. Writers and other subscribers never
-//! wait for it. (EventStoreDB sends no `fell_behind` to clients, and neither does this; a
-//! subscription that catches up again sends `caught_up` again, as EventStoreDB does.)
+//! [`SUBSCRIPTION_PAGE_EVENTS`] at a time, and each event becomes its `ReadResp` where it
+//! was read (on the blocking pool). A client that does not read fills only its own channel:
+//! its task stops pulling from the engine, falls more than the live feed's capacity behind,
+//! and later catches up from the log again, like any new subscriber. Writers and other
+//! subscribers never wait for it. (EventStoreDB sends no `fell_behind` to clients, and
+//! neither does this; a subscription that catches up again sends `caught_up` again, as
+//! EventStoreDB does.)
 
 use std::sync::Arc;
 
-use stele_cluster::{
-    AllStart, Direction, Live, LiveBatch, LiveReceiver, Node, ReadError, StreamReadRequest,
-    StreamReadResult, StreamStart,
-};
-use stele_core::{RecordedEvent, StreamName};
+use stele_services::catchup;
+
+use stele_cluster::{AllStart, Node, StreamStart};
+use stele_core::StreamName;
 use stele_proto::streams::read_req::options::filter_options::Window;
 use stele_proto::streams::read_req::options::{FilterOption, StreamOption};
 use stele_proto::streams::read_req::Options;
 use stele_proto::streams::read_resp::{self, CaughtUp, Checkpoint, SubscriptionConfirmation};
 use stele_proto::streams::ReadResp;
+use stele_services::catchup::{Begin, CatchUp, CatchUpError, CatchUpRequest, Step};
+use stele_services::filter::EventFilter;
 use tonic::Status;
 
-use super::links::{self, Resolution};
-use super::read::{all_start, blocking, stream_start, Halt, Out, ReadStream};
+use super::links;
+use super::read::{all_start, stream_start, Halt, Out, ReadStream};
 use crate::grpc::events;
 use crate::grpc::status;
 use crate::grpc::wire_uuid::UuidFormat;
-use stele_services::filter::EventFilter;
 
 /// Events read from the log per step while catching up.
-pub const SUBSCRIPTION_PAGE_EVENTS: usize = 1024;
+pub const SUBSCRIPTION_PAGE_EVENTS: usize = stele_services::catchup::DEFAULT_PAGE_EVENTS;
 
 /// The search window of a filter that asks for the default (`window.count`): EventStoreDB's
 /// read batch size.
@@ -138,41 +133,57 @@ pub fn plan(options: &Options, uuid_format: UuidFormat) -> Result<SubscriptionPl
 /// Starts the subscription and returns its response stream.
 pub fn spawn(node: Node, plan: SubscriptionPlan) -> ReadStream {
     let (out, stream) = ReadStream::channel();
-    // Before any history is read (see the module docs).
-    let live = node.subscribe_live();
-    tokio::spawn(async move {
-        let common = Common {
-            node,
-            out,
-            live,
-            resolve_links: plan.resolve_links,
-            format: plan.uuid_format,
-            seen_end: 0,
-        };
-        let result = match plan.target {
-            Target::Stream { stream, from } => {
-                StreamSubscription {
-                    common,
-                    stream,
-                    next_revision: 0,
-                }
-                .run(from)
-                .await
-            }
-            Target::All { from, filter } => {
-                AllSubscription {
-                    common,
+    let format = plan.uuid_format;
+    let (target, begin, checkpoints) = match plan.target {
+        Target::Stream { stream, from } => (catchup::Target::Stream(stream), from, None),
+        Target::All { from, filter } => {
+            let (engine_filter, checkpoints) = match filter {
+                Some(Filter {
                     filter,
-                    considered: 0,
-                    last_event: None,
-                    last_checkpoint: None,
-                }
-                .run(from)
-                .await
-            }
+                    checkpoint_interval,
+                }) => (
+                    Some(filter),
+                    Some(Checkpoints {
+                        interval: checkpoint_interval,
+                        considered: 0,
+                        last_event: None,
+                        last_checkpoint: None,
+                    }),
+                ),
+                None => (None, None),
+            };
+            let target = catchup::Target::All {
+                filter: engine_filter,
+            };
+            (target, from, checkpoints)
+        }
+    };
+    let is_all = matches!(target, catchup::Target::All { .. });
+    // Subscribes to the live feed now, before any history is read.
+    let engine = CatchUp::start(
+        node,
+        CatchUpRequest {
+            target,
+            begin: match begin {
+                From::Start => Begin::Start,
+                From::End => Begin::End,
+                From::After(after) => Begin::After(after),
+            },
+            resolve_links: plan.resolve_links,
+            page_events: SUBSCRIPTION_PAGE_EVENTS,
+            prepare: Arc::new(move |event, resolution| {
+                links::read_resp(event, &resolution, format)
+            }),
+        },
+    );
+    tokio::spawn(async move {
+        let mut subscription = Subscription {
+            out,
+            is_all,
+            checkpoints,
         };
-        if let Err((mut out, Halt::Failed(status))) = result {
-            out.fail(status).await;
+        if let Err(Halt::Failed(status)) = subscription.serve(engine).await {
+            subscription.out.fail(status).await;
         }
     });
     stream
@@ -198,307 +209,102 @@ fn position(p: u64) -> read_resp::Position {
     }
 }
 
-/// What both kinds of subscription hold.
-struct Common {
-    node: Node,
+/// A subscription's sending side: the engine's steps as responses.
+struct Subscription {
     out: Out,
-    live: LiveReceiver,
-    resolve_links: bool,
-    format: UuidFormat,
-    /// Every event below this position has been considered.
-    seen_end: u64,
+    is_all: bool,
+    /// Filtered `$all` subscriptions only.
+    checkpoints: Option<Checkpoints>,
 }
 
-/// What the live feed gave next, or that the client left.
-enum Next {
-    Live(Live),
-    ClientGone,
-}
-
-impl Common {
-    async fn confirm(&mut self) -> Result<(), Halt> {
-        self.out
-            .send(read_resp::Content::Confirmation(SubscriptionConfirmation {
-                subscription_id: subscription_id().to_string(),
-            }))
-            .await
-    }
-
-    /// Sends what has gathered, then waits for the next live batch; a client that goes away
-    /// while the feed is idle ends the wait.
-    async fn next_live(&mut self) -> Next {
-        if self.out.flush().await.is_err() {
-            return Next::ClientGone;
-        }
-        tokio::select! {
-            live = self.live.recv() => Next::Live(live),
-            _ = self.out.closed() => Next::ClientGone,
-        }
-    }
-
-    /// Runs a blocking node call on the blocking pool.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Node) -> Result<T, ReadError> + Send + 'static,
-    ) -> Result<T, Halt> {
-        let node = self.node.clone();
-        blocking(move || f(&node)).await
-    }
-}
-
-/// Gives the channel back with a failure, so the caller can tell the client.
-type RunResult = Result<(), (Out, Halt)>;
-
-// ---------------------------------------------------------------------------------------
-// $all
-
-struct AllSubscription {
-    common: Common,
-    filter: Option<Filter>,
-    /// Events considered since the last checkpoint (filtered subscriptions).
+/// Where a filtered subscription's checkpoints are.
+struct Checkpoints {
+    /// Events considered between checkpoints: window × multiplier.
+    interval: u64,
+    /// Events considered since the last checkpoint.
     considered: u64,
     /// Position of the last event considered: where a checkpoint may point.
     last_event: Option<u64>,
     last_checkpoint: Option<u64>,
 }
 
-/// One event of a catch-up page, prepared on the blocking pool.
-struct Considered {
-    position: u64,
-    /// The response to send, when the event passes the filter.
-    resp: Option<ReadResp>,
-}
-
-/// A page of `$all` read and prepared on the blocking pool.
-struct PreparedPage {
-    items: Vec<Considered>,
-    next: u64,
-    at_end: bool,
-}
-
-/// The outcome of a blocking read started with `stele_cluster::blocking::spawn`.
-fn joined<T>(result: Result<Result<T, ReadError>, tokio::task::JoinError>) -> Result<T, Halt> {
-    match result {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(Halt::Failed(status::read_error(&error))),
-        Err(join) => Err(Halt::Failed(status::internal(&format!(
-            "read task failed: {join}"
-        )))),
-    }
-}
-
-impl AllSubscription {
-    async fn run(mut self, from: From) -> RunResult {
-        match self.serve(from).await {
-            Ok(()) | Err(Halt::ClientGone) => Ok(()),
-            Err(halt) => Err((self.common.out, halt)),
-        }
-    }
-
-    async fn serve(&mut self, from: From) -> Result<(), Halt> {
-        let end = self.common.node.all_end();
-        match from {
-            From::Start => {}
-            From::End => {
-                self.common.seen_end = end;
-                self.last_event = end.checked_sub(1);
-            }
-            From::After(position) => {
-                // A position the log never gave out fails the call, as for reads.
-                self.common
-                    .blocking(move |node| node.check_all_position(position))
-                    .await?;
-                self.common.seen_end = position.saturating_add(1);
-                self.last_event = if position < end {
-                    Some(position)
-                } else {
-                    end.checked_sub(1)
-                };
-            }
-        }
-        self.common.confirm().await?;
+impl Subscription {
+    async fn serve(&mut self, mut engine: CatchUp<ReadResp>) -> Result<(), Halt> {
+        self.out
+            .send(read_resp::Content::Confirmation(SubscriptionConfirmation {
+                subscription_id: subscription_id().to_string(),
+            }))
+            .await?;
         loop {
-            self.catch_up(None).await?;
-            self.checkpoint().await?;
-            self.common
-                .out
-                .send(read_resp::Content::CaughtUp(CaughtUp {
-                    timestamp: Some(now()),
-                    stream_revision: None,
-                    position: self.last_event.map(position),
-                }))
-                .await?;
-            loop {
-                match self.common.next_live().await {
-                    Next::ClientGone => return Err(Halt::ClientGone),
-                    Next::Live(Live::Batch(batch)) => self.live_batch(&batch).await?,
-                    Next::Live(Live::Lagged(batches)) => {
-                        tracing::debug!(
-                            batches,
-                            seen_end = self.common.seen_end,
-                            "$all subscription fell behind the live feed; reading the log"
-                        );
-                        self.checkpoint().await?;
-                        break;
+            // Everything gathered goes out before the engine may wait (for a page or for
+            // live events).
+            self.out.flush().await?;
+            let step = tokio::select! {
+                step = engine.next() => step.map_err(halt)?,
+                () = self.out.closed() => return Err(Halt::ClientGone),
+            };
+            match step {
+                Step::Events(items) => {
+                    for item in items {
+                        if let Some(resp) = item.prepared {
+                            self.out.send_resp(resp).await?;
+                        }
+                        self.considered(item.position).await?;
                     }
-                    Next::Live(Live::Closed) => return Err(Halt::Failed(status::not_ready())),
                 }
-            }
-        }
-    }
-
-    /// Reads `$all` from `seen_end` up to `to` (or its end) and sends what passes the filter.
-    /// The next page is read (on the blocking pool) while this one is sent.
-    async fn catch_up(&mut self, to: Option<u64>) -> Result<(), Halt> {
-        let mut reading = Some(self.read_page(self.common.seen_end, to));
-        while let Some(page) = reading.take() {
-            let page = joined(page.await)?;
-            if !page.at_end {
-                reading = Some(self.read_page(page.next, to));
-            }
-            for item in page.items {
-                self.consider(item.position, item.resp).await?;
-            }
-            self.common.out.flush().await?;
-            self.common.seen_end = self.common.seen_end.max(page.next);
-        }
-        Ok(())
-    }
-
-    /// Starts reading a page of `$all` at `from` (up to `to`), filtered and ready to send.
-    fn read_page(
-        &self,
-        from: u64,
-        to: Option<u64>,
-    ) -> tokio::task::JoinHandle<Result<PreparedPage, ReadError>> {
-        let node = self.common.node.clone();
-        let filter = self.filter.as_ref().map(|f| f.filter.clone());
-        let resolve_links = self.common.resolve_links;
-        let format = self.common.format;
-        stele_cluster::blocking::spawn(move || {
-            let page = node.read_all_range(from, to, SUBSCRIPTION_PAGE_EVENTS)?;
-            let items = page
-                .events
-                .into_iter()
-                .map(|event| {
-                    let passes = filter.as_ref().is_none_or(|f| f.accepts(&event));
-                    let resp = if passes {
-                        let resolution = links::resolve_if(&node, resolve_links, &event)?;
-                        Some(links::read_resp(&event, &resolution, format))
+                Step::CaughtUp { last } => {
+                    self.checkpoint_at(last).await?;
+                    let caught_up = if self.is_all {
+                        CaughtUp {
+                            timestamp: Some(now()),
+                            stream_revision: None,
+                            position: last.map(position),
+                        }
                     } else {
-                        None
+                        CaughtUp {
+                            timestamp: Some(now()),
+                            stream_revision: last.map(|r| r.min(i64::MAX as u64) as i64),
+                            position: None,
+                        }
                     };
-                    Ok(Considered {
-                        position: event.position.0,
-                        resp,
-                    })
-                })
-                .collect::<Result<Vec<_>, ReadError>>()?;
-            Ok(PreparedPage {
-                items,
-                next: page.next,
-                at_end: page.at_end,
-            })
-        })
+                    self.out
+                        .send(read_resp::Content::CaughtUp(caught_up))
+                        .await?;
+                }
+                Step::FellBehind { last } => self.checkpoint_at(last).await?,
+            }
+        }
     }
 
-    /// Handles one live batch: the range it misses first, from the log; then its events above
-    /// what was seen.
-    async fn live_batch(&mut self, batch: &Arc<LiveBatch>) -> Result<(), Halt> {
-        if batch.end <= self.common.seen_end {
+    /// One event considered by a filtered subscription: a checkpoint every interval.
+    async fn considered(&mut self, at: u64) -> Result<(), Halt> {
+        let Some(checkpoints) = &mut self.checkpoints else {
             return Ok(());
-        }
-        let Some(events) = &batch.events else {
-            return self.catch_up(Some(batch.end)).await;
         };
-        if batch.from > self.common.seen_end {
-            self.catch_up(Some(batch.from)).await?;
-        }
-        let start = events.partition_point(|e| e.position.0 < self.common.seen_end);
-        let fresh = &events[start..];
-        let needs_links = self.common.resolve_links && fresh.iter().any(links::is_link);
-        let costly_filter = self.filter.as_ref().is_some_and(|f| f.filter.is_costly());
-        if needs_links || costly_filter {
-            // Resolving reads the log, and a backtracking filter may take up to its budget
-            // per event: do either on the blocking pool, for the whole batch, so that the
-            // async workers (which acknowledge appends) never wait for it.
-            let batch = batch.clone();
-            let filter = self.filter.as_ref().map(|f| f.filter.clone());
-            let format = self.common.format;
-            let resolve_links = self.common.resolve_links;
-            let items = self
-                .common
-                .blocking(move |node| {
-                    let events = batch.events.as_deref().unwrap_or_default();
-                    events[start..]
-                        .iter()
-                        .map(|event| {
-                            let passes = filter.as_ref().is_none_or(|f| f.accepts(event));
-                            let resp = if passes {
-                                let resolution = links::resolve_if(node, resolve_links, event)?;
-                                Some(links::read_resp(event, &resolution, format))
-                            } else {
-                                None
-                            };
-                            Ok(Considered {
-                                position: event.position.0,
-                                resp,
-                            })
-                        })
-                        .collect::<Result<Vec<_>, ReadError>>()
-                })
-                .await?;
-            for item in items {
-                self.consider(item.position, item.resp).await?;
-            }
-        } else {
-            for event in fresh {
-                let passes = self.filter.as_ref().is_none_or(|f| f.filter.accepts(event));
-                let resp =
-                    passes.then(|| links::read_resp(event, &Resolution::AsIs, self.common.format));
-                self.consider(event.position.0, resp).await?;
-            }
-        }
-        self.common.seen_end = self.common.seen_end.max(batch.end);
-        Ok(())
-    }
-
-    /// One event considered: sent if it passed the filter; a checkpoint every interval.
-    async fn consider(&mut self, position: u64, resp: Option<ReadResp>) -> Result<(), Halt> {
-        if position < self.common.seen_end {
-            // Already considered (the log and the live feed overlap at the hand-over).
+        checkpoints.last_event = Some(at);
+        checkpoints.considered += 1;
+        if checkpoints.considered < checkpoints.interval {
             return Ok(());
         }
-        if let Some(resp) = resp {
-            self.common.out.send_resp(resp).await?;
-        }
-        self.last_event = Some(position);
-        self.common.seen_end = position + 1;
-        if let Some(filter) = &self.filter {
-            self.considered += 1;
-            if self.considered >= filter.checkpoint_interval {
-                self.considered = 0;
-                self.checkpoint().await?;
-            }
-        }
-        Ok(())
+        checkpoints.considered = 0;
+        self.checkpoint_at(Some(at)).await
     }
 
     /// A checkpoint at the last event considered (filtered subscriptions only; never twice
     /// at the same position, never before any event).
-    async fn checkpoint(&mut self) -> Result<(), Halt> {
-        if self.filter.is_none() {
-            return Ok(());
-        }
-        let Some(at) = self.last_event else {
+    async fn checkpoint_at(&mut self, last: Option<u64>) -> Result<(), Halt> {
+        let Some(checkpoints) = &mut self.checkpoints else {
             return Ok(());
         };
-        if self.last_checkpoint.is_some_and(|last| last >= at) {
+        let Some(at) = last.or(checkpoints.last_event) else {
+            return Ok(());
+        };
+        checkpoints.last_event = Some(at);
+        if checkpoints.last_checkpoint.is_some_and(|last| last >= at) {
             return Ok(());
         }
-        self.last_checkpoint = Some(at);
-        self.common
-            .out
+        checkpoints.last_checkpoint = Some(at);
+        self.out
             .send(read_resp::Content::Checkpoint(Checkpoint {
                 commit_position: at,
                 prepare_position: at,
@@ -508,214 +314,11 @@ impl AllSubscription {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// One stream
-
-struct StreamSubscription {
-    common: Common,
-    stream: StreamName,
-    /// The revision to send next; lower ones were sent (or were before the start).
-    next_revision: u64,
-}
-
-impl StreamSubscription {
-    async fn run(mut self, from: From) -> RunResult {
-        match self.serve(from).await {
-            Ok(()) | Err(Halt::ClientGone) => Ok(()),
-            Err(halt) => Err((self.common.out, halt)),
-        }
-    }
-
-    async fn serve(&mut self, from: From) -> Result<(), Halt> {
-        self.next_revision = match from {
-            From::Start => 0,
-            From::After(revision) => revision.saturating_add(1),
-            From::End => {
-                let stream = self.stream.clone();
-                let end = self.common.node.all_end();
-                let last = self
-                    .common
-                    .blocking(move |node| node.stream_last_revision(&stream))
-                    .await?;
-                self.common.seen_end = end;
-                last.map_or(0, |last| last + 1)
-            }
-        };
-        self.common.confirm().await?;
-        loop {
-            let last = self.catch_up().await?;
-            self.common
-                .out
-                .send(read_resp::Content::CaughtUp(CaughtUp {
-                    timestamp: Some(now()),
-                    stream_revision: last.map(|r| r.min(i64::MAX as u64) as i64),
-                    position: None,
-                }))
-                .await?;
-            loop {
-                match self.common.next_live().await {
-                    Next::ClientGone => return Err(Halt::ClientGone),
-                    Next::Live(Live::Batch(batch)) => self.live_batch(&batch).await?,
-                    Next::Live(Live::Lagged(batches)) => {
-                        tracing::debug!(
-                            batches,
-                            stream = %self.stream,
-                            "stream subscription fell behind the live feed; reading the log"
-                        );
-                        break;
-                    }
-                    Next::Live(Live::Closed) => return Err(Halt::Failed(status::not_ready())),
-                }
-            }
-        }
-    }
-
-    /// Reads the stream from `next_revision` to its end (honouring its metadata, like reads)
-    /// and sends it; returns the stream's last revision, if it has events.
-    async fn catch_up(&mut self) -> Result<Option<u64>, Halt> {
-        loop {
-            let stream = self.stream.clone();
-            let from = self.next_revision;
-            let resolve_links = self.common.resolve_links;
-            let format = self.common.format;
-            let (end, last, resps) = self
-                .common
-                .blocking(move |node| {
-                    // Loaded before reading: the stream holds every event below it.
-                    let end = node.all_end();
-                    let last = node.stream_last_revision(&stream)?;
-                    let events = match last {
-                        Some(last) if from <= last => {
-                            match node.read_stream(&StreamReadRequest {
-                                stream,
-                                start: StreamStart::Revision(from),
-                                direction: Direction::Forwards,
-                                max_count: SUBSCRIPTION_PAGE_EVENTS as u64,
-                            })? {
-                                StreamReadResult::Events(events) => events,
-                                StreamReadResult::NotFound => Vec::new(),
-                            }
-                        }
-                        _ => Vec::new(),
-                    };
-                    let resps = events
-                        .iter()
-                        .map(|event| {
-                            let resolution = links::resolve_if(node, resolve_links, event)?;
-                            Ok((
-                                event.revision.0,
-                                links::read_resp(event, &resolution, format),
-                            ))
-                        })
-                        .collect::<Result<Vec<_>, ReadError>>()?;
-                    Ok((end, last, resps))
-                })
-                .await?;
-            let read_any = !resps.is_empty();
-            for (revision, resp) in resps {
-                self.send(revision, resp).await?;
-            }
-            self.common.out.flush().await?;
-            let Some(last) = last else {
-                // Never written (or soft-deleted and not written since): wait for it.
-                self.common.seen_end = self.common.seen_end.max(end);
-                return Ok(None);
-            };
-            if !read_any && self.next_revision <= last {
-                // Nothing visible in this page (`$maxAge`, or a soft-deleted stream): skip
-                // past it, never past the stream's end (a soft-deleted stream continues
-                // after it).
-                self.next_revision = (from + SUBSCRIPTION_PAGE_EVENTS as u64).min(last + 1);
-            }
-            if self.next_revision > last {
-                self.common.seen_end = self.common.seen_end.max(end);
-                return Ok(Some(last));
-            }
-        }
-    }
-
-    async fn live_batch(&mut self, batch: &Arc<LiveBatch>) -> Result<(), Halt> {
-        if batch.tombstoned.contains(&self.stream) {
-            return Err(Halt::Failed(status::stream_deleted(self.stream.as_str())));
-        }
-        if batch.end <= self.common.seen_end {
-            return Ok(());
-        }
-        let events = match &batch.events {
-            Some(events) if batch.from <= self.common.seen_end => events,
-            // Missed part of `$all` (or the batch was published without its events): read
-            // the stream; the batch's events of it are then at or below what was read.
-            _ => {
-                self.catch_up().await?;
-                match &batch.events {
-                    Some(events) => events,
-                    None => {
-                        self.common.seen_end = self.common.seen_end.max(batch.end);
-                        return Ok(());
-                    }
-                }
-            }
-        };
-        let mine: Vec<&RecordedEvent> = events
-            .iter()
-            .filter(|e| e.record.stream == self.stream && e.revision.0 >= self.next_revision)
-            .collect();
-        if mine.is_empty() {
-            self.common.seen_end = self.common.seen_end.max(batch.end);
-            return Ok(());
-        }
-        let needs_links = self.common.resolve_links && mine.iter().any(|e| links::is_link(e));
-        if needs_links {
-            let batch = batch.clone();
-            let stream = self.stream.clone();
-            let next_revision = self.next_revision;
-            let format = self.common.format;
-            let resps = self
-                .common
-                .blocking(move |node| {
-                    batch
-                        .events
-                        .as_deref()
-                        .unwrap_or_default()
-                        .iter()
-                        .filter(|e| e.record.stream == stream && e.revision.0 >= next_revision)
-                        .map(|event| {
-                            let resolution = links::resolve(node, event)?;
-                            Ok((
-                                event.revision.0,
-                                links::read_resp(event, &resolution, format),
-                            ))
-                        })
-                        .collect::<Result<Vec<_>, ReadError>>()
-                })
-                .await?;
-            for (revision, resp) in resps {
-                self.send(revision, resp).await?;
-            }
-        } else {
-            let resps: Vec<_> = mine
-                .into_iter()
-                .map(|event| {
-                    (
-                        event.revision.0,
-                        links::read_resp(event, &Resolution::AsIs, self.common.format),
-                    )
-                })
-                .collect();
-            for (revision, resp) in resps {
-                self.send(revision, resp).await?;
-            }
-        }
-        self.common.seen_end = self.common.seen_end.max(batch.end);
-        Ok(())
-    }
-
-    async fn send(&mut self, revision: u64, resp: ReadResp) -> Result<(), Halt> {
-        if revision < self.next_revision {
-            return Ok(());
-        }
-        self.common.out.send_resp(resp).await?;
-        self.next_revision = revision + 1;
-        Ok(())
-    }
+/// The engine's failures as statuses.
+fn halt(error: CatchUpError) -> Halt {
+    Halt::Failed(match error {
+        CatchUpError::Read(error) => status::read_error(&error),
+        CatchUpError::Stopping => status::not_ready(),
+        CatchUpError::Task(detail) => status::internal(&format!("read task failed: {detail}")),
+    })
 }
