@@ -14,9 +14,10 @@ use crate::config::LogLevel;
 
 /// Our crates, which log at the chosen level; dependencies log one step quieter, so that
 /// `Information` is about the node and not about HTTP/2 frames.
-const OUR_CRATES: [&str; 7] = [
+const OUR_CRATES: [&str; 8] = [
     "stele_server",
     "stele_api",
+    "stele_services",
     "stele_cluster",
     "stele_core",
     "stele_log",

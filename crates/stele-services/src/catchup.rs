@@ -158,7 +158,6 @@ struct Shared<T> {
 }
 
 enum Phase {
-    Begin(Begin),
     /// Reading the log: for `$all` up to `until` (or its end); for a stream to its end, and
     /// then `seen_end` is at least `until`. Then `then`'s events (a live batch that arrived
     /// beyond what was seen), and `CaughtUp` when `announce`.
@@ -183,11 +182,12 @@ struct Page<T> {
 }
 
 impl<T: Send + 'static> CatchUp<T> {
-    /// Subscribes to the live feed at once (before any history is read); reads begin with
-    /// the first [`CatchUp::next`].
-    pub fn start(node: Node, request: CatchUpRequest<T>) -> CatchUp<T> {
+    /// Subscribes to the live feed, then finds where to begin (before any history is read;
+    /// a `$all` position the log never gave out fails here, before the caller confirms
+    /// anything to its client).
+    pub async fn start(node: Node, request: CatchUpRequest<T>) -> Result<CatchUp<T>, CatchUpError> {
         let live = node.subscribe_live();
-        CatchUp {
+        let mut engine = CatchUp {
             shared: Arc::new(Shared {
                 node,
                 target: request.target,
@@ -196,14 +196,20 @@ impl<T: Send + 'static> CatchUp<T> {
                 prepare: request.prepare,
             }),
             live,
-            phase: Phase::Begin(request.begin),
+            phase: Phase::History {
+                until: None,
+                then: None,
+                announce: true,
+            },
             seen_end: 0,
             next_revision: 0,
             stream_last: None,
             last_event: None,
             reading: None,
             out: VecDeque::new(),
-        }
+        };
+        engine.begin(request.begin).await?;
+        Ok(engine)
     }
 
     /// The next step; waits for live events once the history is read.
@@ -251,15 +257,6 @@ impl<T: Send + 'static> CatchUp<T> {
 
     async fn advance(&mut self) -> Result<(), CatchUpError> {
         match std::mem::replace(&mut self.phase, Phase::Live) {
-            Phase::Begin(begin) => {
-                self.begin(begin).await?;
-                self.phase = Phase::History {
-                    until: None,
-                    then: None,
-                    announce: true,
-                };
-                Ok(())
-            }
             Phase::History {
                 until,
                 then,

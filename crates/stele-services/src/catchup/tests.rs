@@ -60,7 +60,12 @@ fn event(event_type: &str, data: Bytes) -> ProposedEvent {
     }
 }
 
-fn engine(node: &Node, target: Target, begin: Begin, page_events: usize) -> CatchUp<Seen> {
+async fn start(
+    node: &Node,
+    target: Target,
+    begin: Begin,
+    page_events: usize,
+) -> Result<CatchUp<Seen>, CatchUpError> {
     CatchUp::start(
         node.clone(),
         CatchUpRequest {
@@ -78,6 +83,13 @@ fn engine(node: &Node, target: Target, begin: Begin, page_events: usize) -> Catc
             }),
         },
     )
+    .await
+}
+
+async fn engine(node: &Node, target: Target, begin: Begin, page_events: usize) -> CatchUp<Seen> {
+    start(node, target, begin, page_events)
+        .await
+        .expect("the engine starts")
 }
 
 async fn step(engine: &mut CatchUp<Seen>) -> Result<Step<Seen>, CatchUpError> {
@@ -122,7 +134,7 @@ async fn a_stream_goes_from_history_to_live_without_gap_or_duplicate() {
     let node = node().await;
     append(&node, "s", events(5)).await;
     append(&node, "other", events(3)).await;
-    let mut engine = engine(&node, Target::Stream(name("s")), Begin::Start, 2);
+    let mut engine = engine(&node, Target::Stream(name("s")), Begin::Start, 2).await;
     let (history, last, _) = until_caught_up(&mut engine).await;
     assert_eq!(revisions(&history), vec![0, 1, 2, 3, 4]);
     assert_eq!(last, Some(4));
@@ -142,7 +154,7 @@ async fn a_stream_goes_from_history_to_live_without_gap_or_duplicate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_batch_larger_than_a_page_is_given_a_page_at_a_time() {
     let node = node().await;
-    let mut engine = engine(&node, Target::All { filter: None }, Begin::End, 2);
+    let mut engine = engine(&node, Target::All { filter: None }, Begin::End, 2).await;
     let (history, last, _) = until_caught_up(&mut engine).await;
     assert!(history.is_empty(), "from the end: no history");
     assert_eq!(last, None, "a new node's `$all` is empty");
@@ -180,7 +192,8 @@ async fn a_filtered_all_gives_refused_events_without_their_prepared_form() {
         },
         Begin::Start,
         1024,
-    );
+    )
+    .await;
     let (history, last, _) = until_caught_up(&mut engine).await;
     let kept: Vec<_> = history
         .iter()
@@ -206,7 +219,7 @@ async fn a_filtered_all_gives_refused_events_without_their_prepared_form() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_falls_behind_reads_the_log_and_catches_up_again() {
     let node = node().await;
-    let mut engine = engine(&node, Target::Stream(name("s")), Begin::Start, 1024);
+    let mut engine = engine(&node, Target::Stream(name("s")), Begin::Start, 1024).await;
     let (history, last, _) = until_caught_up(&mut engine).await;
     assert!(history.is_empty() && last.is_none(), "no stream yet: waits");
     let appends = LIVE_FEED_BATCHES + 50;
@@ -228,7 +241,7 @@ async fn a_reader_that_falls_behind_reads_the_log_and_catches_up_again() {
 async fn a_tombstone_ends_a_stream_reader() {
     let node = node().await;
     append(&node, "s", events(1)).await;
-    let mut engine = engine(&node, Target::Stream(name("s")), Begin::Start, 8);
+    let mut engine = engine(&node, Target::Stream(name("s")), Begin::Start, 8).await;
     until_caught_up(&mut engine).await;
     node.delete(name("s"), ExpectedRevision::Any, DeleteKind::Hard, true)
         .await
@@ -239,15 +252,15 @@ async fn a_tombstone_ends_a_stream_reader() {
         CatchUpError::Read(ReadError::StreamDeleted(name("s")))
     );
     // And a reader that starts after the tombstone ends at once.
-    let mut late = engine_at(&node, "s");
+    let mut late = engine_at(&node, "s").await;
     assert!(matches!(
         step(&mut late).await,
         Err(CatchUpError::Read(ReadError::StreamDeleted(_)))
     ));
 }
 
-fn engine_at(node: &Node, stream: &str) -> CatchUp<Seen> {
-    engine(node, Target::Stream(name(stream)), Begin::Start, 8)
+async fn engine_at(node: &Node, stream: &str) -> CatchUp<Seen> {
+    engine(node, Target::Stream(name(stream)), Begin::Start, 8).await
 }
 
 /// Links are resolved when asked, in history and live alike; a link to nothing is given as
@@ -265,7 +278,7 @@ async fn links_are_resolved_in_history_and_live() {
         )],
     )
     .await;
-    let mut engine = engine_at(&node, "links");
+    let mut engine = engine_at(&node, "links").await;
     let (history, _, _) = until_caught_up(&mut engine).await;
     assert_eq!(
         history[0].prepared.as_ref().unwrap().2.as_deref(),
@@ -294,26 +307,27 @@ async fn starts_after_or_at_a_position_and_refuses_one_the_log_never_gave_out() 
     let node = node().await;
     let first = append(&node, "a", events(1)).await;
     let second = append(&node, "b", events(1)).await;
-    let mut bad = engine(
+    let bad = start(
         &node,
         Target::All { filter: None },
         Begin::After(first + 1),
         8,
-    );
+    )
+    .await;
     assert_eq!(
-        step(&mut bad).await.unwrap_err(),
-        CatchUpError::Read(ReadError::InvalidPosition)
+        bad.err(),
+        Some(CatchUpError::Read(ReadError::InvalidPosition))
     );
 
-    let mut after = engine(&node, Target::All { filter: None }, Begin::After(first), 8);
+    let mut after = engine(&node, Target::All { filter: None }, Begin::After(first), 8).await;
     let (items, _, _) = until_caught_up(&mut after).await;
     assert_eq!(items.first().map(|item| item.position), Some(second));
 
-    let mut at = engine(&node, Target::All { filter: None }, Begin::At(first), 8);
+    let mut at = engine(&node, Target::All { filter: None }, Begin::At(first), 8).await;
     let (items, _, _) = until_caught_up(&mut at).await;
     assert_eq!(items.first().map(|item| item.position), Some(first));
 
-    let mut at_stream = engine(&node, Target::Stream(name("a")), Begin::At(1), 8);
+    let mut at_stream = engine(&node, Target::Stream(name("a")), Begin::At(1), 8).await;
     let (items, last, _) = until_caught_up(&mut at_stream).await;
     assert!(items.is_empty());
     assert_eq!(last, Some(0));

@@ -56,32 +56,27 @@ pub(crate) struct ReaderConfig {
 pub(crate) fn spawn(config: ReaderConfig) -> mpsc::Receiver<Result<Page, String>> {
     let (tx, rx) = mpsc::channel(READER_PAGES);
     let in_stream = matches!(config.source, Source::Stream(_));
-    let engine = CatchUp::start(
-        config.node,
-        CatchUpRequest {
-            target: match config.source {
-                Source::Stream(stream) => Target::Stream(stream),
-                Source::All => Target::All {
-                    filter: config.filter,
-                },
+    let request = CatchUpRequest {
+        target: match config.source {
+            Source::Stream(stream) => Target::Stream(stream),
+            Source::All => Target::All {
+                filter: config.filter,
             },
-            begin: Begin::At(config.from),
-            resolve_links: config.resolve_links,
-            page_events: config.batch.clamp(1, READ_STEP_EVENTS),
-            prepare: Arc::new(|event, resolution| message(event.clone(), resolution)),
         },
-    );
-    tokio::spawn(
-        Pages {
-            tx,
-            batch: config.batch.max(1),
-            in_stream,
-            messages: Vec::new(),
-            bytes: 0,
-            said_live: false,
-        }
-        .run(engine),
-    );
+        begin: Begin::At(config.from),
+        resolve_links: config.resolve_links,
+        page_events: config.batch.clamp(1, READ_STEP_EVENTS),
+        prepare: Arc::new(|event, resolution| message(event.clone(), resolution)),
+    };
+    let pages = Pages {
+        tx,
+        batch: config.batch.max(1),
+        in_stream,
+        messages: Vec::new(),
+        bytes: 0,
+        said_live: false,
+    };
+    tokio::spawn(pages.run(config.node, request));
     rx
 }
 
@@ -97,7 +92,11 @@ struct Pages {
 }
 
 impl Pages {
-    async fn run(mut self, mut engine: CatchUp<Message>) {
+    async fn run(mut self, node: Node, request: CatchUpRequest<Message>) {
+        let mut engine = match CatchUp::start(node, request).await {
+            Ok(engine) => engine,
+            Err(error) => return self.failed(error).await,
+        };
         loop {
             let step = tokio::select! {
                 step = engine.next() => step,
@@ -126,20 +125,26 @@ impl Pages {
                 }
                 Ok(Step::CaughtUp { .. }) => self.send(true).await,
                 Ok(Step::FellBehind { .. }) => self.send(false).await,
-                Err(CatchUpError::Read(ReadError::StreamDeleted(_))) => {
-                    if self.send(true).await.is_ok() {
-                        self.tx.closed().await;
-                    }
-                    return;
-                }
-                Err(CatchUpError::Stopping) => return,
-                Err(error) => {
-                    let _ = self.tx.send(Err(error.to_string())).await;
-                    return;
-                }
+                Err(error) => return self.failed(error).await,
             };
             if sent.is_err() {
                 return;
+            }
+        }
+    }
+
+    /// The engine stopped: a tombstoned stream has nothing more to give (the group waits
+    /// like at any end); a stopping node ends the channel; anything else is reported.
+    async fn failed(mut self, error: CatchUpError) {
+        match error {
+            CatchUpError::Read(ReadError::StreamDeleted(_)) => {
+                if self.send(true).await.is_ok() {
+                    self.tx.closed().await;
+                }
+            }
+            CatchUpError::Stopping => {}
+            error => {
+                let _ = self.tx.send(Err(error.to_string())).await;
             }
         }
     }

@@ -159,30 +159,30 @@ pub fn spawn(node: Node, plan: SubscriptionPlan) -> ReadStream {
         }
     };
     let is_all = matches!(target, catchup::Target::All { .. });
-    // Subscribes to the live feed now, before any history is read.
-    let engine = CatchUp::start(
-        node,
-        CatchUpRequest {
-            target,
-            begin: match begin {
-                From::Start => Begin::Start,
-                From::End => Begin::End,
-                From::After(after) => Begin::After(after),
-            },
-            resolve_links: plan.resolve_links,
-            page_events: SUBSCRIPTION_PAGE_EVENTS,
-            prepare: Arc::new(move |event, resolution| {
-                links::read_resp(event, &resolution, format)
-            }),
+    let request = CatchUpRequest {
+        target,
+        begin: match begin {
+            From::Start => Begin::Start,
+            From::End => Begin::End,
+            From::After(after) => Begin::After(after),
         },
-    );
+        resolve_links: plan.resolve_links,
+        page_events: SUBSCRIPTION_PAGE_EVENTS,
+        prepare: Arc::new(move |event, resolution| links::read_resp(event, &resolution, format)),
+    };
     tokio::spawn(async move {
         let mut subscription = Subscription {
             out,
             is_all,
             checkpoints,
         };
-        if let Err(Halt::Failed(status)) = subscription.serve(engine).await {
+        // Subscribes to the live feed before any history is read; a start the log never
+        // gave out fails before the confirmation.
+        let served = match CatchUp::start(node, request).await {
+            Ok(engine) => subscription.serve(engine).await,
+            Err(error) => Err(halt(error)),
+        };
+        if let Err(Halt::Failed(status)) = served {
             subscription.out.fail(status).await;
         }
     });
