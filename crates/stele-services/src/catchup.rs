@@ -31,8 +31,8 @@
 //! `$tb` — applies); a stream that does not exist yet is waited for; a tombstoned stream ends
 //! the engine with [`ReadError::StreamDeleted`], at the start or when it is tombstoned later.
 //!
-//! Dropping a pending `next()` (a client that went away) leaves the engine mid-step: drop the
-//! engine too.
+//! `next()` is cancel-safe: a step abandoned at an await (a timeout, a client that went away)
+//! loses nothing, and the next call goes on from where it was.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -145,6 +145,8 @@ pub struct CatchUp<T> {
     last_event: Option<u64>,
     /// `$all`: the history page being read ahead.
     reading: Option<JoinHandle<Result<Page<T>, ReadError>>>,
+    /// The live batch being handled (kept until it is, so a cancelled step loses nothing).
+    pending: Option<Arc<LiveBatch>>,
     out: VecDeque<Out<T>>,
 }
 
@@ -157,6 +159,7 @@ struct Shared<T> {
     prepare: Prepare<T>,
 }
 
+#[derive(Clone)]
 enum Phase {
     /// Reading the log: for `$all` up to `until` (or its end); for a stream to its end, and
     /// then `seen_end` is at least `until`. Then `then`'s events (a live batch that arrived
@@ -206,6 +209,7 @@ impl<T: Send + 'static> CatchUp<T> {
             stream_last: None,
             last_event: None,
             reading: None,
+            pending: None,
             out: VecDeque::new(),
         };
         engine.begin(request.begin).await?;
@@ -255,23 +259,22 @@ impl<T: Send + 'static> CatchUp<T> {
         }
     }
 
+    /// One step of work. Cancel-safe: state changes only after the awaits that may be
+    /// abandoned, or in a form that is repeated harmlessly (a history page is read again
+    /// from `seen_end`; a live batch being handled is kept in `pending` until it is done).
     async fn advance(&mut self) -> Result<(), CatchUpError> {
-        match std::mem::replace(&mut self.phase, Phase::Live) {
+        match &self.phase {
             Phase::History {
                 until,
                 then,
                 announce,
             } => {
+                let (until, then, announce) = (*until, then.clone(), *announce);
                 let done = match &self.shared.target {
                     Target::All { .. } => self.all_history_page(until).await?,
                     Target::Stream(_) => self.stream_history_page().await?,
                 };
                 if !done {
-                    self.phase = Phase::History {
-                        until,
-                        then,
-                        announce,
-                    };
                     return Ok(());
                 }
                 if let Some(until) = until {
@@ -280,6 +283,7 @@ impl<T: Send + 'static> CatchUp<T> {
                 if let Some(batch) = then {
                     self.fresh_events(&batch).await?;
                 }
+                self.phase = Phase::Live;
                 if announce {
                     let last = match &self.shared.target {
                         Target::All { .. } => self.last_event,
@@ -289,34 +293,44 @@ impl<T: Send + 'static> CatchUp<T> {
                 }
                 Ok(())
             }
-            Phase::Live => match self.live.recv().await {
-                Live::Batch(batch) => self.live_batch(batch).await,
-                Live::Lagged(batches) => {
-                    tracing::debug!(
-                        batches,
-                        seen_end = self.seen_end,
-                        "a catch-up reader fell behind the live feed; reading the log"
-                    );
-                    let last = match &self.shared.target {
-                        Target::All { .. } => self.last_event,
-                        Target::Stream(_) => self.next_revision.checked_sub(1),
-                    };
-                    self.out.push_back(Out::Step(Step::FellBehind { last }));
-                    // A fresh place at the feed's tail, taken before the log is read (the
-                    // hand-over argument again): the batches still queued for the old one
-                    // are all in the log, and holding them would only make this reader
-                    // lag again as soon as one more is published.
-                    self.live = self.shared.node.subscribe_live();
-                    self.phase = Phase::History {
-                        until: None,
-                        then: None,
-                        announce: true,
-                    };
-                    Ok(())
-                }
-                Live::Closed => Err(CatchUpError::Stopping),
-            },
+            Phase::Live => {
+                let batch = match self.pending.take() {
+                    Some(batch) => batch,
+                    None => match self.live.recv().await {
+                        Live::Batch(batch) => batch,
+                        Live::Lagged(batches) => return Ok(self.fell_behind(batches)),
+                        Live::Closed => return Err(CatchUpError::Stopping),
+                    },
+                };
+                self.pending = Some(batch.clone());
+                self.live_batch(batch).await?;
+                self.pending = None;
+                Ok(())
+            }
         }
+    }
+
+    fn fell_behind(&mut self, batches: u64) {
+        tracing::debug!(
+            batches,
+            seen_end = self.seen_end,
+            "a catch-up reader fell behind the live feed; reading the log"
+        );
+        let last = match &self.shared.target {
+            Target::All { .. } => self.last_event,
+            Target::Stream(_) => self.next_revision.checked_sub(1),
+        };
+        self.out.push_back(Out::Step(Step::FellBehind { last }));
+        // A fresh place at the feed's tail, taken before the log is read (the hand-over
+        // argument again): the batches still queued for the old one are all in the log, and
+        // holding them would only make this reader lag again as soon as one more is
+        // published.
+        self.live = self.shared.node.subscribe_live();
+        self.phase = Phase::History {
+            until: None,
+            then: None,
+            announce: true,
+        };
     }
 }
 
@@ -369,11 +383,15 @@ impl<T: Send + 'static> CatchUp<T> {
 
     /// Gives one page of `$all` history; true when the read reached `until` (or the end).
     async fn all_history_page(&mut self, until: Option<u64>) -> Result<bool, CatchUpError> {
-        let reading = match self.reading.take() {
+        let reading = match &mut self.reading {
             Some(reading) => reading,
-            None => self.read_all_page(self.seen_end, until),
+            None => self
+                .reading
+                .insert(self.read_all_page(self.seen_end, until)),
         };
-        let page = joined(reading.await)?;
+        let page = joined(reading.await);
+        self.reading = None;
+        let page = page?;
         if !page.at_end {
             self.reading = Some(self.read_all_page(page.next, until));
         }

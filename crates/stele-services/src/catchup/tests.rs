@@ -332,3 +332,37 @@ async fn starts_after_or_at_a_position_and_refuses_one_the_log_never_gave_out() 
     assert!(items.is_empty());
     assert_eq!(last, Some(0));
 }
+
+/// `next()` must be cancel-safe: a caller that gives up on a step (a timeout, as the
+/// simulation's subscribers use) and asks again must still get every event once, in order,
+/// through history pages read ahead and live batches alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_abandoned_at_any_await_lose_and_repeat_nothing() {
+    let node = node().await;
+    for _ in 0..20 {
+        append(&node, "s", events(50)).await;
+    }
+    let mut engine = engine(&node, Target::All { filter: None }, Begin::Start, 16).await;
+    let mut positions = Vec::new();
+    let mut abandoned = 0;
+    let writer = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                append(&node, "s", events(25)).await;
+            }
+        })
+    };
+    while positions.len() < 1500 {
+        match tokio::time::timeout(Duration::from_micros(20), engine.next()).await {
+            Err(_) => abandoned += 1,
+            Ok(Ok(Step::Events(items))) => positions.extend(items.iter().map(|i| i.position)),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => panic!("{error}"),
+        }
+    }
+    writer.await.unwrap();
+    assert!(abandoned > 0, "some steps were abandoned");
+    assert_eq!(positions.len(), 1500);
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "in order, once");
+}
