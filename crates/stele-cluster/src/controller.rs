@@ -84,6 +84,8 @@ pub(crate) async fn follow_cluster_id(node: Node) {
         tokio::select! {
             changed = server.changed() => {
                 if changed.is_err() {
+                    // The engine's task ended: fatal unless the node is shutting down.
+                    node.engine_ended();
                     return;
                 }
             }
@@ -535,5 +537,9 @@ pub(crate) async fn resign(node: &Node) -> Result<(), AdminError> {
         .trigger()
         .transfer_leader(to)
         .await
-        .map_err(|e| AdminError::Internal(e.to_string()))
+        .map_err(|fatal| {
+            let cause = crate::node::render_chain(&fatal);
+            node.stop_on_fatal(cause.clone());
+            AdminError::Internal(format!("the consensus engine stopped: {cause}"))
+        })
 }
