@@ -20,12 +20,9 @@ pub struct EntryMap {
 pub enum ScanError {
     #[error(transparent)]
     Log(#[from] stele_log::LogError),
-    #[error("record at log position {position}: {source}")]
-    Record {
-        position: u64,
-        #[source]
-        source: RecordError,
-    },
+    // The record error is printed in the message and is no `source()`: printed once.
+    #[error("record at log position {position}: {error}")]
+    Record { position: u64, error: RecordError },
     #[error("record at log position {position} breaks the entry sequence: {detail}")]
     Sequence { position: u64, detail: String },
 }
@@ -40,7 +37,7 @@ impl EntryMap {
         for item in log.iter(0) {
             let (position, payload) = item?;
             let (header, _) =
-                decode_header(&payload).map_err(|source| ScanError::Record { position, source })?;
+                decode_header(&payload).map_err(|error| ScanError::Record { position, error })?;
             match expected_part {
                 Some((log_id, part, parts)) if part < parts => {
                     if header.log_id != log_id || header.part != part {

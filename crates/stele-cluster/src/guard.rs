@@ -18,7 +18,7 @@
 //! cluster yet takes requests from anyone (that is how it is formed or admitted), within the
 //! same term bound. The membership this node's log holds may be older than the cluster's (it
 //! was down or cut off while a wiped voter was replaced): a sender that gossip vouches for — a
-//! member of this node's cluster heard from directly — passes too (`controller.rs`), or this
+//! member of this node's cluster heard from directly — passes too (`controller/mod.rs`), or this
 //! node could never catch up with a leader admitted meanwhile, nor vote for it. (Found by the
 //! deterministic simulation: a read-only replica stuck for good at seed 1003.)
 
@@ -94,7 +94,7 @@ pub fn check_vote(vote: &Vote, from: u64, view: &View) -> Result<(), Refusal> {
             ours: view.term,
         });
     }
-    // Last, so that a caller may overrule only this refusal (`controller.rs`: a member of this
+    // Last, so that a caller may overrule only this refusal (`controller/mod.rs`: a member of this
     // cluster that gossip vouches for, which this node's log does not know yet).
     if !view.members.is_empty() && !view.members.contains(&claimed) {
         return Err(Refusal::NotAMember(claimed));
@@ -103,7 +103,7 @@ pub fn check_vote(vote: &Vote, from: u64, view: &View) -> Result<(), Refusal> {
 }
 
 /// Whether `request`, on a connection whose handshake named `from`, may reach openraft (by
-/// the rules alone: `controller.rs` adds gossip's word on membership).
+/// the rules alone: `controller/mod.rs` adds gossip's word on membership).
 #[cfg(test)]
 fn check(request: &Request, from: u64, view: &View) -> Result<(), Refusal> {
     match claim(request) {

@@ -219,10 +219,6 @@ pub struct AllPage {
     pub at_end: bool,
 }
 
-fn internal(e: impl std::fmt::Display) -> ReadError {
-    ReadError::Internal(e.to_string())
-}
-
 impl Node {
     /// Subscribes to the live feed. Subscribe *before* reading history: every batch applied
     /// after this call is then either received or reported lost (`Lagged`).
@@ -238,7 +234,11 @@ impl Node {
     /// The revision of a stream's last event, `None` when it has none (never written).
     /// A tombstoned stream is `StreamDeleted`.
     pub fn stream_last_revision(&self, stream: &StreamName) -> Result<Option<u64>, ReadError> {
-        let state = self.inner.index.stream_state(stream).map_err(internal)?;
+        let state = self
+            .inner
+            .index
+            .stream_state(stream)
+            .map_err(ReadError::index)?;
         if state.tombstoned {
             return Err(ReadError::StreamDeleted(stream.clone()));
         }
@@ -265,7 +265,7 @@ impl Node {
             .inner
             .index
             .all_range(from, true, max_events.max(1))
-            .map_err(internal)?;
+            .map_err(ReadError::index)?;
         let full = positions.len() >= max_events.max(1);
         let before_bound = positions.len();
         positions.retain(|&(p, _)| p < bound);
@@ -302,23 +302,30 @@ impl Node {
             let Some(&&(want, revision)) = wanted.peek() else {
                 break;
             };
-            let (position, payload) = record.map_err(internal)?;
+            // A damaged record names its chunk file and offset; the position read is the
+            // next one wanted at the latest.
+            let (position, payload) = record.map_err(|e| ReadError::log(e, None))?;
             if position < want {
                 continue;
             }
             if position > want {
-                return Err(ReadError::Internal(format!(
-                    "the index points at log position {want}, which is not a record boundary"
-                )));
+                return Err(ReadError::corrupt_at(
+                    want,
+                    "the index points here, which is not a record boundary",
+                ));
             }
             wanted.next();
             events.push(crate::node::event_at(&payload, position, revision)?);
         }
         if wanted.peek().is_some() {
-            return Err(ReadError::Internal(format!(
-                "the index points past the end of the log ({} events unread)",
-                wanted.count()
-            )));
+            let &&(want, _) = wanted.peek().expect("peeked");
+            return Err(ReadError::corrupt_at(
+                want,
+                format!(
+                    "the index points past the end of the log ({} events unread)",
+                    wanted.count()
+                ),
+            ));
         }
         Ok(events)
     }

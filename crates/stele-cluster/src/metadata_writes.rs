@@ -14,7 +14,7 @@ use stele_core::{Command, ContentType, DeleteKind, EventRecord, ExpectedRevision
 use stele_index::Index;
 use stele_log::Log;
 
-use crate::record::{decode_record, RecordBody};
+use crate::node::ReadError;
 
 /// How often the leader merges a write's metadata event again after the metadata stream
 /// moved under it (a metadata write racing a soft delete) before giving up with an error the
@@ -22,13 +22,17 @@ use crate::record::{decode_record, RecordBody};
 pub(crate) const METADATA_MERGE_ATTEMPTS: usize = 8;
 
 /// `command` as the leader proposes it: with the metadata event it must record, if any.
-pub(crate) fn with_metadata(index: &Index, log: &Log, command: Command) -> Result<Command, String> {
+pub(crate) fn with_metadata(
+    index: &Index,
+    log: &Log,
+    command: Command,
+) -> Result<Command, ReadError> {
     let (stream, truncate_before, created_ticks) = match &command {
         Command::Append { stream, events, .. } => {
             let Some(first) = events.first() else {
                 return Ok(command);
             };
-            let state = index.stream_state(stream).map_err(|e| e.to_string())?;
+            let state = index.stream_state(stream).map_err(ReadError::index)?;
             match (state.awaits_recreation(), state.deleted_before) {
                 (true, Some(first_new)) => (stream, first_new, first.created_ticks),
                 _ => return Ok(command),
@@ -46,9 +50,7 @@ pub(crate) fn with_metadata(index: &Index, log: &Log, command: Command) -> Resul
         return Ok(command);
     }
     let meta_stream = stream.metadata_stream();
-    let meta_state = index
-        .stream_state(&meta_stream)
-        .map_err(|e| e.to_string())?;
+    let meta_state = index.stream_state(&meta_stream).map_err(ReadError::index)?;
     if meta_state.tombstoned {
         return Ok(command);
     }
@@ -81,21 +83,19 @@ fn last_metadata(
     log: &Log,
     meta_stream: &StreamName,
     revision: u64,
-) -> Result<Bytes, String> {
+) -> Result<Bytes, ReadError> {
     let range = index
         .stream_range(meta_stream, revision, true, 1)
-        .map_err(|e| e.to_string())?;
+        .map_err(ReadError::index)?;
     let Some(&(_, position)) = range.first() else {
-        return Err(format!(
+        return Err(ReadError::Index(format!(
             "the index has no revision {revision} of {meta_stream}"
-        ));
+        )));
     };
-    let (payload, _) = log.read(position).map_err(|e| e.to_string())?;
-    match decode_record(&payload) {
-        Ok((_, RecordBody::Event { event, .. })) => Ok(event.data),
-        Ok((_, other)) => Err(format!(
-            "the index points at log position {position}, which holds no event but {other:?}"
-        )),
-        Err(e) => Err(format!("record at log position {position}: {e}")),
-    }
+    let (payload, _) = log
+        .read(position)
+        .map_err(|e| ReadError::log(e, Some(position)))?;
+    Ok(crate::node::event_at(&payload, position, revision)?
+        .record
+        .data)
 }

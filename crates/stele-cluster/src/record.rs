@@ -53,8 +53,9 @@ pub enum RecordBody {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
+    // The postcard error is printed in the message and is no `source()`: printed once.
     #[error("record does not decode: {0}")]
-    Decode(#[from] postcard::Error),
+    Decode(postcard::Error),
     #[error("entry {index} is malformed: {detail}")]
     Malformed { index: u64, detail: String },
 }
@@ -136,13 +137,13 @@ pub fn encode_entry(entry: &Entry) -> Vec<Vec<u8>> {
 
 /// Decodes only the header of a record.
 pub fn decode_header(payload: &[u8]) -> Result<(RecordHeader, &[u8]), RecordError> {
-    Ok(postcard::take_from_bytes::<RecordHeader>(payload)?)
+    postcard::take_from_bytes::<RecordHeader>(payload).map_err(RecordError::Decode)
 }
 
 /// Decodes a whole record.
 pub fn decode_record(payload: &[u8]) -> Result<(RecordHeader, RecordBody), RecordError> {
     let (header, rest) = decode_header(payload)?;
-    let body = postcard::from_bytes(rest)?;
+    let body = postcard::from_bytes(rest).map_err(RecordError::Decode)?;
     Ok((header, body))
 }
 

@@ -84,12 +84,20 @@ pub enum HelloReply {
 }
 
 /// Why a forwarded write failed on the leader, as the API needs to tell its client.
+///
+/// On the wire (postcard names a variant by its place): a variant is only ever added at the
+/// end, never moved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ForwardError {
-    NotLeader { leader: Option<(String, u16)> },
+    NotLeader {
+        leader: Option<(String, u16)>,
+    },
+    /// The leader is not ready, or its consensus engine stopped.
     NotReady,
     Timeout,
-    Internal(String),
+    /// The leader could not carry out the write for a reason of its own (its log failed,
+    /// its index failed, the metadata kept moving): its error's text.
+    Failed(String),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -186,20 +194,13 @@ pub async fn read_frame_limited<T: DeserializeOwned>(
 /// Why a call to a peer failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        addr: String,
-        #[source]
-        source: io::Error,
-    },
+    // The I/O error is printed in the message and is no `source()`, so it is printed once.
+    #[error("cannot connect to {addr}: {error}")]
+    Connect { addr: String, error: io::Error },
     #[error("{addr} refused the connection: {reason}")]
     Refused { addr: String, reason: String },
-    #[error("connection to {addr} failed: {source}")]
-    Io {
-        addr: String,
-        #[source]
-        source: io::Error,
-    },
+    #[error("connection to {addr} failed: {error}")]
+    Io { addr: String, error: io::Error },
     #[error("no answer from {addr} within {timeout:?}")]
     Timeout { addr: String, timeout: Duration },
     #[error("{addr} is down; next attempt in {retry_in:?}")]
@@ -291,9 +292,9 @@ impl Peer {
             .net
             .connect(&self.addr, self.bind_ip)
             .await
-            .map_err(|source| CallError::Connect {
+            .map_err(|error| CallError::Connect {
                 addr: self.addr.clone(),
-                source,
+                error,
             })?;
         let hello = Hello {
             magic: MAGIC,
@@ -302,9 +303,9 @@ impl Peer {
             to: self.target,
             cluster_id: self.local.cluster_id(),
         };
-        let io_err = |source| CallError::Io {
+        let io_err = |error| CallError::Io {
             addr: self.addr.clone(),
-            source,
+            error,
         };
         let handshake = async {
             write_frame(&mut stream, &hello).await?;
@@ -340,9 +341,9 @@ impl Peer {
                 Some(stream) => stream,
                 None => self.connect().await?,
             };
-            let io_err = |source| CallError::Io {
+            let io_err = |error| CallError::Io {
                 addr: self.addr.clone(),
-                source,
+                error,
             };
             write_frame(&mut stream, request).await.map_err(io_err)?;
             let reply = read_frame::<Reply>(&mut stream).await.map_err(io_err)?;
@@ -806,5 +807,17 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, CallError::Refused { .. }), "{err}");
+    }
+
+    /// Pins the forwarded-write error's wire form: the variant the leader's own failures
+    /// travel in (once `Internal`, now `Failed`) keeps its place, so nodes of either build
+    /// read each other's answers.
+    #[test]
+    fn a_forward_errors_variants_keep_their_wire_places() {
+        let encoded = |e: &ForwardError| postcard::to_allocvec(e).expect("encodes")[0];
+        assert_eq!(encoded(&ForwardError::NotLeader { leader: None }), 0);
+        assert_eq!(encoded(&ForwardError::NotReady), 1);
+        assert_eq!(encoded(&ForwardError::Timeout), 2);
+        assert_eq!(encoded(&ForwardError::Failed("its log failed".into())), 3);
     }
 }

@@ -29,7 +29,7 @@ pub struct WriteLimits {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidCommand {
-    #[error("{0}")]
+    #[error(transparent)]
     StreamName(#[from] StreamNameError),
     #[error("event {event_id} names stream '{event_stream}', not the stream appended to")]
     EventStreamMismatch {

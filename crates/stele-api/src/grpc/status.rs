@@ -312,11 +312,18 @@ pub fn write_error(stream: &str, error: &WriteError) -> Status {
             u64::from(*max_bytes),
         ),
         WriteError::NotLeader { leader } => not_leader(leader.as_ref()),
-        WriteError::NotReady => not_ready(),
+        // A stopped consensus engine answers as it did before it had its own variant.
+        WriteError::NotReady | WriteError::Fatal(_) => not_ready(),
         WriteError::Timeout => timeout(&format!("write to stream '{stream}' timed out")),
         WriteError::Invalid(detail) => invalid_argument(detail.as_str()),
         WriteError::LogFailed(cause) => log_failed(cause),
-        WriteError::Internal(detail) => internal(detail),
+        WriteError::MetadataContended { .. }
+        | WriteError::MetadataUnreadable { .. }
+        | WriteError::Refused(_)
+        | WriteError::LeaderFailed(_)
+        | WriteError::ForwardUnanswered(_)
+        | WriteError::UnexpectedResult { .. }
+        | WriteError::Internal(_) => internal(&error.to_string()),
     }
 }
 
@@ -327,7 +334,9 @@ pub fn read_error(error: &ReadError) -> Status {
         ReadError::NotLeader { leader } => not_leader(leader.as_ref()),
         ReadError::InvalidPosition => invalid_position(),
         ReadError::NotReady => not_ready(),
-        ReadError::Internal(detail) => internal(detail),
+        ReadError::Corrupt { .. } | ReadError::Index(_) | ReadError::Log(_) => {
+            internal(&error.to_string())
+        }
     }
 }
 
@@ -437,11 +446,17 @@ pub fn batch_append_error(error: &WriteError) -> Result<google_rpc::Status, Stat
         )),
         WriteError::Timeout => Ok(in_band_timeout()),
         WriteError::NotLeader { leader } => Err(not_leader(leader.as_ref())),
-        WriteError::NotReady => Err(not_ready()),
+        WriteError::NotReady | WriteError::Fatal(_) => Err(not_ready()),
         WriteError::Invalid(detail) => Ok(in_band_bad_request(detail.as_str())),
         WriteError::LogFailed(cause) => Err(log_failed(cause)),
-        WriteError::Internal(detail) => {
-            tracing::error!(detail, "batch append failed; answered in band as Unknown");
+        WriteError::MetadataContended { .. }
+        | WriteError::MetadataUnreadable { .. }
+        | WriteError::Refused(_)
+        | WriteError::LeaderFailed(_)
+        | WriteError::ForwardUnanswered(_)
+        | WriteError::UnexpectedResult { .. }
+        | WriteError::Internal(_) => {
+            tracing::error!(detail = %error, "batch append failed; answered in band as Unknown");
             Ok(in_band_unknown())
         }
     }
@@ -696,7 +711,7 @@ mod tests {
         let status = read_error(&ReadError::InvalidPosition);
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(status.message(), "Trying to read from an invalid position.");
-        let status = read_error(&ReadError::Internal("disk on fire".into()));
+        let status = read_error(&ReadError::Index("disk on fire".into()));
         assert_eq!(status.code(), Code::Unknown);
         assert_eq!(status.message(), UNHANDLED_MESSAGE);
         assert!(!status.message().contains("disk"));

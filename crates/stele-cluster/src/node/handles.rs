@@ -1,4 +1,4 @@
-//! The narrow handles the controller (`controller.rs`: formation, gossip, leadership duties,
+//! The narrow handles the controller (`controller/`: formation, gossip, leadership duties,
 //! the internal port's handlers) uses instead of the node's whole shared state: the
 //! consensus engine, the member table, who this node is, its configuration, the shutdown
 //! signal, and the resignation record.

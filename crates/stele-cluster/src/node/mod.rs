@@ -1,8 +1,10 @@
 //! [`Node`]: what the client API asks of a node — append, delete, read, status — with
 //! errors the API maps to the wire in one place. This file holds the types of that surface
 //! and the node's shared state; each job is its own file: `start.rs` (start-up and
-//! recovery), `write.rs`, `read.rs`, `status.rs` (gossip, health, leadership controls) and
-//! `diagnostics.rs` (what tests and the simulation inspect).
+//! recovery), `write.rs`, `read.rs`, `status.rs` (gossip, health, leadership controls),
+//! `errors.rs` (the errors, which of them are fatal and which retryable), `fatal.rs` (what
+//! a node does when its consensus engine stops) and `diagnostics.rs` (what tests and the
+//! simulation inspect).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -35,12 +37,16 @@ use crate::vote_store::VoteStore;
 use crate::VNodeState;
 
 mod diagnostics;
+mod errors;
+mod fatal;
 mod handles;
 mod read;
 mod start;
 mod status;
 mod write;
 
+pub(crate) use errors::render_chain;
+pub use errors::{AdminError, ReadError, StartError, WriteError};
 pub(crate) use read::event_at;
 pub use write::now_ticks;
 
@@ -70,74 +76,6 @@ pub enum DeleteOutcome {
         current: Option<StreamRevision>,
         expected: ExpectedRevision,
     },
-}
-
-/// Why a write did not reach a decision, or was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WriteError {
-    #[error("stream '{0}' is deleted")]
-    StreamDeleted(StreamName),
-    #[error("maximum append size of {max_bytes} exceeded")]
-    MaximumAppendSizeExceeded { max_bytes: u32 },
-    #[error(
-        "event {event_id} of {size_bytes} bytes exceeds the maximum event size of {max_bytes}"
-    )]
-    MaximumAppendEventSizeExceeded {
-        event_id: uuid::Uuid,
-        size_bytes: u32,
-        max_bytes: u32,
-    },
-    #[error("this node is not the leader")]
-    NotLeader { leader: Option<(String, u16)> },
-    #[error("server is not ready")]
-    NotReady,
-    #[error("operation timed out")]
-    Timeout,
-    /// A write or fsync of this node's log failed (a full disk, say): it takes no writes until
-    /// it is restarted; reads of what was durable go on.
-    #[error("the log stopped after an I/O error: {0}")]
-    LogFailed(String),
-    /// A command no client request could produce (a forwarded one from a peer, say): an
-    /// invalid stream name, or an event that names another stream.
-    #[error("invalid write: {0}")]
-    Invalid(String),
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl From<stele_core::InvalidCommand> for WriteError {
-    fn from(e: stele_core::InvalidCommand) -> WriteError {
-        use stele_core::InvalidCommand;
-        match e {
-            InvalidCommand::AppendTooLarge { max_bytes } => {
-                WriteError::MaximumAppendSizeExceeded { max_bytes }
-            }
-            InvalidCommand::EventTooLarge {
-                event_id,
-                size_bytes,
-                max_bytes,
-            } => WriteError::MaximumAppendEventSizeExceeded {
-                event_id,
-                size_bytes,
-                max_bytes,
-            },
-            other => WriteError::Invalid(other.to_string()),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReadError {
-    #[error("stream '{0}' is deleted")]
-    StreamDeleted(StreamName),
-    #[error("this node is not the leader")]
-    NotLeader { leader: Option<(String, u16)> },
-    #[error("trying to read from an invalid position")]
-    InvalidPosition,
-    #[error("server is not ready")]
-    NotReady,
-    #[error("internal error: {0}")]
-    Internal(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,26 +197,6 @@ pub struct NodeConfig {
     pub write_timeout: Duration,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("opening the log: {0}")]
-    Log(#[from] stele_log::LogError),
-    #[error("scanning the log: {0}")]
-    Scan(#[from] crate::entry_map::ScanError),
-    #[error("opening the index: {0}")]
-    Index(#[from] stele_index::IndexError),
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("starting the consensus engine: {0}")]
-    Raft(String),
-    #[error("{0}")]
-    Unsupported(String),
-}
-
 /// A running node. Cheap to clone.
 #[derive(Clone)]
 pub struct Node {
@@ -305,6 +223,9 @@ pub(crate) struct NodeInner {
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
     /// Set when an operator asks the process to stop (`/admin/shutdown`, `Operations.Shutdown`).
     stop_requested: tokio::sync::watch::Sender<bool>,
+    /// Why the consensus engine stopped, once it did (`fatal.rs`): the node then takes no
+    /// writes and reports not ready until it is restarted.
+    pub(crate) fatal: std::sync::OnceLock<String>,
 }
 
 /// This node's id and cluster, as the transport's handshake needs them.
@@ -326,15 +247,6 @@ impl LocalId {
     pub(crate) fn set_cluster_id(&self, id: Option<Uuid>) {
         *self.cluster_id.lock().expect("cluster id lock") = id;
     }
-}
-
-/// Why an operator command (resign, set priority) failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AdminError {
-    #[error("server is not ready")]
-    NotReady,
-    #[error("internal error: {0}")]
-    Internal(String),
 }
 
 /// The cluster id stored with the membership in the log, if any.

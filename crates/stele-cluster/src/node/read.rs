@@ -11,17 +11,18 @@ pub(crate) fn event_at(
     position: u64,
     revision: u64,
 ) -> Result<RecordedEvent, ReadError> {
-    let (_, body) = decode_record(payload)
-        .map_err(|e| ReadError::Internal(format!("record at log position {position}: {e}")))?;
+    let (_, body) =
+        decode_record(payload).map_err(|e| ReadError::corrupt_at(position, e.to_string()))?;
     match body {
         RecordBody::Event { event, .. } => Ok(RecordedEvent {
             record: event,
             revision: StreamRevision(revision),
             position: LogPosition(position),
         }),
-        other => Err(ReadError::Internal(format!(
-            "the index points at log position {position}, which holds no event but {other:?}"
-        ))),
+        other => Err(ReadError::corrupt_at(
+            position,
+            format!("the index points here, at no event but {other:?}"),
+        )),
     }
 }
 
@@ -74,7 +75,7 @@ impl Node {
         let (payload, _) = self.inner.log.log.read(position).map_err(|e| match e {
             // Past what was durable when the log failed: not served until a restart.
             stele_log::LogError::Poisoned => ReadError::NotReady,
-            e => ReadError::Internal(e.to_string()),
+            e => ReadError::log(e, Some(position)),
         })?;
         event_at(&payload, position, revision)
     }
@@ -82,7 +83,7 @@ impl Node {
     /// Reads a stream, honouring its metadata (`$maxCount`, `$maxAge`, `$tb`).
     pub fn read_stream(&self, request: &StreamReadRequest) -> Result<StreamReadResult, ReadError> {
         let index = &self.inner.index;
-        let internal = |e: stele_index::IndexError| ReadError::Internal(e.to_string());
+        let internal = ReadError::index;
         let state = index.stream_state(&request.stream).map_err(internal)?;
         if state.tombstoned {
             return Err(ReadError::StreamDeleted(request.stream.clone()));
@@ -146,7 +147,7 @@ impl Node {
         filter: &dyn Fn(&RecordedEvent) -> bool,
     ) -> Result<Vec<RecordedEvent>, ReadError> {
         let index = &self.inner.index;
-        let internal = |e: stele_index::IndexError| ReadError::Internal(e.to_string());
+        let internal = ReadError::index;
         let forwards = request.direction == Direction::Forwards;
         let want = request.max_count.min(usize::MAX as u64) as usize;
         let mut from = match (request.start, forwards) {
@@ -205,7 +206,7 @@ impl Node {
             .inner
             .index
             .all_range(position, true, 1)
-            .map_err(|e| ReadError::Internal(e.to_string()))?;
+            .map_err(ReadError::index)?;
         match at.first() {
             Some(&(p, _)) if p == position => Ok(()),
             _ => Err(ReadError::InvalidPosition),

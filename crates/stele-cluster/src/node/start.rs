@@ -88,7 +88,7 @@ fn check_stored_term(vote: &VoteStore) -> Result<(), StartError> {
 
 fn io_context(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
     let context = context.into();
-    move |source| StartError::Io { context, source }
+    move |error| StartError::Io { context, error }
 }
 
 /// Whether a restarted leader may resume its term: never (see the raft configuration), except
@@ -278,6 +278,7 @@ impl Node {
                 caught_up: AtomicBool::new(false),
                 shutdown,
                 stop_requested,
+                fatal: std::sync::OnceLock::new(),
             }),
         };
         node.refresh_cluster_id();

@@ -63,7 +63,8 @@ impl Node {
         let ready = matches!(
             state,
             VNodeState::Leader | VNodeState::Follower | VNodeState::ReadOnlyReplica
-        ) && !self.inner.log.log.is_poisoned();
+        ) && !self.inner.log.log.is_poisoned()
+            && self.inner.fatal.get().is_none();
         NodeStatus {
             node_id: me,
             instance_id: self.inner.identity.instance_id,

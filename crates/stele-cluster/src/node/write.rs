@@ -21,6 +21,9 @@ impl Node {
         if let Some(cause) = self.inner.log.log.poison_cause() {
             return Err(WriteError::LogFailed(cause.message.clone()));
         }
+        if let Some(cause) = self.inner.fatal.get() {
+            return Err(WriteError::Fatal(cause.clone()));
+        }
         // Every command is checked here, whichever way it came: a client's through the API,
         // or a peer's forwarded one (deserialised, so never checked by StreamName::new).
         stele_core::validate_command(&command, &self.write_limits())?;
@@ -42,7 +45,10 @@ impl Node {
                 &self.inner.log.log,
                 command,
             )
-            .map_err(WriteError::Internal)?;
+            .map_err(|cause| WriteError::MetadataUnreadable {
+                stream: stream.clone(),
+                cause,
+            })?;
             // Only a write with a metadata event can come back to be merged again: only it
             // keeps a copy (an ordinary append is proposed as it is, never cloned).
             let Command::WithMetadata { write, .. } = &proposed else {
@@ -54,9 +60,7 @@ impl Node {
                 result => return Ok(result),
             }
         }
-        Err(WriteError::Internal(format!(
-            "the metadata of {stream} kept moving under a soft delete or recreation"
-        )))
+        Err(WriteError::MetadataContended { stream })
     }
 
     async fn propose(&self, command: Command) -> Result<CommandResult, WriteError> {
@@ -69,10 +73,16 @@ impl Node {
                     leader: f.leader_node.and_then(|n| split_host_port(&n.http)),
                 })
             }
-            Ok(Err(RaftError::APIError(e))) => Err(WriteError::Internal(e.to_string())),
-            Ok(Err(RaftError::Fatal(e))) => {
-                tracing::error!(error = %e, "consensus engine stopped");
+            Ok(Err(RaftError::APIError(e))) => Err(WriteError::Refused(render_chain(&e))),
+            // Stopped because the node is shutting down: not ready, as before it started.
+            Ok(Err(RaftError::Fatal(_))) if *self.inner.shutdown.borrow() => {
                 Err(WriteError::NotReady)
+            }
+            Ok(Err(RaftError::Fatal(e))) => {
+                let cause = render_chain(&e);
+                self.stop_on_fatal(cause);
+                let cause = self.inner.fatal.get().cloned().unwrap_or_default();
+                Err(WriteError::Fatal(cause))
             }
         }
     }
@@ -102,10 +112,10 @@ impl Node {
                 ForwardError::NotLeader { leader } => WriteError::NotLeader { leader },
                 ForwardError::NotReady => WriteError::NotReady,
                 ForwardError::Timeout => WriteError::Timeout,
-                ForwardError::Internal(e) => WriteError::Internal(e),
+                ForwardError::Failed(e) => WriteError::LeaderFailed(e),
             }),
-            Ok(other) => Err(WriteError::Internal(format!(
-                "the leader answered a forwarded write with {other:?}"
+            Ok(other) => Err(WriteError::ForwardUnanswered(format!(
+                "the leader answered with {other:?}"
             ))),
             // Never sent: the client may retry anywhere.
             Err(
@@ -123,9 +133,11 @@ impl Node {
     ) -> Result<CommandResult, ForwardError> {
         self.write(command, true).await.map_err(|e| match e {
             WriteError::NotLeader { leader } => ForwardError::NotLeader { leader },
-            WriteError::NotReady => ForwardError::NotReady,
+            // A leader whose engine stopped is not ready, as it answered before it had a
+            // fatal lane; the follower's client goes elsewhere.
+            WriteError::NotReady | WriteError::Fatal(_) => ForwardError::NotReady,
             WriteError::Timeout => ForwardError::Timeout,
-            other => ForwardError::Internal(other.to_string()),
+            other => ForwardError::Failed(other.to_string()),
         })
     }
 
@@ -166,9 +178,10 @@ impl Node {
                 Ok(AppendOutcome::WrongExpectedVersion { current, expected })
             }
             CommandResult::StreamDeleted => Err(WriteError::StreamDeleted(stream)),
-            other => Err(WriteError::Internal(format!(
-                "unexpected result of an append: {other:?}"
-            ))),
+            other => Err(WriteError::UnexpectedResult {
+                operation: "an append",
+                result: format!("{other:?}"),
+            }),
         }
     }
 
@@ -192,9 +205,10 @@ impl Node {
                 Ok(DeleteOutcome::WrongExpectedVersion { current, expected })
             }
             CommandResult::StreamDeleted => Err(WriteError::StreamDeleted(stream)),
-            other => Err(WriteError::Internal(format!(
-                "unexpected result of a delete: {other:?}"
-            ))),
+            other => Err(WriteError::UnexpectedResult {
+                operation: "a delete",
+                result: format!("{other:?}"),
+            }),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The cluster's background work on each node: the replication listener, the gossip rounds,
 //! and the controller that forms the cluster once, admits read-only replicas and replaced
-//! nodes, and moves leadership to the node with the highest priority.
+//! nodes, and moves leadership to the node with the highest priority. What the leader does
+//! each round is decided apart from doing it: `lead.rs` decides (a pure function, unit
+//! tested), `lead` here gathers what it decides on and carries out the actions.
 //!
 //! Formation (docs/design.md decision 8): a voter with an empty log that has found `ClusterSize`
 //! voters with empty logs through gossip, none of them in a cluster already, forms the
@@ -9,7 +11,7 @@
 //! node never forms a cluster alone when `ClusterSize` is above 1, so a node that cannot find
 //! its peers stays leaderless instead of accepting writes on its own.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,16 +19,15 @@ use tokio::time::Instant;
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::ServerState;
-use uuid::Uuid;
 
 use crate::node::{AdminError, Node, NodeStatus};
 use crate::transport::{self, Handler, Reply, Request, StreamHandler};
 use crate::types::{NodeAddr, TypeConfig};
+use lead::{addr_of, LeaderAction, LeaderView};
+
+mod lead;
 
 type Metrics = openraft::RaftMetrics<TypeConfig>;
-
-/// Minimum time between two leadership transfers a leader starts for priority.
-const PRIORITY_TRANSFER_PAUSE: Duration = Duration::from_secs(3);
 
 /// Starts the listener, gossip and the controller; they stop with the node.
 pub(crate) fn spawn(
@@ -84,6 +85,8 @@ pub(crate) async fn follow_cluster_id(node: Node) {
         tokio::select! {
             changed = server.changed() => {
                 if changed.is_err() {
+                    // The engine's task ended: fatal unless the node is shutting down.
+                    node.engine_ended();
                     return;
                 }
             }
@@ -262,17 +265,8 @@ async fn control_loop(node: Node) {
             continue;
         }
         if metrics.state == ServerState::Leader {
-            clear_old_resignation(&node, &metrics);
             lead(&node, &metrics, &mut state).await;
         }
-    }
-}
-
-fn addr_of(member: &NodeStatus, cluster_id: Uuid) -> NodeAddr {
-    NodeAddr {
-        http: format!("{}:{}", member.http_endpoint.0, member.http_endpoint.1),
-        internal: format!("{}:{}", member.internal_tcp.0, member.internal_tcp.1),
-        cluster_id,
     }
 }
 
@@ -337,14 +331,6 @@ fn log_progress(state: &mut ControlState, log: impl FnOnce()) {
     }
 }
 
-/// A resignation ends once this node leads in a later term.
-fn clear_old_resignation(node: &Node, metrics: &Metrics) {
-    let mut resigned = node.resigned_in_term().lock().expect("resign lock");
-    if resigned.is_some_and(|term| metrics.current_term > term) {
-        *resigned = None;
-    }
-}
-
 fn matched_index(metrics: &Metrics, id: u64) -> Option<u64> {
     metrics
         .replication
@@ -353,149 +339,121 @@ fn matched_index(metrics: &Metrics, id: u64) -> Option<u64> {
         .and_then(|m| m.as_ref().map(|log_id| log_id.index))
 }
 
+/// The leader's duties this round: gathers what it knows ([`lead::LeaderView`]), asks
+/// [`lead::plan_leadership`] what to do, and does it.
 async fn lead(node: &Node, metrics: &Metrics, state: &mut ControlState) {
-    let Some(cluster_id) = node.cluster_id() else {
-        return;
+    let membership = metrics.membership_config.membership();
+    let members = node.member_table().members();
+    let matched = metrics
+        .replication
+        .iter()
+        .flatten()
+        .filter_map(|(&id, log_id)| log_id.as_ref().map(|l| (id, l.index)))
+        .collect();
+    let resigned_in_term = *node.resigned_in_term().lock().expect("resign lock");
+    let view = LeaderView {
+        me: node.node_id(),
+        my_priority: node.priority(),
+        cluster_id: node.cluster_id(),
+        term: metrics.current_term,
+        resigned_in_term,
+        joint: membership.get_joint_config().clone(),
+        nodes: membership
+            .nodes()
+            .map(|(id, addr)| (*id, addr.clone()))
+            .collect(),
+        voters: membership.voter_ids().collect(),
+        learners: membership.learner_ids().collect(),
+        members: &members,
+        last_log: metrics.last_log_index.unwrap_or(0),
+        matched,
+        warned_surplus: &state.warned_surplus,
+        since_last_transfer: state.last_transfer.map(|t| t.elapsed()),
     };
-    let membership = metrics.membership_config.membership().clone();
+    for action in lead::plan_leadership(&view) {
+        carry_out(node, state, action).await;
+    }
+}
 
-    // A membership change interrupted between its two phases (the leader that started it
-    // lost leadership) leaves a joint configuration, in which a quorum needs a majority of
-    // the old voters too — including a replaced node that will never come back. Finish it.
-    // Found by the deterministic simulation: after a replacement cut short by an election,
-    // the loss of one more voter left the cluster without a leader for good.
-    let joint = membership.get_joint_config();
-    if joint.len() > 1 {
-        if let Some(target) = joint.last().cloned() {
-            tracing::info!(voters = ?target, "finishing an interrupted membership change");
-            if let Err(e) = node.raft().change_membership(target, false).await {
+/// Does one thing [`lead::plan_leadership`] decided, with its log line.
+async fn carry_out(node: &Node, state: &mut ControlState, action: LeaderAction) {
+    match action {
+        LeaderAction::ClearResignation { term } => {
+            let mut resigned = node.resigned_in_term().lock().expect("resign lock");
+            // Unless the operator resigned again since the view was taken.
+            if *resigned == Some(term) {
+                *resigned = None;
+            }
+        }
+        // A membership change interrupted between its two phases (the leader that started
+        // it lost leadership) leaves a joint configuration: finish it (`lead.rs`).
+        LeaderAction::FinishMembershipChange { voters } => {
+            tracing::info!(voters = ?voters, "finishing an interrupted membership change");
+            if let Err(e) = node.raft().change_membership(voters, false).await {
                 tracing::warn!(error = %e, "finishing the membership change failed");
             }
         }
-        return;
-    }
-    let in_cluster: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
-    let voters: BTreeSet<u64> = membership.voter_ids().collect();
-    let members = node.member_table().members();
-    let me = node.node_id();
-    let last_log = metrics.last_log_index.unwrap_or(0);
-
-    for member in &members {
-        if !member.is_alive
-            || in_cluster.contains(&member.node_id)
-            || member.cluster_id.is_some_and(|c| c != cluster_id)
-        {
-            continue;
-        }
-        if member.read_only_replica {
-            add_learner(node, state, member, cluster_id);
-            continue;
-        }
-        // A voter that came back with a wiped data directory has a new id at an old
-        // voter's address: admit it as a learner, then swap it in once caught up.
-        let replaces = voters.iter().copied().find(|v| {
-            membership
-                .get_node(v)
-                .is_some_and(|n| n.internal == addr_of(member, cluster_id).internal)
-        });
-        match replaces {
-            Some(old) => {
+        LeaderAction::AddLearner {
+            node: id,
+            addr,
+            replica,
+            replaces,
+        } => {
+            if let Some(old) = replaces {
                 tracing::info!(
-                    new = member.node_id,
+                    new = id,
                     old,
                     "a node with a new identity is at a voter's address; admitting it as a learner"
                 );
-                add_learner(node, state, member, cluster_id);
             }
-            None => {
-                if state.warned_surplus.insert(member.node_id) {
-                    tracing::warn!(
-                        node = member.node_id,
-                        endpoint = ?member.http_endpoint,
-                        "a voter outside the cluster was found; the cluster already has ClusterSize voters, so it is not admitted"
-                    );
-                }
-            }
+            add_learner(node, state, id, addr, replica);
         }
-    }
-
-    // Swap caught-up replacement learners in for the voters they replace.
-    for learner in membership.learner_ids() {
-        let Some(addr) = membership.get_node(&learner) else {
-            continue;
-        };
-        let is_replica = members
-            .iter()
-            .any(|m| m.node_id == learner && m.read_only_replica);
-        if is_replica {
-            continue;
+        LeaderAction::WarnSurplusVoter { node: id, endpoint } => {
+            state.warned_surplus.insert(id);
+            tracing::warn!(
+                node = id,
+                endpoint = ?endpoint,
+                "a voter outside the cluster was found; the cluster already has ClusterSize voters, so it is not admitted"
+            );
         }
-        let Some(old) = voters.iter().copied().find(|v| {
-            membership
-                .get_node(v)
-                .is_some_and(|n| n.internal == addr.internal)
-        }) else {
-            continue;
-        };
-        if matched_index(metrics, learner).is_some_and(|m| m >= last_log) {
-            let mut new_voters = voters.clone();
-            new_voters.remove(&old);
-            new_voters.insert(learner);
-            tracing::info!(old, new = learner, "replacing a voter with its successor");
-            if let Err(e) = node.raft().change_membership(new_voters, false).await {
+        LeaderAction::ReplaceVoter { old, new, voters } => {
+            tracing::info!(old, new, "replacing a voter with its successor");
+            if let Err(e) = node.raft().change_membership(voters, false).await {
                 tracing::warn!(error = %e, "replacing a voter failed");
             }
-            return;
         }
-    }
-
-    // Priority: hand leadership to a caught-up voter with a higher priority.
-    if state
-        .last_transfer
-        .is_some_and(|t| t.elapsed() < PRIORITY_TRANSFER_PAUSE)
-    {
-        return;
-    }
-    let my_priority = node.priority();
-    let best = members
-        .iter()
-        .filter(|m| {
-            m.is_alive
-                && !m.resigned
-                && m.node_id != me
-                && voters.contains(&m.node_id)
-                && m.node_priority > my_priority
-                && matched_index(metrics, m.node_id).is_some_and(|i| i >= last_log)
-        })
-        .max_by_key(|m| (m.node_priority, m.node_id));
-    if let Some(best) = best {
-        tracing::info!(
-            to = best.node_id,
-            priority = best.node_priority,
+        LeaderAction::TransferLeadership {
+            to,
+            priority,
             my_priority,
-            "handing leadership to a voter with a higher priority"
-        );
-        state.last_transfer = Some(Instant::now());
-        if let Err(e) = node.raft().trigger().transfer_leader(best.node_id).await {
-            tracing::warn!(error = %e, "leadership transfer failed");
+        } => {
+            tracing::info!(
+                to,
+                priority,
+                my_priority,
+                "handing leadership to a voter with a higher priority"
+            );
+            state.last_transfer = Some(Instant::now());
+            if let Err(e) = node.raft().trigger().transfer_leader(to).await {
+                tracing::warn!(error = %e, "leadership transfer failed");
+            }
         }
     }
 }
 
-fn add_learner(node: &Node, state: &mut ControlState, member: &NodeStatus, cluster_id: Uuid) {
+/// Adds learner `id` at `addr` in the background, unless it is being added already.
+fn add_learner(node: &Node, state: &mut ControlState, id: u64, addr: NodeAddr, replica: bool) {
     if !state
         .pending_learners
         .lock()
         .expect("pending lock")
-        .insert(member.node_id)
+        .insert(id)
     {
         return;
     }
     let pending = state.pending_learners.clone();
     let raft = node.raft().clone();
-    let id = member.node_id;
-    let addr = addr_of(member, cluster_id);
-    tracing::info!(node = id, %addr, replica = member.read_only_replica, "adding a learner");
+    tracing::info!(node = id, %addr, replica, "adding a learner");
     tokio::spawn(async move {
         if let Err(e) = raft.add_learner(id, addr, false).await {
             tracing::warn!(node = id, error = %e, "adding a learner failed");
@@ -535,5 +493,9 @@ pub(crate) async fn resign(node: &Node) -> Result<(), AdminError> {
         .trigger()
         .transfer_leader(to)
         .await
-        .map_err(|e| AdminError::Internal(e.to_string()))
+        .map_err(|fatal| {
+            let cause = crate::node::render_chain(&fatal);
+            node.stop_on_fatal(cause.clone());
+            AdminError::Internal(format!("the consensus engine stopped: {cause}"))
+        })
 }
