@@ -94,3 +94,9 @@ pub fn single_node_config() -> crate::NodeConfig {
         write_timeout: std::time::Duration::from_secs(10),
     }
 }
+
+/// Stops the node's consensus engine under it, as a storage error or a panic inside the
+/// engine would (the node itself is not shut down): for tests of the fatal lane.
+pub async fn stop_engine(node: &crate::node::Node) {
+    let _ = node.raft().shutdown().await;
+}

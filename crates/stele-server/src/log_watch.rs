@@ -10,6 +10,9 @@
 //!   it again. Freeing space therefore brings writes back without an operator's restart.
 //! - **Any other I/O error**: it exits at once with the cause; the disk may be failing and a
 //!   restart's recovery is the check that tells.
+//! - **The consensus engine stopped** (openraft's fatal lane: a storage error it cannot
+//!   recover from, a panic inside it) with the log healthy: the node already refuses writes
+//!   and reports not ready; it exits at once with the cause, and a restart recovers.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,8 +35,15 @@ pub async fn wait_for_failure(
     chunk_size_bytes: u64,
 ) -> String {
     let cause = loop {
+        // The log first: a failed log also stops the engine, and its own lane (waiting for
+        // space) applies.
         if let Some(cause) = node.log_failure() {
             break cause;
+        }
+        if let Some(cause) = node.fatal_failure() {
+            return format!(
+                "the consensus engine stopped ({cause}); exiting so that a restart recovers"
+            );
         }
         tokio::time::sleep(LOG_CHECK_INTERVAL).await;
     };
@@ -88,4 +98,30 @@ pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     // The field widths differ between platforms (u64 on Linux, u32 on macOS).
     #[allow(clippy::useless_conversion)]
     Ok(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node whose consensus engine stopped (with a healthy log) refused writes forever and
+    /// never exited, so its supervisor never restarted it: it must exit with the cause.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_stopped_engine_makes_the_node_exit_with_the_cause() {
+        let node = Node::start(stele_cluster::fuzzing::single_node_config())
+            .await
+            .expect("an in-memory node starts");
+        assert!(node.wait_ready(Duration::from_secs(10)).await);
+        stele_cluster::fuzzing::stop_engine(&node).await;
+        let message = tokio::time::timeout(
+            Duration::from_secs(20),
+            wait_for_failure(node, None, 64 * 1024),
+        )
+        .await
+        .expect("the watch notices in time");
+        assert!(
+            message.contains("the consensus engine stopped"),
+            "{message}"
+        );
+    }
 }
