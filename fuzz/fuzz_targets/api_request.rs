@@ -2,7 +2,7 @@
 //! prost as one of the request types the gRPC services receive, then run through the pure
 //! conversions the services use: `events::stream_name` and `events::proposed_event` (Append,
 //! BatchAppend, Delete, Tombstone), `read::plan` with `subscribe::plan` (Read),
-//! `EventFilter::from_options` (and matching an event), `batch_timeout` and the wire uuids
+//! `event_filter::from_options` (and matching an event), `batch_timeout` and the wire uuids
 //! (BatchAppend), and the persistent-subscription conversions `create_definition`,
 //! `update_definition`, `connect_plan`, `client_message`, `delete_key`, `get_info_key`,
 //! `replay_parked_plan` and `list_source`.
@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use stele_api::grpc::event_filter::EventFilter;
+use stele_api::grpc::event_filter;
 use stele_api::grpc::events::{proposed_event, stream_name};
 use stele_api::grpc::persistent as ps;
 use stele_api::grpc::streams::{batch_append, read};
@@ -94,7 +94,7 @@ fn streams_read(request: streams::ReadReq) {
         .as_ref()
         .and_then(|o| o.filter_option.as_ref())
     {
-        match EventFilter::from_options(filter) {
+        match event_filter::from_options(filter) {
             Ok(filter) => {
                 filter.accepts(&event("orders-1", "OrderPlaced"));
                 filter.accepts(&event("$$orders-1", "$metadata"));

@@ -298,7 +298,10 @@ impl<T: Send + 'static> CatchUp<T> {
                     Some(batch) => batch,
                     None => match self.live.recv().await {
                         Live::Batch(batch) => batch,
-                        Live::Lagged(batches) => return Ok(self.fell_behind(batches)),
+                        Live::Lagged(batches) => {
+                            self.fell_behind(batches);
+                            return Ok(());
+                        }
                         Live::Closed => return Err(CatchUpError::Stopping),
                     },
                 };
@@ -535,11 +538,8 @@ impl<T: Send + 'static> CatchUp<T> {
         );
         let shared = &self.shared;
         let mine = |e: &&RecordedEvent| shared.is_mine(e, next_revision);
-        let needs_links = shared.resolve_links
-            && events[start..]
-                .iter()
-                .filter(mine)
-                .any(|e| links::is_link(e));
+        let needs_links =
+            shared.resolve_links && events[start..].iter().filter(mine).any(links::is_link);
         let costly_filter =
             matches!(&shared.target, Target::All { filter: Some(f) } if f.is_costly());
         let items = if needs_links || costly_filter {

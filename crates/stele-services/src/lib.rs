@@ -11,7 +11,7 @@
 //!   reader falls behind;
 //! - [`persistent`]: the persistent-subscription engine (consumer groups).
 //!
-//! No tonic, prost or axum type appears here (the tidy test checks), and clocks, ids and
+//! No wire type (gRPC, protobuf or HTTP crate) appears here (the tidy test checks); clocks, ids and
 //! blocking work go only through `stele_cluster::determinism` and `stele_cluster::blocking`,
 //! which the simulation controls.
 
