@@ -173,7 +173,8 @@ enum Phase {
 }
 
 enum Out<T> {
-    Item(Item<T>),
+    /// Events in order (as read: a page is handed on without copying when it fits a step).
+    Items(std::vec::IntoIter<Item<T>>),
     Step(Step<T>),
 }
 
@@ -241,20 +242,15 @@ impl<T: Send + 'static> CatchUp<T> {
     fn take_out(&mut self) -> Option<Step<T>> {
         match self.out.pop_front()? {
             Out::Step(step) => Some(step),
-            Out::Item(first) => {
-                let mut items = vec![first];
-                while items.len() < self.shared.page_events {
-                    match self.out.front() {
-                        Some(Out::Item(_)) => {
-                            let Some(Out::Item(item)) = self.out.pop_front() else {
-                                unreachable!("the front is an item")
-                            };
-                            items.push(item);
-                        }
-                        _ => break,
-                    }
+            Out::Items(mut items) => {
+                let page = self.shared.page_events;
+                if items.len() <= page {
+                    // Reuses the page's allocation.
+                    return Some(Step::Events(items.collect()));
                 }
-                Some(Step::Events(items))
+                let first: Vec<_> = items.by_ref().take(page).collect();
+                self.out.push_front(Out::Items(items));
+                Some(Step::Events(first))
             }
         }
     }
@@ -398,9 +394,7 @@ impl<T: Send + 'static> CatchUp<T> {
         if !page.at_end {
             self.reading = Some(self.read_all_page(page.next, until));
         }
-        for item in page.items {
-            self.consider(item);
-        }
+        self.consider(page.items);
         self.seen_end = self.seen_end.max(page.next);
         Ok(page.at_end)
     }
@@ -423,15 +417,25 @@ impl<T: Send + 'static> CatchUp<T> {
         })
     }
 
-    /// One `$all` event considered (the log and the live feed overlap at the hand-over:
-    /// what is below `seen_end` was given already).
-    fn consider(&mut self, item: Item<T>) {
-        if item.position < self.seen_end {
-            return;
+    /// `$all` events considered (the log and the live feed overlap at the hand-over: what
+    /// is below `seen_end` was given already).
+    fn consider(&mut self, mut items: Vec<Item<T>>) {
+        items.retain(|item| {
+            if item.position < self.seen_end {
+                return false;
+            }
+            self.last_event = Some(item.position);
+            self.seen_end = item.position + 1;
+            true
+        });
+        self.queue(items);
+    }
+
+    /// Queues events to give.
+    fn queue(&mut self, items: Vec<Item<T>>) {
+        if !items.is_empty() {
+            self.out.push_back(Out::Items(items.into_iter()));
         }
-        self.last_event = Some(item.position);
-        self.seen_end = item.position + 1;
-        self.out.push_back(Out::Item(item));
     }
 
     // -----------------------------------------------------------------------------------
@@ -468,9 +472,7 @@ impl<T: Send + 'static> CatchUp<T> {
             })
             .await?;
         let read_any = !items.is_empty();
-        for item in items {
-            self.give_revision(item);
-        }
+        self.give_revisions(items);
         self.stream_last = last;
         let Some(last) = last else {
             // Never written (or soft-deleted and not written since): wait for it.
@@ -489,12 +491,16 @@ impl<T: Send + 'static> CatchUp<T> {
         Ok(false)
     }
 
-    fn give_revision(&mut self, item: Item<T>) {
-        if item.revision < self.next_revision {
-            return;
-        }
-        self.next_revision = item.revision + 1;
-        self.out.push_back(Out::Item(item));
+    /// A stream's events from the next revision on.
+    fn give_revisions(&mut self, mut items: Vec<Item<T>>) {
+        items.retain(|item| {
+            if item.revision < self.next_revision {
+                return false;
+            }
+            self.next_revision = item.revision + 1;
+            true
+        });
+        self.queue(items);
     }
 
     // -----------------------------------------------------------------------------------
@@ -562,11 +568,9 @@ impl<T: Send + 'static> CatchUp<T> {
                 .map(|event| shared.considered(event))
                 .collect::<Result<Vec<_>, ReadError>>()?
         };
-        for item in items {
-            match self.shared.target {
-                Target::All { .. } => self.consider(item),
-                Target::Stream(_) => self.give_revision(item),
-            }
+        match self.shared.target {
+            Target::All { .. } => self.consider(items),
+            Target::Stream(_) => self.give_revisions(items),
         }
         self.seen_end = self.seen_end.max(batch.end);
         Ok(())
