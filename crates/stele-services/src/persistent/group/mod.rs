@@ -1,52 +1,53 @@
 //! One running group: a task that owns the group's state and takes commands (connect,
 //! ack, nack, disconnect, info, replay, stop) from a channel, so nothing in it is shared.
 //!
-//! **Messages.** The [`reader`](super::reader) fills `buffer` with what the source holds
-//! after the group's position, at most [`Settings::read_ahead`] messages and
-//! [`BUFFER_MAX_BYTES`] (plus one page) ahead; messages in flight stop being sent at
-//! [`IN_FLIGHT_MAX_BYTES`], whatever the consumers' buffer sizes. `retry`
-//! holds messages to deliver again (nacked, timed out, left behind by a consumer that went
-//! away, replayed from the parked stream); it goes first. A message sent to a consumer is
-//! `in_flight` until it is acknowledged, nacked or times out.
+//! **Decisions apart from effects** (issue 12, item 3; the shape of `stele-core`'s
+//! `decision.rs`): what to do is decided on plain data, with no channel, node or clock —
+//! [`flow`] (which message goes to which consumer, what a nack or a timeout does, when the
+//! reader may hand over more, which parked messages an append writes) and [`window`]
+//! (`processed_upto`, and when a checkpoint is due and at what position). This task feeds
+//! them what happened (commands, pages from the [`reader`](super::reader), timer ticks and
+//! the current time, completions of appends) and carries out what they decide: sends to
+//! consumers' channels, appends of checkpoints, parked links and the parked stream's
+//! truncation, reads of the parked stream.
 //!
 //! **Timeouts.** A message not acknowledged within the group's message timeout is retried
 //! at the next of the checks made every [`TIMEOUT_CHECK_INTERVAL`], as in EventStoreDB.
 //!
-//! **Checkpoints.** Every message read from the source has its source position in
-//! `window` until it is done (acknowledged, skipped, or parked and the park written).
-//! `processed_upto` is the highest position below which everything is done: a checkpoint
-//! writes it, and a group started again reads the source from just after it. So a
-//! restart or failover redelivers only messages after the checkpoint, and never skips one.
-//! A checkpoint is written when `max_checkpoint_count` messages were done since the last,
-//! or every `checkpoint_after` when at least `min_checkpoint_count` were.
+//! **Checkpoints** are considered after messages are done and every `checkpoint_after`;
+//! [`window`] says when one is due. A group started again reads the source from just after
+//! its checkpoint, so a restart or failover redelivers only messages after it, and never
+//! skips one.
 //!
-//! **Consumers.** Each has a number of free slots (its `buffer_size` minus its messages in
-//! flight); the [`Picker`](super::strategy::Picker) chooses among them.
+//! **Bounds.** The reader reads at most [`Settings::read_ahead`](super::Settings::read_ahead) messages
+//! and [`BUFFER_MAX_BYTES`] (plus one page) ahead of the consumers; sending stops at
+//! [`IN_FLIGHT_MAX_BYTES`] in flight, whatever the consumers' buffer sizes. Deliveries go
+//! through an unbounded channel per consumer whose length the consumer's slots bound.
 //!
-//! **Parking.** Messages to park wait in `parking`, in the order they were parked; one
-//! append at a time writes all that waited, in that order, so the parked stream (and a
-//! replay of it) keeps the order in which messages were parked. A replay reads the parked
-//! stream a page at a time (see [`Group::replay`]). Deliveries go
-//! through an unbounded channel per consumer whose length the slots bound.
+//! **Replays** of the parked stream read it a page at a time (see [`Group::replay`]), the
+//! next page once the retry queue has been delivered.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+mod flow;
+mod window;
+
 use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::time::Instant;
 
 use bytes::Bytes;
 use stele_cluster::Node;
 use stele_core::{ContentType, ProposedEvent};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use uuid::Uuid;
 
+pub(crate) use self::flow::Pending;
+use self::flow::{Flow, Limits};
+use self::window::Check;
 use super::reader::{self, Page, ReaderConfig};
 use super::storage::{append, checkpoint_event, read_parked, ParkedPage, REPLAY_PAGE_MESSAGES};
-use super::strategy::{Candidate, Picker};
 use super::{
-    ConnectRequest, ConnectionInfo, Definition, Delivery, GroupInfo, GroupKey, Message, NackAction,
-    PsError, BUFFER_MAX_BYTES, IN_FLIGHT_MAX_BYTES,
+    ConnectRequest, ConnectionInfo, Definition, Delivery, GroupInfo, GroupKey, NackAction, PsError,
+    BUFFER_MAX_BYTES, IN_FLIGHT_MAX_BYTES,
 };
 use crate::filter::EventFilter;
 use crate::links::LINK_EVENT_TYPE;
@@ -166,26 +167,9 @@ pub(crate) struct GroupHandle {
     pub tx: mpsc::UnboundedSender<Command>,
 }
 
-/// A message waiting to be delivered.
-#[derive(Debug)]
-pub(crate) struct Pending {
-    message: Message,
-    /// Its position in the source; `None` for a message replayed from the parked stream.
-    key: Option<u64>,
-}
-
-struct InFlight {
-    pending: Pending,
-    consumer: u64,
-    /// Tells this delivery's timeout apart from a later delivery's.
-    delivery: u64,
-}
-
-struct ConsumerState {
-    id: u64,
+/// What the task keeps for a consumer: its channel, and what info shows of it.
+struct Link {
     tx: mpsc::UnboundedSender<Delivery>,
-    buffer_size: u32,
-    in_flight: u32,
     request: ConnectRequest,
     stats: Rate,
 }
@@ -228,32 +212,9 @@ struct Group {
     definition: Definition,
     key: GroupKey,
     tx: mpsc::UnboundedSender<Command>,
-    consumers: Vec<ConsumerState>,
+    /// The decisions' state: messages, consumers, timeouts, parking, the checkpoint window.
+    flow: Flow<Link>,
     next_consumer: u64,
-    picker: Picker,
-    /// Reused by `dispatch` for every message.
-    candidates: Vec<Candidate>,
-    retry: VecDeque<Pending>,
-    buffer: VecDeque<Pending>,
-    in_flight: HashMap<Uuid, InFlight>,
-    /// Bytes of the messages in `buffer` and in `in_flight`.
-    buffer_bytes: usize,
-    in_flight_bytes: usize,
-    /// Messages to park with their reasons, in order; `parking_now` while an append of
-    /// earlier ones runs.
-    parking: Vec<(Pending, String)>,
-    parking_now: bool,
-    next_delivery: u64,
-    /// `(deadline, id, delivery)` in delivery order (one timeout for all, so deadlines
-    /// ascend).
-    timeouts: VecDeque<(Instant, Uuid, u64)>,
-    /// Source positions read and not done yet (`false`), or done while an earlier one is
-    /// not (`true`).
-    window: BTreeMap<u64, bool>,
-    processed_upto: Option<u64>,
-    done_since_checkpoint: u64,
-    last_checkpoint: Option<u64>,
-    checkpoint_writing: bool,
     last_known: Option<u64>,
     reader: Option<mpsc::Receiver<Result<Page, String>>>,
     live: bool,
@@ -285,29 +246,22 @@ pub(crate) fn spawn(node: Node, definition: Definition, start: Start) -> GroupHa
         from: start.from,
         batch: definition.settings.read_batch_size.max(1) as usize,
     });
+    let settings = &definition.settings;
+    let limits = Limits {
+        read_ahead: settings.read_ahead(),
+        buffer_max_bytes: BUFFER_MAX_BYTES,
+        in_flight_max_bytes: IN_FLIGHT_MAX_BYTES,
+        max_retry_count: settings.max_retry_count,
+        message_timeout: (settings.message_timeout_ms > 0)
+            .then(|| Duration::from_millis(settings.message_timeout_ms)),
+    };
     let group = Group {
         key: definition.key.clone(),
-        picker: Picker::new(definition.settings.consumer_strategy),
-        candidates: Vec::new(),
+        flow: Flow::new(limits, settings.consumer_strategy, start.checkpoint),
         node,
         definition,
         tx: tx.clone(),
-        consumers: Vec::new(),
         next_consumer: 0,
-        retry: VecDeque::new(),
-        buffer: VecDeque::new(),
-        in_flight: HashMap::new(),
-        buffer_bytes: 0,
-        in_flight_bytes: 0,
-        parking: Vec::new(),
-        parking_now: false,
-        next_delivery: 0,
-        timeouts: VecDeque::new(),
-        window: BTreeMap::new(),
-        processed_upto: start.checkpoint,
-        done_since_checkpoint: 0,
-        last_checkpoint: start.checkpoint,
-        checkpoint_writing: false,
         last_known: start.checkpoint,
         reader: Some(reader),
         live: false,
@@ -331,8 +285,7 @@ impl Group {
         let mut timeout_timer = tokio::time::interval(TIMEOUT_CHECK_INTERVAL);
         timeout_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let wants_more = self.buffer.len() < self.definition.settings.read_ahead()
-                && self.buffer_bytes < BUFFER_MAX_BYTES;
+            let wants_more = self.flow.wants_more();
             tokio::select! {
                 command = rx.recv() => {
                     let Some(command) = command else { return };
@@ -345,32 +298,19 @@ impl Group {
                     }
                 }
                 page = recv_page(&mut self.reader), if wants_more => self.take_page(page),
-                _ = timeout_timer.tick(), if !self.timeouts.is_empty() => self.expire(),
-                _ = checkpoint_timer.tick() => self.maybe_checkpoint(true),
+                _ = timeout_timer.tick(), if self.flow.has_timeouts() => {
+                    self.flow.expire(Instant::now());
+                    self.write_parked();
+                }
+                _ = checkpoint_timer.tick() => self.maybe_checkpoint(Check::Interval),
             }
-            self.prune_timeouts();
+            self.flow.prune_timeouts();
             self.dispatch();
-            if self.retry.is_empty() {
+            if self.flow.retry_len() == 0 {
                 if let Some((from, remaining)) = self.replay_next.take() {
                     self.read_parked_page(Some(from), remaining);
                 }
             }
-        }
-    }
-
-    /// Drops timeouts of deliveries already answered from the front of the queue, so the
-    /// queue stays about as long as the messages in flight (acknowledgements mostly come
-    /// in delivery order).
-    fn prune_timeouts(&mut self) {
-        while let Some(&(_, id, delivery)) = self.timeouts.front() {
-            if self
-                .in_flight
-                .get(&id)
-                .is_some_and(|f| f.delivery == delivery)
-            {
-                break;
-            }
-            self.timeouts.pop_front();
         }
     }
 
@@ -382,12 +322,8 @@ impl Group {
                 let _ = reply.send(self.connect(request));
             }
             Command::Ack { ids } => {
-                for id in ids {
-                    if let Some(flight) = self.take_in_flight(id) {
-                        self.done(flight.pending.key);
-                    }
-                }
-                self.maybe_checkpoint(false);
+                self.flow.ack(ids);
+                self.maybe_checkpoint(Check::Done);
             }
             Command::Nack {
                 consumer,
@@ -395,7 +331,9 @@ impl Group {
                 action,
                 reason,
             } => self.nack(consumer, ids, action, &reason),
-            Command::Disconnect { consumer } => self.disconnect(consumer),
+            Command::Disconnect { consumer } => {
+                self.flow.disconnect(consumer);
+            }
             Command::Info { reply } => {
                 let _ = reply.send(self.info());
             }
@@ -407,38 +345,26 @@ impl Group {
                 checkpoint,
                 done,
             } => {
-                for consumer in self.consumers.drain(..) {
-                    let _ = consumer.tx.send(Delivery::Dropped(reason.clone()));
+                for consumer in self.flow.drain_consumers() {
+                    let _ = consumer.link.tx.send(Delivery::Dropped(reason.clone()));
                 }
                 return Some((done, checkpoint));
             }
             Command::Parked { pending, result } => {
-                self.parking_now = false;
-                match result {
-                    Ok(()) => {
-                        for parked in pending {
-                            self.parked += 1;
-                            self.done(parked.key);
-                        }
-                        self.maybe_checkpoint(false);
-                    }
-                    Err(e) => {
-                        tracing::warn!(group = %self.key.id(), error = %e, "parking messages failed; they will be retried");
-                        for parked in pending.into_iter().rev() {
-                            self.retry.push_front(parked);
-                        }
-                    }
+                if let Err(e) = &result {
+                    tracing::warn!(group = %self.key.id(), error = %e, "parking messages failed; they will be retried");
+                }
+                self.parked += self.flow.parked(pending, result.is_ok());
+                if result.is_ok() {
+                    self.maybe_checkpoint(Check::Done);
                 }
                 self.write_parked();
             }
             Command::CheckpointWritten { position, result } => {
-                self.checkpoint_writing = false;
-                match result {
-                    Ok(()) => self.last_checkpoint = Some(position),
-                    Err(e) => {
-                        tracing::warn!(group = %self.key.id(), error = %e, "writing a checkpoint failed")
-                    }
+                if let Err(e) = &result {
+                    tracing::warn!(group = %self.key.id(), error = %e, "writing a checkpoint failed")
                 }
+                self.flow.window.written(position, result.is_ok());
             }
             Command::Replayed { result, remaining } => self.replayed(result, remaining),
         }
@@ -449,21 +375,25 @@ impl Group {
         if let Some(reason) = &self.failed {
             return Err(PsError::failed(&self.key, reason.clone()));
         }
-        let max = self.definition.settings.max_subscriber_count;
-        if max > 0 && self.consumers.len() >= max as usize {
+        if self
+            .flow
+            .full(self.definition.settings.max_subscriber_count)
+        {
             return Err(PsError::maximum_subscribers(&self.key));
         }
         let id = self.next_consumer;
         self.next_consumer += 1;
         let (tx, deliveries) = mpsc::unbounded_channel();
-        self.consumers.push(ConsumerState {
+        let buffer_size = request.buffer_size;
+        self.flow.connect(
             id,
-            tx,
-            buffer_size: request.buffer_size.max(1),
-            in_flight: 0,
-            request,
-            stats: Rate::default(),
-        });
+            buffer_size,
+            Link {
+                tx,
+                request,
+                stats: Rate::default(),
+            },
+        );
         Ok(Consumer {
             subscription_id: self.key.id(),
             deliveries,
@@ -474,83 +404,29 @@ impl Group {
         })
     }
 
-    fn disconnect(&mut self, consumer: u64) {
-        let Some(index) = self.consumers.iter().position(|c| c.id == consumer) else {
+    fn nack(&mut self, consumer: u64, ids: Vec<Uuid>, action: NackAction, reason: &str) {
+        self.flow.nack(ids, action, reason);
+        self.write_parked();
+        if action == NackAction::Stop {
+            if let Some(c) = self.flow.consumer(consumer) {
+                let _ = c
+                    .link
+                    .tx
+                    .send(Delivery::Dropped(PsError::dropped(&self.key)));
+            }
+            self.flow.disconnect(consumer);
+        }
+        self.maybe_checkpoint(Check::Done);
+    }
+
+    /// Starts the append of parked messages the flow decided on, if it did: links to them
+    /// in the parked stream, in parking order.
+    fn write_parked(&mut self) {
+        let Some(parking) = self.flow.take_park_write() else {
             return;
         };
-        self.consumers.remove(index);
-        // Its messages go to the others, in source order, ahead of anything else.
-        let mut orphans: Vec<Uuid> = self
-            .in_flight
-            .iter()
-            .filter(|(_, f)| f.consumer == consumer)
-            .map(|(id, _)| *id)
-            .collect();
-        orphans.sort_by_key(|id| self.in_flight[id].delivery);
-        for id in orphans.into_iter().rev() {
-            let flight = self.in_flight.remove(&id).expect("listed above");
-            self.in_flight_bytes -= flight.pending.message.size_bytes();
-            self.retry.push_front(flight.pending);
-        }
-    }
-
-    /// Removes a message from flight, freeing its consumer's slot.
-    fn take_in_flight(&mut self, id: Uuid) -> Option<InFlight> {
-        let flight = self.in_flight.remove(&id)?;
-        self.in_flight_bytes -= flight.pending.message.size_bytes();
-        if let Some(c) = self.consumers.iter_mut().find(|c| c.id == flight.consumer) {
-            c.in_flight = c.in_flight.saturating_sub(1);
-        }
-        Some(flight)
-    }
-
-    fn nack(&mut self, consumer: u64, ids: Vec<Uuid>, action: NackAction, reason: &str) {
-        for id in ids {
-            let Some(flight) = self.take_in_flight(id) else {
-                continue;
-            };
-            match action {
-                NackAction::Park => self.park(flight.pending, reason),
-                NackAction::Retry => self.retry_or_park(flight.pending, reason),
-                NackAction::Skip => self.done(flight.pending.key),
-                NackAction::Stop => self.retry.push_front(flight.pending),
-            }
-        }
-        if action == NackAction::Stop {
-            if let Some(c) = self.consumers.iter().find(|c| c.id == consumer) {
-                let _ = c.tx.send(Delivery::Dropped(PsError::dropped(&self.key)));
-            }
-            self.disconnect(consumer);
-        }
-        self.maybe_checkpoint(false);
-    }
-
-    fn retry_or_park(&mut self, mut pending: Pending, reason: &str) {
-        pending.message.retry_count += 1;
-        if pending.message.retry_count > self.definition.settings.max_retry_count {
-            pending.message.retry_count -= 1;
-            self.park(pending, &format!("max retry count reached ({reason})"));
-        } else {
-            self.retry.push_back(pending);
-        }
-    }
-
-    /// Queues the message to be parked: a link to it in the parked stream, written in
-    /// parking order; the message is done once its link is written.
-    fn park(&mut self, pending: Pending, reason: &str) {
-        self.parking.push((pending, reason.to_owned()));
-        self.write_parked();
-    }
-
-    /// Writes every queued park in one append, unless one is being written.
-    fn write_parked(&mut self) {
-        if self.parking_now || self.parking.is_empty() {
-            return;
-        }
-        self.parking_now = true;
-        let (pending, links): (Vec<Pending>, Vec<ProposedEvent>) = self
-            .parking
-            .drain(..)
+        let (pending, links): (Vec<Pending>, Vec<ProposedEvent>) = parking
+            .into_iter()
             .map(|(pending, reason)| {
                 let link = parked_link(&pending, &reason);
                 (pending, link)
@@ -565,34 +441,12 @@ impl Group {
         });
     }
 
-    /// Marks a source position done and moves `processed_upto` over every done position
-    /// at the start of the window.
-    fn done(&mut self, key: Option<u64>) {
-        let Some(key) = key else { return };
-        if let Some(done) = self.window.get_mut(&key) {
-            *done = true;
-        }
-        while let Some(entry) = self.window.first_entry() {
-            if !*entry.get() {
-                break;
-            }
-            let (position, _) = entry.remove_entry();
-            self.processed_upto = Some(position);
-            self.done_since_checkpoint += 1;
-        }
-    }
-
     fn take_page(&mut self, page: Option<Result<Page, String>>) {
         match page {
             Some(Ok(page)) => {
                 for (key, message) in page.messages {
-                    self.window.insert(key, false);
-                    self.buffer_bytes += message.size_bytes();
                     self.last_known = Some(key);
-                    self.buffer.push_back(Pending {
-                        message,
-                        key: Some(key),
-                    });
+                    self.flow.read(key, message);
                 }
                 self.live = page.live;
             }
@@ -605,118 +459,39 @@ impl Group {
         }
     }
 
-    /// Retries every message whose delivery timed out.
-    fn expire(&mut self) {
-        let now = Instant::now();
-        while let Some(&(at, id, delivery)) = self.timeouts.front() {
-            if at > now {
-                break;
-            }
-            self.timeouts.pop_front();
-            let current = self
-                .in_flight
-                .get(&id)
-                .is_some_and(|f| f.delivery == delivery);
-            if current {
-                let flight = self.take_in_flight(id).expect("checked above");
-                self.retry_or_park(flight.pending, "message timeout");
-            }
-        }
-    }
-
     /// Sends messages while there are some and a consumer can take them.
     fn dispatch(&mut self) {
-        let timeout = Duration::from_millis(self.definition.settings.message_timeout_ms);
-        loop {
-            let from_retry = !self.retry.is_empty();
-            let Some(next) = self.retry.front().or(self.buffer.front()) else {
-                return;
-            };
-            let id = next.message.ack_id();
-            if self.in_flight_bytes >= IN_FLIGHT_MAX_BYTES {
-                // Consumers hold enough unacknowledged; wait for acks or timeouts.
-                return;
-            }
-            if self.in_flight.contains_key(&id) {
-                // The same record is still out (parked and replayed meanwhile): wait for it.
-                return;
-            }
-            self.candidates.clear();
-            self.candidates
-                .extend(self.consumers.iter().map(|c| Candidate {
-                    id: c.id,
-                    free_slots: c.buffer_size.saturating_sub(c.in_flight),
-                }));
-            let Some(index) = self.picker.pick(&self.candidates, &next.message) else {
-                return;
-            };
-            let pending = if from_retry {
-                self.retry.pop_front()
-            } else {
-                self.buffer.pop_front().inspect(|p| {
-                    self.buffer_bytes -= p.message.size_bytes();
-                })
-            }
-            .expect("peeked above");
-            let consumer = &mut self.consumers[index];
+        while let Some(pick) = self.flow.pick() {
+            let pending = self.flow.take(pick);
+            let consumer = &mut self.flow.consumers_mut()[pick.consumer];
             if consumer
+                .link
                 .tx
                 .send(Delivery::Message(Box::new(pending.message.clone())))
                 .is_err()
             {
                 // Gone; its disconnect is on the way.
                 let id = consumer.id;
-                if from_retry {
-                    self.retry.push_front(pending);
-                } else {
-                    self.buffer_bytes += pending.message.size_bytes();
-                    self.buffer.push_front(pending);
-                }
-                self.disconnect(id);
+                self.flow.put_back(pick, pending);
+                self.flow.disconnect(id);
                 continue;
             }
-            consumer.in_flight += 1;
-            consumer.stats.total += 1;
+            consumer.link.stats.total += 1;
             self.delivered.total += 1;
-            let delivery = self.next_delivery;
-            self.next_delivery += 1;
-            if self.definition.settings.message_timeout_ms > 0 {
-                self.timeouts
-                    .push_back((Instant::now() + timeout, id, delivery));
-            }
-            self.in_flight_bytes += pending.message.size_bytes();
-            self.in_flight.insert(
-                id,
-                InFlight {
-                    pending,
-                    consumer: consumer.id,
-                    delivery,
-                },
-            );
+            self.flow.delivered(pick, pending, Instant::now());
         }
     }
 
-    fn maybe_checkpoint(&mut self, timed: bool) {
+    /// Writes a checkpoint if the window says one is due.
+    fn maybe_checkpoint(&mut self, check: Check) {
         let settings = &self.definition.settings;
-        let due = if timed {
-            self.done_since_checkpoint >= u64::from(settings.min_checkpoint_count.max(1))
-        } else {
-            self.done_since_checkpoint >= u64::from(settings.max_checkpoint_count.max(1))
-        };
-        if due {
-            self.write_checkpoint();
-        }
-    }
-
-    fn write_checkpoint(&mut self) {
-        let Some(position) = self.processed_upto else {
+        let Some(position) = self.flow.window.checkpoint_due(
+            check,
+            settings.min_checkpoint_count,
+            settings.max_checkpoint_count,
+        ) else {
             return;
         };
-        if self.checkpoint_writing || self.last_checkpoint == Some(position) {
-            return;
-        }
-        self.checkpoint_writing = true;
-        self.done_since_checkpoint = 0;
         let event = checkpoint_event(&self.key, position);
         let node = self.node.clone();
         let stream = self.key.checkpoint_stream();
@@ -729,12 +504,9 @@ impl Group {
 
     /// Writes the group's progress and waits for it (the group is stopping).
     async fn final_checkpoint(&mut self) {
-        let Some(position) = self.processed_upto else {
+        let Some(position) = self.flow.window.final_checkpoint() else {
             return;
         };
-        if self.last_checkpoint == Some(position) {
-            return;
-        }
         let event = checkpoint_event(&self.key, position);
         if let Err(e) = append(&self.node, self.key.checkpoint_stream(), vec![event]).await {
             tracing::warn!(group = %self.key.id(), error = %e, "writing the last checkpoint failed");
@@ -785,9 +557,7 @@ impl Group {
             }
         };
         let count = page.messages.len() as u64;
-        for message in page.messages {
-            self.retry.push_back(Pending { message, key: None });
-        }
+        self.flow.replayed(page.messages);
         self.parked = self.parked.saturating_sub(count);
         let remaining = remaining.map(|r| r.saturating_sub(page.links_read));
         match page.next {
@@ -834,18 +604,20 @@ impl Group {
     fn info(&mut self) -> GroupInfo {
         let (average_per_second, count_since_last_measurement) = self.delivered.measure();
         let connections = self
-            .consumers
+            .flow
+            .consumers_mut()
             .iter_mut()
             .map(|c| {
-                let (rate, since) = c.stats.measure();
+                let (rate, since) = c.link.stats.measure();
+                let request = &c.link.request;
                 ConnectionInfo {
-                    from: c.request.from.clone(),
-                    username: c.request.username.clone(),
-                    connection_name: c.request.connection_name.clone(),
+                    from: request.from.clone(),
+                    username: request.username.clone(),
+                    connection_name: request.connection_name.clone(),
                     average_items_per_second: rate,
-                    total_items: c.stats.total,
+                    total_items: c.link.stats.total,
                     count_since_last_measurement: since,
-                    available_slots: u64::from(c.buffer_size.saturating_sub(c.in_flight)),
+                    available_slots: u64::from(c.free_slots()),
                     in_flight_messages: u64::from(c.in_flight),
                     extra_statistics: Vec::new(),
                 }
@@ -861,9 +633,9 @@ impl Group {
             "CatchingUp"
         };
         let (read_buffer_count, live_buffer_count) = if self.live {
-            (0, self.buffer.len() as u64)
+            (0, self.flow.buffer_len() as u64)
         } else {
-            (self.buffer.len() as u64, 0)
+            (self.flow.buffer_len() as u64, 0)
         };
         GroupInfo {
             definition: self.definition.clone(),
@@ -872,14 +644,14 @@ impl Group {
             average_per_second,
             total_items: self.delivered.total,
             count_since_last_measurement,
-            last_checkpointed_position: self.last_checkpoint,
+            last_checkpointed_position: self.flow.window.last_checkpoint(),
             last_known_position: self.last_known,
             read_buffer_count,
             live_buffer_count,
-            buffered_bytes: self.buffer_bytes as u64,
-            retry_buffer_count: self.retry.len() as u64,
-            total_in_flight_messages: self.in_flight.len() as u64,
-            outstanding_messages_count: self.in_flight.len() as u64,
+            buffered_bytes: self.flow.buffer_bytes() as u64,
+            retry_buffer_count: self.flow.retry_len() as u64,
+            total_in_flight_messages: self.flow.in_flight_len() as u64,
+            outstanding_messages_count: self.flow.in_flight_len() as u64,
             parked_message_count: self.parked,
         }
     }
