@@ -6,7 +6,7 @@
 //! [`flow`] (which message goes to which consumer, what a nack or a timeout does, when the
 //! reader may hand over more, which parked messages an append writes) and [`window`]
 //! (`processed_upto`, and when a checkpoint is due and at what position). This task feeds
-//! them what happened (commands, pages from the [`reader`](super::reader), timer ticks and
+//! them what happened (commands, pages from the [`reader`], timer ticks and
 //! the current time, completions of appends) and carries out what they decide: sends to
 //! consumers' channels, appends of checkpoints, parked links and the parked stream's
 //! truncation, reads of the parked stream.
@@ -19,15 +19,19 @@
 //! its checkpoint, so a restart or failover redelivers only messages after it, and never
 //! skips one.
 //!
-//! **Bounds.** The reader reads at most [`Settings::read_ahead`](super::Settings::read_ahead) messages
-//! and [`BUFFER_MAX_BYTES`] (plus one page) ahead of the consumers; sending stops at
-//! [`IN_FLIGHT_MAX_BYTES`] in flight, whatever the consumers' buffer sizes. Deliveries go
-//! through an unbounded channel per consumer whose length the consumer's slots bound.
+//! **Bounds.** The reader reads at most
+//! [`Settings::read_ahead`](super::Settings::read_ahead) messages and [`BUFFER_MAX_BYTES`]
+//! (plus one page) ahead of the consumers; sending stops at [`IN_FLIGHT_MAX_BYTES`] in
+//! flight, whatever the consumers' buffer sizes (the task passes these to [`flow`] as its
+//! `Limits`). Deliveries go through an unbounded channel per consumer whose length the
+//! consumer's slots bound.
 //!
-//! **Replays** of the parked stream read it a page at a time (see [`Group::replay`]), the
-//! next page once the retry queue has been delivered.
+//! **Replays** of the parked stream read it a page at a time, the next page once the retry
+//! queue has been delivered ([`replay`]). What the group shows of itself is in [`info`].
 
 mod flow;
+mod info;
+mod replay;
 mod window;
 
 use std::sync::Arc;
@@ -44,9 +48,9 @@ pub(crate) use self::flow::Pending;
 use self::flow::{Flow, Limits};
 use self::window::Check;
 use super::reader::{self, Page, ReaderConfig};
-use super::storage::{append, checkpoint_event, read_parked, ParkedPage, REPLAY_PAGE_MESSAGES};
+use super::storage::{append, checkpoint_event, ParkedPage};
 use super::{
-    ConnectRequest, ConnectionInfo, Definition, Delivery, GroupInfo, GroupKey, NackAction, PsError,
+    ConnectRequest, Definition, Delivery, GroupInfo, GroupKey, NackAction, PsError,
     BUFFER_MAX_BYTES, IN_FLIGHT_MAX_BYTES,
 };
 use crate::filter::EventFilter;
@@ -167,34 +171,13 @@ pub(crate) struct GroupHandle {
     pub tx: mpsc::UnboundedSender<Command>,
 }
 
+use self::info::Rate;
+
 /// What the task keeps for a consumer: its channel, and what info shows of it.
 struct Link {
     tx: mpsc::UnboundedSender<Delivery>,
     request: ConnectRequest,
     stats: Rate,
-}
-
-/// A count and its rate since the last look.
-#[derive(Default)]
-struct Rate {
-    total: u64,
-    at_last_measurement: u64,
-    measured_at: Option<Instant>,
-}
-
-impl Rate {
-    /// `(per second, count since last measurement)`, and starts a new measurement.
-    fn measure(&mut self) -> (f64, u64) {
-        let now = Instant::now();
-        let since = self.total - self.at_last_measurement;
-        let rate = match self.measured_at {
-            Some(at) if now > at => since as f64 / (now - at).as_secs_f64(),
-            _ => 0.0,
-        };
-        self.at_last_measurement = self.total;
-        self.measured_at = Some(now);
-        (rate, since)
-    }
 }
 
 /// Where a group starts and what it knows of its parked stream, loaded before it runs.
@@ -510,149 +493,6 @@ impl Group {
         let event = checkpoint_event(&self.key, position);
         if let Err(e) = append(&self.node, self.key.checkpoint_stream(), vec![event]).await {
             tracing::warn!(group = %self.key.id(), error = %e, "writing the last checkpoint failed");
-        }
-    }
-
-    /// Starts replaying the parked stream: `stop_at` messages at most, else all there now.
-    /// It is read [`REPLAY_PAGE_MESSAGES`] links (and at most a reader page of bytes) at a
-    /// time, the next page once the retry queue has been delivered, so a long parked stream
-    /// never sits in memory whole.
-    fn replay(&mut self, stop_at: Option<u64>) -> Result<(), PsError> {
-        if self.replaying {
-            return Ok(());
-        }
-        self.replaying = true;
-        self.read_parked_page(None, stop_at);
-        Ok(())
-    }
-
-    fn read_parked_page(&mut self, from: Option<u64>, remaining: Option<u64>) {
-        let max = remaining.map_or(REPLAY_PAGE_MESSAGES, |r| r.min(REPLAY_PAGE_MESSAGES));
-        if max == 0 {
-            self.replaying = false;
-            return;
-        }
-        let node = self.node.clone();
-        let stream = self.key.parked_stream();
-        let resolve_links = self.definition.settings.resolve_links;
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            let result = stele_cluster::blocking::spawn(move || {
-                read_parked(&node, &stream, resolve_links, from, max)
-            })
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r);
-            let _ = tx.send(Command::Replayed { result, remaining });
-        });
-    }
-
-    fn replayed(&mut self, result: Result<ParkedPage, String>, remaining: Option<u64>) {
-        let page = match result {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::warn!(group = %self.key.id(), error = %e, "replaying parked messages failed");
-                self.replaying = false;
-                return;
-            }
-        };
-        let count = page.messages.len() as u64;
-        self.flow.replayed(page.messages);
-        self.parked = self.parked.saturating_sub(count);
-        let remaining = remaining.map(|r| r.saturating_sub(page.links_read));
-        match page.next {
-            Some(next) => {
-                self.truncate_parked(next);
-                if page.full && remaining != Some(0) {
-                    self.replay_next = Some((next, remaining));
-                } else {
-                    self.replaying = false;
-                }
-            }
-            None => self.replaying = false,
-        }
-    }
-
-    /// Replayed messages leave the parked stream: moves its start (`$tb`) past them.
-    fn truncate_parked(&self, truncate_before: u64) {
-        let node = self.node.clone();
-        let stream = self.key.parked_stream();
-        let group = self.key.id();
-        let written = self.parked_truncated.clone();
-        tokio::spawn(async move {
-            let mut written = written.lock().await;
-            if *written >= truncate_before {
-                return;
-            }
-            let metadata = serde_json::json!({ "$tb": truncate_before }).to_string();
-            let event = ProposedEvent {
-                id: stele_cluster::determinism::new_uuid(),
-                event_type: "$metadata".to_owned(),
-                content_type: ContentType::Json,
-                custom_metadata: Bytes::new(),
-                data: Bytes::from(metadata.into_bytes()),
-            };
-            match append(&node, stream.metadata_stream(), vec![event]).await {
-                Ok(()) => *written = truncate_before,
-                Err(e) => {
-                    tracing::warn!(%group, error = %e, "truncating the parked stream after a replay failed")
-                }
-            }
-        });
-    }
-
-    fn info(&mut self) -> GroupInfo {
-        let (average_per_second, count_since_last_measurement) = self.delivered.measure();
-        let connections = self
-            .flow
-            .consumers_mut()
-            .iter_mut()
-            .map(|c| {
-                let (rate, since) = c.link.stats.measure();
-                let request = &c.link.request;
-                ConnectionInfo {
-                    from: request.from.clone(),
-                    username: request.username.clone(),
-                    connection_name: request.connection_name.clone(),
-                    average_items_per_second: rate,
-                    total_items: c.link.stats.total,
-                    count_since_last_measurement: since,
-                    available_slots: u64::from(c.free_slots()),
-                    in_flight_messages: u64::from(c.in_flight),
-                    extra_statistics: Vec::new(),
-                }
-            })
-            .collect();
-        let status = if self.failed.is_some() {
-            "Failed"
-        } else if self.replaying {
-            "ReplayingParkedMessages"
-        } else if self.live {
-            "Live"
-        } else {
-            "CatchingUp"
-        };
-        let (read_buffer_count, live_buffer_count) = if self.live {
-            (0, self.flow.buffer_len() as u64)
-        } else {
-            (self.flow.buffer_len() as u64, 0)
-        };
-        GroupInfo {
-            definition: self.definition.clone(),
-            status: status.to_owned(),
-            connections,
-            average_per_second,
-            total_items: self.delivered.total,
-            count_since_last_measurement,
-            last_checkpointed_position: self.flow.window.last_checkpoint(),
-            last_known_position: self.last_known,
-            read_buffer_count,
-            live_buffer_count,
-            buffered_bytes: self.flow.buffer_bytes() as u64,
-            retry_buffer_count: self.flow.retry_len() as u64,
-            total_in_flight_messages: self.flow.in_flight_len() as u64,
-            outstanding_messages_count: self.flow.in_flight_len() as u64,
-            parked_message_count: self.parked,
         }
     }
 }
