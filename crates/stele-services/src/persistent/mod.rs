@@ -23,7 +23,9 @@
 //! stops leading it drops every consumer and stops the groups. Requests to another node are
 //! answered with not-leader and the leader's address, which the official clients follow.
 //!
-//! The group itself is in [`group`]; which consumer gets a message, in [`strategy`].
+//! The group itself is in [`group`] (its decisions, on plain data, in `group::flow` and
+//! `group::window`; its effects in the group's task); which consumer gets a message, in
+//! [`strategy`].
 
 mod config;
 mod group;
