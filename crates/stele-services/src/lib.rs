@@ -3,6 +3,8 @@
 //! [`stele_cluster::Node`], for every adapter to share — the gRPC and HTTP services in
 //! `stele-api`, the simulation's clients and, next, projections.
 //!
+//! - [`reads`]: finite reads of a stream or `$all`, a page at a time (the node applies the
+//!   stream's metadata);
 //! - [`filter`]: the `$all` filter (stream name or event type; regex or prefixes) with a
 //!   bounded cost per event;
 //! - [`links`]: resolving link events (`$>`);
@@ -27,3 +29,4 @@ pub mod catchup;
 pub mod filter;
 pub mod links;
 pub mod persistent;
+pub mod reads;

@@ -358,7 +358,7 @@ async fn steps_abandoned_at_any_await_lose_and_repeat_nothing() {
         round += 1;
         // Every other step is polled once and abandoned if it is not ready (a history page
         // on the blocking pool, a wait for live events); the next call must go on.
-        let step = if round % 2 == 0 {
+        let step = if round.is_multiple_of(2) {
             tokio::select! {
                 biased;
                 step = engine.next() => Some(step),

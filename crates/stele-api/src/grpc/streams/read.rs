@@ -5,17 +5,15 @@
 //! in both ([`super::links`]).
 //!
 //! A read is first checked and turned into a [`ReadPlan`] (bad requests fail the call before
-//! any message), then runs as a task that asks the node for pages of [`READ_PAGE_EVENTS`]
-//! events and feeds a bounded channel, so a read of any count holds at most one page plus
+//! any message), then runs as a task that pulls pages of [`READ_PAGE_EVENTS`] events from
+//! the services' reader ([`stele_services::reads`]: paging, counts, stream positions) and
+//! feeds a bounded channel, so a read of any count holds at most one page plus
 //! the channel in memory and a slow client slows the reader instead of filling memory.
 
 use std::sync::Arc;
 
-use stele_cluster::{
-    AllReadRequest, AllStart, Direction, Node, ReadError, StreamReadRequest, StreamReadResult,
-    StreamStart,
-};
-use stele_core::{RecordedEvent, StreamName};
+use stele_cluster::{AllStart, Direction, Node, ReadError, StreamStart};
+use stele_core::StreamName;
 use stele_proto::streams::read_req::options::{
     all_options::AllOption, stream_options::RevisionOption, uuid_option, CountOption, FilterOption,
     ReadDirection, StreamOption,
@@ -26,7 +24,10 @@ use stele_proto::streams::{ReadReq, ReadResp};
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use super::links::{self, Resolution};
+use stele_services::catchup::CatchUpError;
+use stele_services::reads::{Read, ReadRequest, ReadStep, ReadTarget};
+
+use super::links;
 use super::subscribe;
 use crate::grpc::events;
 use crate::grpc::status;
@@ -34,7 +35,7 @@ use crate::grpc::wire_uuid::UuidFormat;
 use stele_services::filter::EventFilter;
 
 /// Events asked of the node per call.
-pub const READ_PAGE_EVENTS: u64 = 500;
+pub const READ_PAGE_EVENTS: u64 = stele_services::reads::READ_PAGE_EVENTS;
 
 /// Batches of responses buffered between a reading task and its client's connection.
 pub const READ_CHANNEL_BATCHES: usize = 4;
@@ -273,20 +274,42 @@ pub fn spawn(node: Node, plan: ReadPlan) -> ReadStream {
 
 fn spawn_read(node: Node, plan: FiniteRead) -> ReadStream {
     let (mut out, stream) = ReadStream::channel();
+    let format = plan.uuid_format;
+    let (target, stream_name) = match plan.target {
+        Target::Stream {
+            stream,
+            start,
+            direction,
+        } => (
+            ReadTarget::Stream {
+                stream: stream.clone(),
+                start,
+                direction,
+            },
+            Some(stream),
+        ),
+        Target::All {
+            start,
+            direction,
+            filter,
+        } => (
+            ReadTarget::All {
+                start,
+                direction,
+                filter,
+            },
+            None,
+        ),
+    };
+    let request = ReadRequest {
+        target,
+        count: plan.count,
+        resolve_links: plan.resolve_links,
+        report_positions: plan.compatibility >= 1,
+        prepare: Arc::new(move |event, resolution| links::read_resp(event, &resolution, format)),
+    };
     tokio::spawn(async move {
-        let result = match plan.target {
-            Target::Stream {
-                ref stream,
-                start,
-                direction,
-            } => read_stream(&node, &plan, stream, start, direction, &mut out).await,
-            Target::All {
-                start,
-                direction,
-                ref filter,
-            } => read_all(&node, &plan, start, direction, filter.clone(), &mut out).await,
-        };
-        match result {
+        match serve_read(node, request, stream_name, &mut out).await {
             Ok(()) => {
                 // If the client has gone, nobody is left to tell.
                 let _ = out.flush().await;
@@ -296,6 +319,53 @@ fn spawn_read(node: Node, plan: FiniteRead) -> ReadStream {
         }
     });
     stream
+}
+
+/// The read's steps as responses, a page at a time.
+async fn serve_read(
+    node: Node,
+    request: ReadRequest<ReadResp>,
+    stream_name: Option<StreamName>,
+    out: &mut Out,
+) -> Result<(), Halt> {
+    let mut read = Read::start(node, request).await.map_err(halt)?;
+    while let Some(steps) = read.next().await.map_err(halt)? {
+        for step in steps {
+            match step {
+                ReadStep::Events(resps) => {
+                    for resp in resps {
+                        out.send_resp(resp).await?;
+                    }
+                }
+                ReadStep::StreamNotFound => {
+                    let name = stream_name.as_ref().map_or("", |s| s.as_str());
+                    out.send(read_resp::Content::StreamNotFound(StreamNotFound {
+                        stream_identifier: Some(events::stream_identifier(name)),
+                    }))
+                    .await?;
+                }
+                ReadStep::FirstStreamPosition(next) => {
+                    out.send(read_resp::Content::FirstStreamPosition(next))
+                        .await?;
+                }
+                ReadStep::LastStreamPosition(last) => {
+                    out.send(read_resp::Content::LastStreamPosition(last))
+                        .await?;
+                }
+            }
+        }
+        out.flush().await?;
+    }
+    Ok(())
+}
+
+/// The services' failures as statuses.
+pub(super) fn halt(error: CatchUpError) -> Halt {
+    Halt::Failed(match error {
+        CatchUpError::Read(error) => status::read_error(&error),
+        CatchUpError::Stopping => status::not_ready(),
+        CatchUpError::Task(detail) => status::internal(&format!("read task failed: {detail}")),
+    })
 }
 
 /// Why a read or subscription stopped early.
@@ -351,236 +421,6 @@ impl Out {
     /// Completes when the client has gone.
     pub(super) async fn closed(&self) {
         self.tx.closed().await
-    }
-}
-
-/// Sends a page of events, their links resolved if the read asked for it; gives the events
-/// back.
-async fn send_page(
-    node: &Node,
-    plan: &FiniteRead,
-    events: Vec<RecordedEvent>,
-    out: &mut Out,
-) -> Result<Vec<RecordedEvent>, Halt> {
-    if !plan.resolve_links || !events.iter().any(links::is_link) {
-        for event in &events {
-            out.send_resp(events::read_resp_event(event, plan.uuid_format))
-                .await?;
-        }
-        return Ok(events);
-    }
-    let node = node.clone();
-    let page = blocking(move || resolved(&node, events)).await?;
-    for (event, resolution) in &page {
-        out.send_resp(links::read_resp(event, resolution, plan.uuid_format))
-            .await?;
-    }
-    Ok(page.into_iter().map(|(event, _)| event).collect())
-}
-
-/// Events of a page with what their links resolve to (blocking: resolving reads).
-fn resolved(
-    node: &Node,
-    events: Vec<RecordedEvent>,
-) -> Result<Vec<(RecordedEvent, Resolution)>, ReadError> {
-    events
-        .into_iter()
-        .map(|event| {
-            let resolution = links::resolve(node, &event)?;
-            Ok((event, resolution))
-        })
-        .collect()
-}
-
-/// Node reads touch the disk, so they run on the blocking pool.
-pub(super) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ReadError> + Send + 'static,
-) -> Result<T, Halt> {
-    match stele_cluster::blocking::spawn(f).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(Halt::Failed(status::read_error(&error))),
-        Err(join) => Err(Halt::Failed(status::internal(&format!(
-            "read task failed: {join}"
-        )))),
-    }
-}
-
-async fn read_stream_page(
-    node: &Node,
-    request: StreamReadRequest,
-) -> Result<StreamReadResult, Halt> {
-    let node = node.clone();
-    blocking(move || node.read_stream(&request)).await
-}
-
-/// The revision of the stream's last readable event, for `last_stream_position`.
-async fn last_revision(node: &Node, stream: &StreamName) -> Result<Option<u64>, Halt> {
-    let result = read_stream_page(
-        node,
-        StreamReadRequest {
-            stream: stream.clone(),
-            start: StreamStart::End,
-            direction: Direction::Backwards,
-            max_count: 1,
-        },
-    )
-    .await?;
-    Ok(match result {
-        StreamReadResult::Events(events) => events.first().map(|e| e.revision.0),
-        StreamReadResult::NotFound => None,
-    })
-}
-
-/// Reads a stream page by page. A missing or soft-deleted stream answers one
-/// `stream_not_found` and ends normally; a tombstoned one fails with the stream-deleted
-/// status. With `compatibility >= 1`, like EventStoreDB: a forwards read whose first page is
-/// empty reports `first_stream_position` (the revision after the last one) when that differs
-/// from where the read started, and every read that completes reports
-/// `last_stream_position`.
-async fn read_stream(
-    node: &Node,
-    plan: &FiniteRead,
-    stream: &StreamName,
-    start: StreamStart,
-    direction: Direction,
-    out: &mut Out,
-) -> Result<(), Halt> {
-    let compatible = plan.compatibility >= 1;
-    let mut remaining = plan.count;
-    let mut start = start;
-    let mut first_page = true;
-    loop {
-        let page = remaining.min(READ_PAGE_EVENTS);
-        let result = read_stream_page(
-            node,
-            StreamReadRequest {
-                stream: stream.clone(),
-                start,
-                direction,
-                max_count: page,
-            },
-        )
-        .await?;
-        let mut events = match result {
-            StreamReadResult::Events(events) => events,
-            StreamReadResult::NotFound if first_page => {
-                return out
-                    .send(read_resp::Content::StreamNotFound(StreamNotFound {
-                        stream_identifier: Some(events::stream_identifier(stream.as_str())),
-                    }))
-                    .await;
-            }
-            // Deleted while it was being read: what was sent stands, the read just ends.
-            StreamReadResult::NotFound => return Ok(()),
-        };
-
-        if first_page && compatible && direction == Direction::Forwards && events.is_empty() {
-            if let Some(last) = last_revision(node, stream).await? {
-                let next = last + 1;
-                let requested = match start {
-                    StreamStart::Start => 0,
-                    StreamStart::End => u64::MAX,
-                    StreamStart::Revision(r) => r,
-                };
-                if requested != next {
-                    out.send(read_resp::Content::FirstStreamPosition(next))
-                        .await?;
-                }
-            }
-        }
-        first_page = false;
-
-        // Never more than asked, whatever the node returns.
-        events.truncate(page as usize);
-        let events = send_page(node, plan, events, out).await?;
-        out.flush().await?;
-        remaining -= events.len() as u64;
-        let last_read = events.last().map(|e| e.revision.0);
-        let reached_end = (events.len() as u64) < page;
-
-        let next = match (last_read, direction) {
-            (Some(r), Direction::Forwards) => r.checked_add(1).map(StreamStart::Revision),
-            (Some(r), Direction::Backwards) => r.checked_sub(1).map(StreamStart::Revision),
-            (None, _) => None,
-        };
-        match next {
-            Some(next) if remaining > 0 && !reached_end => start = next,
-            _ => {
-                if compatible {
-                    let last = match (direction, reached_end, last_read) {
-                        // A forwards read that ran out of events ended at the last one.
-                        (Direction::Forwards, true, Some(last)) => Some(last),
-                        _ => last_revision(node, stream).await?,
-                    };
-                    if let Some(last) = last {
-                        out.send(read_resp::Content::LastStreamPosition(last))
-                            .await?;
-                    }
-                }
-                return Ok(());
-            }
-        }
-    }
-}
-
-/// Reads `$all` page by page, the filter (if any) applied by the node so that `count` counts
-/// only the events that pass it.
-async fn read_all(
-    node: &Node,
-    plan: &FiniteRead,
-    start: AllStart,
-    direction: Direction,
-    filter: Option<Arc<EventFilter>>,
-    out: &mut Out,
-) -> Result<(), Halt> {
-    if let AllStart::Position(position) = start {
-        // A client's position must be one the log gave out: an event's, or the start or end.
-        let node_for_check = node.clone();
-        blocking(move || node_for_check.check_all_position(position)).await?;
-    }
-    let mut remaining = plan.count;
-    let mut start = match (start, direction) {
-        // EventStoreDB reads `$all` backwards from a position *excluding* the event there
-        // (a position names the boundary before its event): start just below it.
-        (AllStart::Position(position), Direction::Backwards) => match position.checked_sub(1) {
-            Some(below) => AllStart::Position(below),
-            None => return Ok(()),
-        },
-        (start, _) => start,
-    };
-    loop {
-        let page = remaining.min(READ_PAGE_EVENTS);
-        let request = AllReadRequest {
-            start,
-            direction,
-            max_count: page,
-        };
-        let node_for_page = node.clone();
-        let filter_for_page = filter.clone();
-        let mut events = blocking(move || match &filter_for_page {
-            Some(filter) => node_for_page.read_all(&request, &|e| filter.accepts(e)),
-            None => node_for_page.read_all(&request, &|_| true),
-        })
-        .await?;
-
-        events.truncate(page as usize);
-        let events = send_page(node, plan, events, out).await?;
-        out.flush().await?;
-        remaining -= events.len() as u64;
-        let reached_end = (events.len() as u64) < page;
-        // Positions are byte offsets of records longer than one byte, so one past (or one
-        // before) the last event is strictly between it and its neighbour: the next page
-        // neither repeats nor skips an event, whether the node reads the bound inclusively
-        // or not.
-        let next = match (events.last(), direction) {
-            (Some(e), Direction::Forwards) => e.position.0.checked_add(1).map(AllStart::Position),
-            (Some(e), Direction::Backwards) => e.position.0.checked_sub(1).map(AllStart::Position),
-            (None, _) => None,
-        };
-        match next {
-            Some(next) if remaining > 0 && !reached_end => start = next,
-            _ => return Ok(()),
-        }
     }
 }
 

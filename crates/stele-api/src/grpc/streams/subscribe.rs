@@ -34,12 +34,12 @@ use stele_proto::streams::read_req::options::{FilterOption, StreamOption};
 use stele_proto::streams::read_req::Options;
 use stele_proto::streams::read_resp::{self, CaughtUp, Checkpoint, SubscriptionConfirmation};
 use stele_proto::streams::ReadResp;
-use stele_services::catchup::{Begin, CatchUp, CatchUpError, CatchUpRequest, Step};
+use stele_services::catchup::{Begin, CatchUp, CatchUpRequest, Step};
 use stele_services::filter::EventFilter;
 use tonic::Status;
 
 use super::links;
-use super::read::{all_start, stream_start, Halt, Out, ReadStream};
+use super::read::{all_start, halt, stream_start, Halt, Out, ReadStream};
 use crate::grpc::events;
 use crate::grpc::status;
 use crate::grpc::wire_uuid::UuidFormat;
@@ -312,13 +312,4 @@ impl Subscription {
             }))
             .await
     }
-}
-
-/// The engine's failures as statuses.
-fn halt(error: CatchUpError) -> Halt {
-    Halt::Failed(match error {
-        CatchUpError::Read(error) => status::read_error(&error),
-        CatchUpError::Stopping => status::not_ready(),
-        CatchUpError::Task(detail) => status::internal(&format!("read task failed: {detail}")),
-    })
 }
