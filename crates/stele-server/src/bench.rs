@@ -31,7 +31,7 @@ use clap::{Parser, ValueEnum};
 
 use self::load::Plan;
 use self::node_stats::StatsClient;
-use self::report::Report;
+use self::report::{OtherNode, Report};
 use self::spawned_node::SpawnedNode;
 
 /// Exit code when the run could not happen (bad options, unreachable node).
@@ -95,6 +95,10 @@ pub struct Options {
     /// messages in separate pieces, so the second waits for the node's ACK of the first).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     client_nodelay: bool,
+    /// Another node whose `/stats` is read at the window's edges (repeatable): a cluster's
+    /// followers, so that each node's CPU cost per acknowledged event is reported.
+    #[arg(long = "node-stats", value_name = "URL")]
+    node_stats: Vec<String>,
     /// Where --spawn puts its temporary database (default: the system's temporary
     /// directory). Put it on the disk you want to measure: fsync on tmpfs is free.
     #[arg(long, value_name = "DIR", requires = "spawn")]
@@ -211,6 +215,14 @@ async fn measure(options: &Options, url: &str) -> anyhow::Result<Report> {
         channels.push(channel);
     }
     let stats = StatsClient::new(url)?;
+    let others = options
+        .node_stats
+        .iter()
+        .map(|other| {
+            let other = other.trim_end_matches('/').to_string();
+            StatsClient::new(&other).map(|client| (other, client))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let streams = options.streams();
     println!(
         "stele bench: {url}, {} writers over {channel_count} connections, {} events of {} bytes \
@@ -236,16 +248,28 @@ async fn measure(options: &Options, url: &str) -> anyhow::Result<Report> {
     // of the warm-up and of the drain are left out as the appends are.
     tokio::time::sleep_until(plan.window_start).await;
     let before = stats.fetch().await;
+    let mut others_before = Vec::with_capacity(others.len());
+    for (_, client) in &others {
+        others_before.push(client.fetch().await);
+    }
     tokio::time::sleep_until(plan.window_end).await;
     let after = stats.fetch().await;
+    let mut other_nodes = Vec::with_capacity(others.len());
+    for ((url, client), before) in others.iter().zip(others_before) {
+        other_nodes.push(OtherNode {
+            url: url.clone(),
+            before,
+            after: client.fetch().await,
+        });
+    }
     let outcome = running.finish().await;
     Ok(Report::new(
         options,
         channel_count,
         &plan,
         outcome,
-        before,
-        after,
+        (before, after),
+        other_nodes,
     ))
 }
 

@@ -42,7 +42,38 @@ pub(super) struct Report {
     fsyncs_per_append: Result<f64, String>,
     /// CPU time the node used per second of window (1.0 = one core busy).
     node_cpu_cores: Option<f64>,
+    /// CPU time the node used per acknowledged event, in microseconds.
+    node_cpu_us_per_event: Option<f64>,
     node_written_bytes: Option<u64>,
+    /// The other nodes asked for (`--node-stats`): their CPU per acknowledged event.
+    other_nodes: Vec<OtherCpu>,
+}
+
+/// `/stats` of another node at the window's edges.
+pub(super) struct OtherNode {
+    pub url: String,
+    pub before: Result<NodeStats, String>,
+    pub after: Result<NodeStats, String>,
+}
+
+#[derive(Debug)]
+struct OtherCpu {
+    url: String,
+    /// Cores and microseconds per acknowledged event, or why there is no figure.
+    cpu: Result<(f64, f64), String>,
+}
+
+/// CPU seconds used between two readings.
+fn cpu_seconds(before: &NodeStats, after: &NodeStats) -> Option<f64> {
+    before
+        .cpu_time_seconds
+        .zip(after.cpu_time_seconds)
+        .map(|(before, after)| (after - before).max(0.0))
+}
+
+/// Microseconds of CPU per acknowledged event; none when no event was acknowledged.
+fn us_per_event(cpu_seconds: f64, events: u64) -> Option<f64> {
+    (events > 0).then(|| cpu_seconds * 1e6 / events as f64)
 }
 
 impl Report {
@@ -51,8 +82,8 @@ impl Report {
         channels: usize,
         plan: &Plan,
         outcome: Outcome,
-        before: Result<NodeStats, String>,
-        after: Result<NodeStats, String>,
+        (before, after): (Result<NodeStats, String>, Result<NodeStats, String>),
+        others: Vec<OtherNode>,
     ) -> Report {
         let window = plan.window_end.duration_since(plan.window_start);
         let appends = outcome.latency_us.len();
@@ -68,10 +99,7 @@ impl Report {
                         "node does not report fsyncs: no {SYNC_COUNT_POINTER} in /stats"
                     )),
                 };
-                let cpu = before
-                    .cpu_time_seconds
-                    .zip(after.cpu_time_seconds)
-                    .map(|(before, after)| (after - before) / window.as_secs_f64());
+                let cpu = cpu_seconds(&before, &after);
                 let written = before
                     .written_bytes
                     .zip(after.written_bytes)
@@ -80,6 +108,28 @@ impl Report {
             }
             (Err(error), _) | (_, Err(error)) => (Err(error), None, None),
         };
+        let events = appends * u64::from(options.batch);
+        let node_cpu_us_per_event = node_cpu_cores.and_then(|cpu| us_per_event(cpu, events));
+        let node_cpu_cores = node_cpu_cores.map(|cpu| cpu / window.as_secs_f64());
+        let other_nodes = others
+            .into_iter()
+            .map(|other| {
+                let cpu = match (&other.before, &other.after) {
+                    (Ok(before), Ok(after)) => cpu_seconds(before, after)
+                        .ok_or_else(|| "no CPU time in /stats".to_string())
+                        .and_then(|cpu| {
+                            us_per_event(cpu, events)
+                                .map(|us| (cpu / window.as_secs_f64(), us))
+                                .ok_or_else(|| "no events acknowledged".to_string())
+                        }),
+                    (Err(error), _) | (_, Err(error)) => Err(error.clone()),
+                };
+                OtherCpu {
+                    url: other.url,
+                    cpu,
+                }
+            })
+            .collect();
         Report {
             writers: options.writers,
             batch: options.batch,
@@ -98,7 +148,9 @@ impl Report {
             drain: outcome.drain,
             fsyncs_per_append,
             node_cpu_cores,
+            node_cpu_us_per_event,
             node_written_bytes,
+            other_nodes,
         }
     }
 
@@ -156,7 +208,19 @@ impl Report {
             Err(reason) => println!("fsyncs/append:  n/a ({reason})"),
         }
         if let Some(cores) = self.node_cpu_cores {
-            println!("node CPU:       {cores:.2} cores");
+            match self.node_cpu_us_per_event {
+                Some(us) => println!("node CPU:       {cores:.2} cores, {us:.1} µs per event"),
+                None => println!("node CPU:       {cores:.2} cores"),
+            }
+        }
+        for other in &self.other_nodes {
+            match &other.cpu {
+                Ok((cores, us)) => println!(
+                    "node CPU:       {cores:.2} cores, {us:.1} µs per event  ({})",
+                    other.url
+                ),
+                Err(reason) => println!("node CPU:       n/a ({reason})  ({})", other.url),
+            }
         }
         if let (Some(written), true) = (self.node_written_bytes, self.events() > 0) {
             println!(
@@ -200,6 +264,13 @@ impl Report {
             "writers_hung": self.writers_hung,
             "fsyncs_per_append": self.fsyncs_per_append.as_ref().ok().map(|f| round(*f)),
             "node_cpu_cores": self.node_cpu_cores.map(round),
+            "node_cpu_us_per_event": self.node_cpu_us_per_event.map(round),
+            "other_nodes": self.other_nodes.iter().map(|other| json!({
+                "url": other.url,
+                "cpu_cores": other.cpu.as_ref().ok().map(|(cores, _)| round(*cores)),
+                "cpu_us_per_event": other.cpu.as_ref().ok().map(|(_, us)| round(*us)),
+                "error": other.cpu.as_ref().err(),
+            })).collect::<Vec<_>>(),
             "node_written_bytes": self.node_written_bytes,
             "drain_s": round(self.drain.as_secs_f64()),
         })
@@ -213,5 +284,28 @@ fn latency(histogram: &Histogram<u64>) -> Latency {
         p99_ms: ms(histogram.value_at_quantile(0.99)),
         p999_ms: ms(histogram.value_at_quantile(0.999)),
         max_ms: ms(histogram.max()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(cpu: f64) -> NodeStats {
+        NodeStats {
+            cpu_time_seconds: Some(cpu),
+            ..NodeStats::default()
+        }
+    }
+
+    /// The cost per event is the CPU time the node used in the window over the events it
+    /// acknowledged there; a node that reports no CPU time, or a window without events, has
+    /// no figure rather than a made-up one.
+    #[test]
+    fn cpu_per_event_is_cpu_time_over_acknowledged_events() {
+        let used = cpu_seconds(&stats(10.0), &stats(10.5)).unwrap();
+        assert_eq!(us_per_event(used, 10_000), Some(50.0));
+        assert_eq!(us_per_event(used, 0), None);
+        assert_eq!(cpu_seconds(&NodeStats::default(), &stats(1.0)), None);
     }
 }
