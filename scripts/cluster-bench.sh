@@ -45,10 +45,13 @@ wait_healthy() {
 }
 wait_healthy
 L=$(leader); echo "leader: $L"
+# The followers' /stats too: CPU microseconds per acknowledged event on every node.
+FOLLOWERS=()
+for k in 1 2 3; do [ "127.0.0.$k" != "$L" ] && FOLLOWERS+=(--node-stats "http://127.0.0.$k:$PORT"); done
 for point in "1 1" "32 1" "1 100" "32 100"; do
   set -- $point
   echo "== $1 writers, batch $2"
-  "$BIN" bench --url http://$L:$PORT --writers $1 --batch $2 --duration $DURATION --event-size 256 | grep -E "events/s|appends/s|latency|p50|p99|errors" || true
+  "$BIN" bench --url http://$L:$PORT "${FOLLOWERS[@]}" --writers $1 --batch $2 --duration $DURATION --event-size 256 | grep -E "events/s|appends/s|latency|p50|p99|errors|node CPU" || true
 done
 PY=$ROOT/target/python-venv/bin/python
 if [ -x "$PY" ]; then

@@ -328,6 +328,16 @@ pub fn write_error(stream: &str, error: &WriteError) -> Status {
 }
 
 /// A read that failed as a whole.
+/// A failure of the services' finite reads or catch-up engine (`stele_services`).
+pub fn services_error(error: &stele_services::catchup::CatchUpError) -> Status {
+    use stele_services::catchup::CatchUpError;
+    match error {
+        CatchUpError::Read(error) => read_error(error),
+        CatchUpError::Stopping => not_ready(),
+        CatchUpError::Task(detail) => internal(&format!("read task failed: {detail}")),
+    }
+}
+
 pub fn read_error(error: &ReadError) -> Status {
     match error {
         ReadError::StreamDeleted(name) => stream_deleted(name.as_str()),
@@ -470,7 +480,7 @@ pub fn batch_append_error(error: &WriteError) -> Result<google_rpc::Status, Stat
 pub fn admin_error(error: &AdminError) -> Status {
     match error {
         AdminError::NotReady => not_ready(),
-        AdminError::Internal(detail) => internal(detail),
+        AdminError::Fatal(detail) => internal(detail),
     }
 }
 
@@ -913,6 +923,25 @@ mod tests {
         );
         assert_eq!(trailer(&status, "stream-name"), Some(&b"$all"[..]));
         assert_eq!(trailer(&status, "reason"), Some(&b"bad settings"[..]));
+    }
+
+    /// The services' reader and catch-up engine fail with the statuses reads always had: a
+    /// read error as itself, a stopping node as not ready, a failed read task as internal.
+    #[test]
+    fn services_errors_reuse_the_read_statuses() {
+        use stele_services::catchup::CatchUpError;
+        let deleted = ReadError::StreamDeleted(StreamName::new("s").unwrap());
+        let status = services_error(&CatchUpError::Read(deleted.clone()));
+        assert_eq!(status.code(), read_error(&deleted).code());
+        assert_eq!(status.message(), read_error(&deleted).message());
+        assert_eq!(
+            services_error(&CatchUpError::Stopping).code(),
+            not_ready().code()
+        );
+        // The detail goes to the log, not to the client.
+        let task = services_error(&CatchUpError::Task("panicked".into()));
+        assert_eq!(task.code(), internal("x").code());
+        assert!(!task.message().contains("panicked"));
     }
 
     #[test]

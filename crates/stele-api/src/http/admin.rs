@@ -120,7 +120,7 @@ mod tests {
             match &self.outcome {
                 Ok(()) => Ok(()),
                 Err(AdminError::NotReady) => Err(AdminError::NotReady),
-                Err(AdminError::Internal(detail)) => Err(AdminError::Internal(detail.clone())),
+                Err(AdminError::Fatal(detail)) => Err(AdminError::Fatal(detail.clone())),
             }
         }
 
@@ -215,7 +215,7 @@ mod tests {
         let not_ready = FakeAdmin::answering(Err(AdminError::NotReady));
         let (code, _) = call(&not_ready, Method::POST, "/admin/node/resign").await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
-        let fault = FakeAdmin::answering(Err(AdminError::Internal("disk".into())));
+        let fault = FakeAdmin::answering(Err(AdminError::Fatal("disk".into())));
         let (code, body) = call(&fault, Method::POST, "/admin/node/priority/1").await;
         assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!body.contains("disk"), "{body}");

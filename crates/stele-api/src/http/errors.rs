@@ -92,7 +92,7 @@ pub(super) fn no_groups_on_stream(stream: &str) -> Response {
 pub(super) fn admin_error(error: AdminError) -> (StatusCode, &'static str) {
     match error {
         AdminError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "Server Is Not Ready"),
-        AdminError::Internal(detail) => {
+        AdminError::Fatal(detail) => {
             tracing::error!(detail, "an operator command failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
         }
@@ -164,7 +164,7 @@ mod tests {
             (StatusCode::SERVICE_UNAVAILABLE, "Server Is Not Ready")
         );
         assert_eq!(
-            admin_error(AdminError::Internal("disk".into())),
+            admin_error(AdminError::Fatal("disk".into())),
             (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
         );
     }

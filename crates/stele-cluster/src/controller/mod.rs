@@ -496,6 +496,6 @@ pub(crate) async fn resign(node: &Node) -> Result<(), AdminError> {
         .map_err(|fatal| {
             let cause = crate::node::render_chain(&fatal);
             node.stop_on_fatal(cause.clone());
-            AdminError::Internal(format!("the consensus engine stopped: {cause}"))
+            AdminError::Fatal(cause)
         })
 }

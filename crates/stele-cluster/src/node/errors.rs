@@ -252,10 +252,9 @@ pub enum AdminError {
     #[error("server is not ready")]
     NotReady,
     /// The consensus engine stopped (openraft's `Fatal`) while the command ran: the node
-    /// takes no more writes until it is restarted. (Named `Internal` for the API's sake;
-    /// nothing else produces it.)
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// takes no more writes until it is restarted.
+    #[error("the consensus engine stopped: {0}")]
+    Fatal(String),
 }
 
 #[derive(Debug, thiserror::Error)]

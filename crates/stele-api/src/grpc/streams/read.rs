@@ -359,13 +359,9 @@ async fn serve_read(
     Ok(())
 }
 
-/// The services' failures as statuses.
+/// A failure of the services' reader or catch-up engine ends the call with its status.
 pub(super) fn halt(error: CatchUpError) -> Halt {
-    Halt::Failed(match error {
-        CatchUpError::Read(error) => status::read_error(&error),
-        CatchUpError::Stopping => status::not_ready(),
-        CatchUpError::Task(detail) => status::internal(&format!("read task failed: {detail}")),
-    })
+    Halt::Failed(status::services_error(&error))
 }
 
 /// Why a read or subscription stopped early.
