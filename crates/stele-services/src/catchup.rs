@@ -626,7 +626,7 @@ impl<T> Shared<T> {
 }
 
 /// The outcome of a read on the blocking pool.
-fn joined<R>(
+pub(crate) fn joined<R>(
     result: Result<Result<R, ReadError>, tokio::task::JoinError>,
 ) -> Result<R, CatchUpError> {
     match result {

@@ -30,3 +30,16 @@ pub mod filter;
 pub mod links;
 pub mod persistent;
 pub mod reads;
+
+/// A real single node, in memory, for the services' tests (no network).
+#[cfg(test)]
+pub(crate) async fn test_node() -> stele_cluster::Node {
+    let node = stele_cluster::Node::start(stele_cluster::fuzzing::single_node_config())
+        .await
+        .expect("an in-memory node starts");
+    assert!(
+        node.wait_ready(std::time::Duration::from_secs(20)).await,
+        "the node becomes ready"
+    );
+    node
+}

@@ -26,7 +26,7 @@ use stele_cluster::{
 };
 use stele_core::{RecordedEvent, StreamName};
 
-use crate::catchup::{CatchUpError, Prepare};
+use crate::catchup::{joined, CatchUpError, Prepare};
 use crate::filter::EventFilter;
 use crate::links;
 
@@ -341,16 +341,5 @@ fn done<T>(steps: Vec<ReadStep<T>>) -> Page<T> {
         steps,
         read: 0,
         next: None,
-    }
-}
-
-/// The outcome of a read on the blocking pool.
-fn joined<R>(
-    result: Result<Result<R, ReadError>, tokio::task::JoinError>,
-) -> Result<R, CatchUpError> {
-    match result {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(error.into()),
-        Err(join) => Err(CatchUpError::Task(join.to_string())),
     }
 }

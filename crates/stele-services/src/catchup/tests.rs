@@ -18,11 +18,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 type Seen = (String, u64, Option<String>);
 
 async fn node() -> Node {
-    let node = Node::start(stele_cluster::fuzzing::single_node_config())
-        .await
-        .expect("an in-memory node starts");
-    assert!(node.wait_ready(DEADLINE).await, "the node becomes ready");
-    node
+    crate::test_node().await
 }
 
 fn name(stream: &str) -> StreamName {

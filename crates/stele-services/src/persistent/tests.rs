@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use stele_cluster::{GossipConfig, Node, NodeConfig};
+use stele_cluster::{Node, NodeConfig};
 use stele_core::{ContentType, ExpectedRevision, ProposedEvent, StreamName};
 use uuid::Uuid;
 
@@ -15,22 +15,12 @@ use super::*;
 const DEADLINE: Duration = Duration::from_secs(20);
 
 async fn start() -> (Node, Subsystem) {
+    // The shared in-process configuration, with room for the 1 MiB events these tests
+    // append.
     let config = NodeConfig {
-        db_dir: None,
-        index_dir: None,
         chunk_size_bytes: 16 * 1024 * 1024,
-        max_append_size_bytes: 1024 * 1024,
         max_append_event_size_bytes: 1024 * 1024,
-        cluster_size: 1,
-        http_advertised: ("127.0.0.1".into(), 2113),
-        gossip_advertised: ("127.0.0.1".into(), 2113),
-        internal_bind: ("127.0.0.1".parse().unwrap(), 0),
-        internal_advertised: ("127.0.0.1".into(), 1112),
-        gossip: GossipConfig::default(),
-        node_priority: 0,
-        read_only_replica: false,
-        leader_election_timeout_ms: 100,
-        write_timeout: Duration::from_secs(10),
+        ..stele_cluster::fuzzing::single_node_config()
     };
     let node = Node::start(config).await.expect("an in-memory node starts");
     assert!(node.wait_ready(DEADLINE).await, "the node becomes ready");

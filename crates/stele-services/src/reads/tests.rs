@@ -1,8 +1,6 @@
 //! Finite reads against a real in-memory single node (no network): paging and counts, not
 //! found, the stream positions EventStoreDB reports, `$all` filters and bad positions.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use stele_cluster::{AppendOutcome, Node};
 use stele_core::{ContentType, DeleteKind, ExpectedRevision, ProposedEvent};
@@ -11,14 +9,8 @@ use uuid::Uuid;
 use super::*;
 use crate::filter::{FilterField, FilterSpec};
 
-const DEADLINE: Duration = Duration::from_secs(20);
-
 async fn node() -> Node {
-    let node = Node::start(stele_cluster::fuzzing::single_node_config())
-        .await
-        .expect("an in-memory node starts");
-    assert!(node.wait_ready(DEADLINE).await, "the node becomes ready");
-    node
+    crate::test_node().await
 }
 
 fn name(stream: &str) -> StreamName {

@@ -32,7 +32,6 @@ use super::subscribe;
 use crate::grpc::events;
 use crate::grpc::status;
 use crate::grpc::wire_uuid::UuidFormat;
-use stele_services::filter::EventFilter;
 
 /// Events asked of the node per call.
 pub const READ_PAGE_EVENTS: u64 = stele_services::reads::READ_PAGE_EVENTS;
@@ -101,27 +100,13 @@ pub enum ReadPlan {
 /// A checked finite read.
 #[derive(Debug)]
 pub struct FiniteRead {
-    target: Target,
+    target: ReadTarget,
     count: u64,
     uuid_format: UuidFormat,
     resolve_links: bool,
     /// `ControlOption.compatibility`: at 1 or more, stream reads also report the first and
     /// last stream positions.
     compatibility: u32,
-}
-
-#[derive(Debug)]
-enum Target {
-    Stream {
-        stream: StreamName,
-        start: StreamStart,
-        direction: Direction,
-    },
-    All {
-        start: AllStart,
-        direction: Direction,
-        filter: Option<Arc<EventFilter>>,
-    },
 }
 
 /// Checks a request in EventStoreDB's order: options, `uuid_option`, the stream/all choice,
@@ -157,7 +142,7 @@ pub fn plan(request: ReadReq) -> Result<ReadPlan, Status> {
     let target = match options.stream_option {
         Some(StreamOption::Stream(stream)) => {
             let start = stream_start(stream.revision_option.as_ref())?;
-            Target::Stream {
+            ReadTarget::Stream {
                 stream: events::stream_name(stream.stream_identifier.as_ref())?,
                 start,
                 direction,
@@ -171,7 +156,7 @@ pub fn plan(request: ReadReq) -> Result<ReadPlan, Status> {
                 }
                 _ => None,
             };
-            Target::All {
+            ReadTarget::All {
                 start,
                 direction,
                 filter,
@@ -275,34 +260,12 @@ pub fn spawn(node: Node, plan: ReadPlan) -> ReadStream {
 fn spawn_read(node: Node, plan: FiniteRead) -> ReadStream {
     let (mut out, stream) = ReadStream::channel();
     let format = plan.uuid_format;
-    let (target, stream_name) = match plan.target {
-        Target::Stream {
-            stream,
-            start,
-            direction,
-        } => (
-            ReadTarget::Stream {
-                stream: stream.clone(),
-                start,
-                direction,
-            },
-            Some(stream),
-        ),
-        Target::All {
-            start,
-            direction,
-            filter,
-        } => (
-            ReadTarget::All {
-                start,
-                direction,
-                filter,
-            },
-            None,
-        ),
+    let stream_name = match &plan.target {
+        ReadTarget::Stream { stream, .. } => Some(stream.clone()),
+        ReadTarget::All { .. } => None,
     };
     let request = ReadRequest {
-        target,
+        target: plan.target,
         count: plan.count,
         resolve_links: plan.resolve_links,
         report_positions: plan.compatibility >= 1,
@@ -506,7 +469,7 @@ mod tests {
         assert_eq!(plan.count, 10);
         assert_eq!(plan.uuid_format, UuidFormat::String);
         assert_eq!(plan.compatibility, 1);
-        let Target::Stream {
+        let ReadTarget::Stream {
             stream,
             start,
             direction,
@@ -532,7 +495,7 @@ mod tests {
         };
         assert!(matches!(
             plan_for(stream_options("s", RevisionOption::Revision(u64::MAX))),
-            Target::Stream {
+            ReadTarget::Stream {
                 start: StreamStart::End,
                 ..
             }
@@ -544,7 +507,7 @@ mod tests {
                     prepare_position: u64::MAX,
                 }
             ))),
-            Target::All {
+            ReadTarget::All {
                 start: AllStart::End,
                 ..
             }
@@ -556,7 +519,7 @@ mod tests {
                     prepare_position: 77,
                 }
             ))),
-            Target::All {
+            ReadTarget::All {
                 start: AllStart::Position(77),
                 ..
             }
@@ -573,7 +536,7 @@ mod tests {
         )));
         assert!(matches!(
             plan.target,
-            Target::All {
+            ReadTarget::All {
                 start: AllStart::Start,
                 direction: Direction::Forwards,
                 filter: Some(_),
