@@ -14,6 +14,7 @@
     )
 )]
 
+pub mod access;
 pub mod command;
 pub mod decision;
 pub mod event;
@@ -22,6 +23,7 @@ pub mod position;
 pub mod stream;
 pub mod validation;
 
+pub use access::Principal;
 pub use command::{Command, CommandResult, DeleteKind};
 pub use decision::{
     decide_append, decide_delete, decide_metadata, records_metadata, AppendDecision,
