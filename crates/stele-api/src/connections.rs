@@ -157,12 +157,20 @@ impl Drop for RequestGuard {
 pub struct ConnectionInfo {
     tcp: TcpConnectInfo,
     state: Arc<State>,
+    /// The client presented a node certificate in the TLS handshake (another node: its
+    /// requests run as the system).
+    peer_is_node: bool,
 }
 
 impl ConnectionInfo {
     /// The TCP addresses, as tonic's `Request::remote_addr` expects them.
     pub fn tcp(&self) -> TcpConnectInfo {
         self.tcp.clone()
+    }
+
+    /// Whether the client presented a node certificate (TLS only).
+    pub fn peer_is_node(&self) -> bool {
+        self.peer_is_node
     }
 
     /// Counts a request in flight until the guard is dropped.
@@ -255,6 +263,7 @@ impl Registry {
             info: ConnectionInfo {
                 tcp: tcp_info,
                 state,
+                peer_is_node: false,
             },
             registry: Arc::downgrade(self),
         })
@@ -296,26 +305,37 @@ pub fn incoming(
     listener: TcpListener,
     registry: Arc<Registry>,
 ) -> impl Stream<Item = io::Result<ClientConnection>> + Send + 'static {
-    tokio::spawn(watch(
-        Arc::downgrade(&registry),
-        registry.limits.check_interval(),
-    ));
+    watch_timeouts(&registry);
     futures::stream::unfold((listener, registry), |(listener, registry)| async move {
-        loop {
-            match listener.accept().await {
-                Ok((tcp, _)) => {
-                    let _ = tcp.set_nodelay(true);
-                    if let Some(connection) = registry.admit(tcp) {
-                        return Some((Ok(connection), (listener, registry)));
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "accepting a client connection failed");
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+        let connection = accept(&listener, &registry).await;
+        Some((Ok(connection), (listener, registry)))
+    })
+}
+
+/// The next admitted connection.
+pub(crate) async fn accept(listener: &TcpListener, registry: &Arc<Registry>) -> ClientConnection {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => {
+                let _ = tcp.set_nodelay(true);
+                if let Some(connection) = registry.admit(tcp) {
+                    return connection;
                 }
             }
+            Err(e) => {
+                tracing::debug!(error = %e, "accepting a client connection failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
         }
-    })
+    }
+}
+
+/// Starts closing the registry's connections past their timeouts (until it is dropped).
+pub(crate) fn watch_timeouts(registry: &Arc<Registry>) {
+    tokio::spawn(watch(
+        Arc::downgrade(registry),
+        registry.limits.check_interval(),
+    ));
 }
 
 /// A client's TCP connection, registered until dropped.
@@ -331,6 +351,13 @@ fn closed_error() -> io::Error {
         io::ErrorKind::TimedOut,
         "client connection closed: idle or header-read timeout, or connection limit",
     )
+}
+
+impl ClientConnection {
+    /// Notes that the client presented a node certificate.
+    pub(crate) fn set_peer_is_node(&mut self) {
+        self.info.peer_is_node = true;
+    }
 }
 
 impl Drop for ClientConnection {

@@ -9,6 +9,7 @@
     )
 )]
 
+pub mod client_tls;
 pub mod connections;
 pub mod grpc;
 pub mod http;

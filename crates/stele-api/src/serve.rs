@@ -18,10 +18,12 @@
 //! call); every request here is counted in flight on its connection until its response body
 //! is done.
 //!
-//! Not here: TLS (ALPN), which Stele does not serve yet.
+//! With TLS (a secure node), connections are handshaken first ([`crate::client_tls`]); ALPN
+//! offers `h2` and `http/1.1`, and the same preface detection then tells them apart.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -34,7 +36,10 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 use tower::ServiceExt;
 
-use crate::connections::{self, ConnectionInfo, ConnectionLimits, Registry, RequestGuard};
+use stele_cluster::tls::Tls;
+
+use crate::client_tls;
+use crate::connections::{ConnectionInfo, ConnectionLimits, Registry, RequestGuard};
 
 /// Server-sent HTTP/2 keepalive, EventStoreDB's defaults (`KeepAliveInterval`,
 /// `KeepAliveTimeout`): a client that stops answering PINGs is dropped, and with it its
@@ -58,9 +63,10 @@ pub async fn serve(
     http: Router,
     grpc: Routes,
     limits: ConnectionLimits,
+    tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let incoming = connections::incoming(listener, Registry::new(limits));
+    let incoming = client_tls::incoming(listener, Registry::new(limits), tls);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
@@ -240,7 +246,9 @@ mod tests {
             let shutdown = async move {
                 let _ = stop_rx.await;
             };
-            serve(listener, http, grpc, limits, shutdown).await.unwrap();
+            serve(listener, http, grpc, limits, None, shutdown)
+                .await
+                .unwrap();
         });
         (port, stop_tx, server)
     }

@@ -12,6 +12,7 @@ use stele_log::Disk;
 pub use crate::committer::CommitMode;
 use crate::identity::Identity;
 use crate::net::{GossipClient, Net, TokioNet};
+use crate::tls::{Tls, TlsNet};
 
 /// The vote, kept by whoever injects storage so that it survives the node's restarts. It is
 /// replaced whole (the file store's atomic rename), as the JSON the file would hold.
@@ -40,6 +41,9 @@ pub struct NodeEnv {
     /// `None`: the data directory (or memory) the configuration names.
     pub storage: Option<InjectedStorage>,
     pub commit: CommitMode,
+    /// `Some`: the node is secure — mutual TLS on the internal port and HTTPS gossip with
+    /// this node's certificate (issue 13).
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl NodeEnv {
@@ -50,6 +54,16 @@ impl NodeEnv {
             gossip: None,
             storage: None,
             commit: CommitMode::Thread,
+            tls: None,
+        }
+    }
+
+    /// As [`NodeEnv::production`], with mutual TLS between nodes.
+    pub fn production_tls(tls: Arc<Tls>) -> NodeEnv {
+        NodeEnv {
+            net: Arc::new(TlsNet::new(TokioNet, tls.clone())),
+            tls: Some(tls),
+            ..NodeEnv::production()
         }
     }
 }

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::gossip::GossipMessage;
+use crate::tls::Tls;
 
 /// A connected byte stream.
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -117,17 +118,29 @@ pub trait GossipClient: Send + Sync + 'static {
 }
 
 /// Gossip as EventStoreDB does it: `POST /gossip` with JSON over HTTP/1.1.
+/// With TLS (a secure node), `https` with this node's certificate as client identity (the
+/// receiver treats the sender as a node only then) and the peer verified as a node.
 pub struct HttpGossip {
     client: reqwest::Client,
+    scheme: &'static str,
 }
 
 impl HttpGossip {
-    pub fn new(timeout: Duration) -> Result<HttpGossip, String> {
-        reqwest::Client::builder()
+    pub fn new(timeout: Duration, tls: Option<&Tls>) -> Result<HttpGossip, String> {
+        let builder = reqwest::Client::builder()
             .timeout(timeout)
-            .connect_timeout(timeout)
+            .connect_timeout(timeout);
+        let (builder, scheme) = match tls {
+            Some(tls) => {
+                let mut config = (*tls.current().peer_client).clone();
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                (builder.use_preconfigured_tls(config), "https")
+            }
+            None => (builder, "http"),
+        };
+        builder
             .build()
-            .map(|client| HttpGossip { client })
+            .map(|client| HttpGossip { client, scheme })
             .map_err(|e| e.to_string())
     }
 }
@@ -139,7 +152,7 @@ impl GossipClient for HttpGossip {
         message: &'a GossipMessage,
     ) -> BoxFuture<'a, Result<GossipMessage, GossipCallError>> {
         Box::pin(async move {
-            let url = format!("http://{host}:{port}/gossip");
+            let url = format!("{}://{host}:{port}/gossip", self.scheme);
             match self.client.post(&url).json(message).send().await {
                 Ok(response) if response.status().is_success() => response
                     .json::<GossipMessage>()

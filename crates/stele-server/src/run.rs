@@ -178,7 +178,7 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
             }
         }
     };
-    stele_api::serve::serve(listener, http, grpc, limits, stop)
+    stele_api::serve::serve(listener, http, grpc, limits, None, stop)
         .await
         .context("serving")?;
     tracing::info!("shutting down");

@@ -215,6 +215,7 @@ impl SimCluster {
             commit: CommitMode::Task {
                 fsync_latency: self.fsync_latency,
             },
+            tls: None,
         };
         let node = match Node::start_with(config, env).await {
             Ok(node) => node,
