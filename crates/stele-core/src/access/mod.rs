@@ -14,7 +14,8 @@
 //! answers PERMISSION_DENIED to a denied caller, anonymous or not; HTTP answers 401 to both.
 //! A caller that needs to tell them apart asks [`Principal::is_authenticated`].
 //!
-//! See `../shared/PROTOCOL-OPS.md` §4 for EventStoreDB's rules these follow.
+//! EventStoreDB's rules these follow, with their sources, are in the protocol notes kept
+//! beside the repository (PROTOCOL-OPS.md §3.3 and §4); each item cites its section.
 
 mod acl;
 mod policy;
