@@ -1,5 +1,8 @@
 //! Stream metadata (`$$<stream>` events of type `$metadata`): the reserved keys that shape
-//! what reads return. ACLs (`$acl`) are kept as raw JSON until access control arrives.
+//! what reads return. The ACL (`$acl`) is parsed from the same event's JSON by
+//! [`StreamAcl::from_metadata_json`](crate::access::StreamAcl::from_metadata_json), not kept
+//! here: the index stores `StreamMetadata` with postcard (stele-index `schema.rs`), so a new
+//! field would change its on-disk format and needs that crate's `FORMAT_VERSION` bumped.
 
 use serde::{Deserialize, Serialize};
 
@@ -93,6 +96,20 @@ mod tests {
             StreamMetadata::from_json(b"not json"),
             StreamMetadata::default()
         );
+    }
+
+    #[test]
+    fn an_acl_does_not_disturb_the_reserved_keys() {
+        // Metadata that carries an `$acl` (well-formed or not) keeps its other keys, and the
+        // ACL is read from the same bytes by the access module.
+        let json = br#"{"$maxCount":3,"$acl":{"$r":"greg","$w":["greg","john"]}}"#;
+        assert_eq!(StreamMetadata::from_json(json).max_count, Some(3));
+        let (acl, ignored) = crate::access::StreamAcl::from_metadata_json(json);
+        assert_eq!(acl.unwrap().read, Some(vec!["greg".to_owned()]));
+        assert!(ignored.is_empty());
+        let bad = br#"{"$maxCount":3,"$acl":{"$r":5}}"#;
+        assert_eq!(StreamMetadata::from_json(bad).max_count, Some(3));
+        assert_eq!(crate::access::StreamAcl::from_metadata_json(bad).0, None);
     }
 
     #[test]
