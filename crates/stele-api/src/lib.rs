@@ -9,6 +9,7 @@
     )
 )]
 
+pub mod auth;
 pub mod client_tls;
 pub mod connections;
 pub mod grpc;

@@ -31,13 +31,13 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::Request;
 use axum::Router;
-use futures::FutureExt;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tower::ServiceExt;
 
 use stele_cluster::tls::Tls;
 
+use crate::auth::Authentication;
 use crate::client_tls;
 use crate::connections::{ConnectionInfo, ConnectionLimits, Registry, RequestGuard};
 
@@ -64,6 +64,7 @@ pub async fn serve(
     grpc: Routes,
     limits: ConnectionLimits,
     tls: Option<Arc<Tls>>,
+    authentication: Authentication,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let incoming = client_tls::incoming(listener, Registry::new(limits), tls);
@@ -77,7 +78,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS_PER_CONNECTION)
-        .add_routes(one_port_routes(http, grpc))
+        .add_routes(one_port_routes(http, grpc, authentication))
         .serve_with_incoming_shutdown(incoming, signal);
     let grace_over = async move {
         match stopping_rx.await {
@@ -99,33 +100,43 @@ pub async fn serve(
 }
 
 /// One set of routes that sends gRPC calls to `grpc` and the rest to `http`, each counted
-/// in flight on its connection until its response body is done.
-fn one_port_routes(http: Router, grpc: Routes) -> Routes {
+/// in flight on its connection until its response body is done, each with the principal it
+/// runs as (or refused for its credentials: [`crate::auth`]).
+fn one_port_routes(http: Router, grpc: Routes, authentication: Authentication) -> Routes {
     let grpc = grpc.prepare().into_axum_router();
     let dispatch = tower::service_fn(move |mut request: Request<Body>| {
-        let guard = match request.extensions().get::<ConnectionInfo>().cloned() {
-            Some(connection) => {
-                // tonic's `Request::remote_addr` looks for the TCP addresses.
-                request.extensions_mut().insert(connection.tcp());
-                Some(connection.begin_request())
-            }
-            None => None,
-        };
-        let target = if is_grpc(&request) {
+        let connection = request.extensions().get::<ConnectionInfo>().cloned();
+        let guard = connection.as_ref().map(|connection| {
+            // tonic's `Request::remote_addr` looks for the TCP addresses.
+            request.extensions_mut().insert(connection.tcp());
+            connection.begin_request()
+        });
+        let grpc_call = is_grpc(&request);
+        let target = if grpc_call {
             grpc.clone()
         } else {
             http.clone()
         };
-        target.oneshot(request).map(move |result| {
-            result.map(|response| {
-                response.map(|body| {
-                    Body::new(InFlightBody {
-                        body,
-                        _guard: guard,
-                    })
+        let authentication = authentication.clone();
+        let authorization = crate::auth::authorization(&request);
+        async move {
+            let response = match authentication
+                .principal(authorization, connection.as_ref(), grpc_call)
+                .await
+            {
+                Ok(principal) => {
+                    request.extensions_mut().insert(principal);
+                    target.oneshot(request).await?
+                }
+                Err(refusal) => refusal,
+            };
+            Ok::<_, std::convert::Infallible>(response.map(|body| {
+                Body::new(InFlightBody {
+                    body,
+                    _guard: guard,
                 })
-            })
-        })
+            }))
+        }
     });
     Routes::from(Router::new().fallback_service(dispatch))
 }
@@ -246,9 +257,17 @@ mod tests {
             let shutdown = async move {
                 let _ = stop_rx.await;
             };
-            serve(listener, http, grpc, limits, None, shutdown)
-                .await
-                .unwrap();
+            serve(
+                listener,
+                http,
+                grpc,
+                limits,
+                None,
+                Authentication::insecure(),
+                shutdown,
+            )
+            .await
+            .unwrap();
         });
         (port, stop_tx, server)
     }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use stele_cluster::env::NodeEnv;
+use stele_cluster::tls::{Tls, TlsSource};
 use stele_cluster::{GossipConfig, Node, NodeConfig};
 
 use crate::config::Options;
@@ -134,6 +136,38 @@ pub fn node_config(options: &Options) -> anyhow::Result<NodeConfig> {
     })
 }
 
+/// The node's TLS from the options: `None` for `--insecure`.
+pub fn load_tls(options: &Options) -> anyhow::Result<Option<Arc<Tls>>> {
+    if options.insecure {
+        return Ok(None);
+    }
+    let source = if options.dev {
+        anyhow::bail!("--dev is not available yet")
+    } else {
+        let (Some(certificate_file), Some(private_key_file)) = (
+            options.certificate_file.clone(),
+            options.certificate_private_key_file.clone(),
+        ) else {
+            anyhow::bail!("CertificateFile and CertificatePrivateKeyFile must be set");
+        };
+        TlsSource::Files {
+            certificate_file,
+            private_key_file,
+            trusted_roots_path: options.trusted_root_certificates_path.clone(),
+        }
+    };
+    let reserved = options
+        .certificate_reserved_node_common_name
+        .clone()
+        .unwrap_or_default();
+    let tls = Tls::load(source, &reserved).context("loading the node's certificate")?;
+    tracing::info!(
+        node_common_name = %tls.current().node_common_name,
+        "serving TLS on every port; other nodes must present certificates with this common name"
+    );
+    Ok(Some(tls))
+}
+
 /// Starts a node and serves it until a shutdown signal.
 pub async fn run_node(options: Options) -> anyhow::Result<()> {
     let file_limit = raise_file_limit();
@@ -144,9 +178,20 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding the HTTP port {bind}"))?;
-    let node = Node::start(node_config(&options)?)
+    let tls = load_tls(&options)?;
+    let env = match &tls {
+        Some(tls) => NodeEnv::production_tls(tls.clone()),
+        None => NodeEnv::production(),
+    };
+    let node = Node::start_with(node_config(&options)?, env)
         .await
         .context("starting the node")?;
+    if options.insecure {
+        tracing::warn!(
+            "running INSECURE: no TLS, no authentication and no access control on any port; \
+             anyone who can reach this node can read, write and administer it"
+        );
+    }
     tracing::info!(
         %bind,
         db = ?options.db_dir(),
@@ -178,7 +223,7 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
             }
         }
     };
-    stele_api::serve::serve(listener, http, grpc, limits, None, stop)
+    stele_api::serve::serve(listener, http, grpc, limits, tls, stop)
         .await
         .context("serving")?;
     tracing::info!("shutting down");

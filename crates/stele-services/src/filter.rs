@@ -17,7 +17,11 @@
 //!
 //! The window and checkpoint multiplier only shape subscriptions, so reads ignore them.
 
+use std::sync::Arc;
+
 use stele_core::RecordedEvent;
+
+use crate::access::ReadableStreams;
 
 /// Backtracking steps one match of a look-around or backreference pattern may take (see
 /// the module docs). fancy-regex's own default is 1,000,000, about 15 ms of CPU for
@@ -30,6 +34,9 @@ pub const BACKTRACK_LIMIT: usize = 10_000;
 pub struct EventFilter {
     spec: FilterSpec,
     matcher: Matcher,
+    /// The streams the reader may see (issue 13): set for a `$all` reader who does not
+    /// bypass stream ACLs; an event of another stream never passes, whatever the spec says.
+    readable: Option<Arc<ReadableStreams>>,
 }
 
 /// What a filter tests: the stream name or the event type.
@@ -49,13 +56,15 @@ pub struct FilterSpec {
     pub prefixes: Vec<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Matcher {
     /// Linear time in the text.
     Linear(regex::Regex),
     /// Look-around or backreferences: backtracking, capped at [`BACKTRACK_LIMIT`].
     Backtracking(fancy_regex::Regex),
     Prefixes(Vec<String>),
+    /// No client filter: only [`EventFilter::readable`] decides.
+    Everything,
 }
 
 impl EventFilter {
@@ -66,13 +75,38 @@ impl EventFilter {
         } else {
             compile(&spec.regex)?
         };
-        Ok(EventFilter { spec, matcher })
+        Ok(EventFilter {
+            spec,
+            matcher,
+            readable: None,
+        })
+    }
+
+    /// `filter` (or, without one, every event) restricted to the streams `readable` allows.
+    pub fn restricted(filter: Option<&EventFilter>, readable: Arc<ReadableStreams>) -> EventFilter {
+        match filter {
+            Some(filter) => EventFilter {
+                spec: filter.spec.clone(),
+                matcher: filter.matcher.clone(),
+                readable: Some(readable),
+            },
+            None => EventFilter {
+                spec: FilterSpec {
+                    on: FilterField::StreamName,
+                    regex: String::new(),
+                    prefixes: Vec::new(),
+                },
+                matcher: Matcher::Everything,
+                readable: Some(readable),
+            },
+        }
     }
 
     /// Whether matching may backtrack (up to [`BACKTRACK_LIMIT`] steps per event): such a
     /// filter is best run on the blocking pool rather than on an async worker.
     pub fn is_costly(&self) -> bool {
-        matches!(self.matcher, Matcher::Backtracking(_))
+        // Checking a stream's ACL reads the log.
+        matches!(self.matcher, Matcher::Backtracking(_)) || self.readable.is_some()
     }
 
     pub fn spec(&self) -> &FilterSpec {
@@ -85,6 +119,10 @@ impl EventFilter {
             FilterField::EventType => event.record.event_type.as_str(),
         };
         self.matcher.matches(text)
+            && self
+                .readable
+                .as_ref()
+                .is_none_or(|readable| readable.may_read(event.record.stream.as_str()))
     }
 }
 
@@ -108,6 +146,7 @@ impl Matcher {
             // failing the whole read or subscription.
             Matcher::Backtracking(regex) => regex.is_match(text).unwrap_or(false),
             Matcher::Prefixes(prefixes) => prefixes.iter().any(|p| text.starts_with(p.as_str())),
+            Matcher::Everything => true,
         }
     }
 }

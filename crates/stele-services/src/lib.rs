@@ -3,6 +3,8 @@
 //! [`stele_cluster::Node`], for every adapter to share — the gRPC and HTTP services in
 //! `stele-api`, the simulation's clients and, next, projections.
 //!
+//! - [`access`]: access control over the node: the policy, stream ACLs read from the
+//!   log, and which streams a `$all` reader may see;
 //! - [`reads`]: finite reads of a stream or `$all`, a page at a time (the node applies the
 //!   stream's metadata);
 //! - [`filter`]: the `$all` filter (stream name or event type; regex or prefixes) with a
@@ -25,6 +27,7 @@
     )
 )]
 
+pub mod access;
 pub mod catchup;
 pub mod filter;
 pub mod links;

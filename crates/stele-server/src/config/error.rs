@@ -68,14 +68,14 @@ pub enum ConfigError {
     },
     #[error("cannot read config file {}: {message}", path.display())]
     ConfigFile { path: PathBuf, message: String },
+    /// A secure node (the default) needs a certificate.
     #[error(
-        "TLS is not supported yet: set --insecure{}",
-        certificate_note(certificate_option)
+        "option {option} is not set: a node serves TLS and checks users unless told otherwise; \
+         set CertificateFile and CertificatePrivateKeyFile (certificates: `stele certs create-ca` \
+         and `stele certs create-node`), or run with --dev for a generated localhost certificate, \
+         or with --insecure for no TLS and no access control (development only)"
     )]
-    TlsNotSupported {
-        /// A certificate option that was set, if any.
-        certificate_option: Option<&'static str>,
-    },
+    TlsOptionMissing { option: &'static str },
     #[error("bad value for option {option}: {message}")]
     Invalid {
         option: &'static str,
@@ -95,13 +95,6 @@ pub enum ConfigError {
 fn did_you_mean(suggestion: &Option<String>) -> String {
     match suggestion {
         Some(name) => format!(" (did you mean {name}?)"),
-        None => String::new(),
-    }
-}
-
-fn certificate_note(option: &Option<&'static str>) -> String {
-    match option {
-        Some(name) => format!(" ({name} is set, but Stele cannot serve TLS)"),
         None => String::new(),
     }
 }

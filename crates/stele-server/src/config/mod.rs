@@ -89,14 +89,6 @@ pub fn parse_with_files(
             "{error}: ignored because AllowUnknownOptions is set"
         ));
     }
-    if !options.insecure {
-        let certificate_option = OPTIONS
-            .iter()
-            .filter(|o| o.name.starts_with("Certificate") || o.name.starts_with("TrustedRoot"))
-            .find(|o| resolver.setting(o.name).is_some())
-            .map(|o| o.name);
-        return Err(ConfigError::TlsNotSupported { certificate_option });
-    }
     refuse_conflicts(&options, &resolver)?;
     validate(&options)?;
     for (name, origin) in &resolver.not_acted {
@@ -171,6 +163,58 @@ fn refuse_conflicts(options: &Options, resolver: &Resolver) -> Result<(), Config
                 "Insecure serves plaintext without certificates, so the certificate \
                  settings would be ignored; remove one of them",
             );
+        }
+    }
+    if options.insecure && options.dev {
+        return conflict(
+            "Insecure",
+            "Dev",
+            "Dev serves TLS with a generated certificate and Insecure serves plaintext; \
+             remove one of them",
+        );
+    }
+    if options.dev {
+        if let Some(name) = ["CertificateFile", "CertificatePrivateKeyFile"]
+            .into_iter()
+            .find(|name| resolver.setting(name).is_some())
+        {
+            return conflict(
+                "Dev",
+                name,
+                "Dev generates its own certificate, so the certificate files would be \
+                 ignored; remove one of them",
+            );
+        }
+    }
+    if !options.insecure && !options.dev {
+        if options.certificate_password.is_some() {
+            return Err(ConfigError::Invalid {
+                option: "CertificatePassword",
+                message: "PKCS #12 certificate files are not read; convert to PEM with \
+                          `openssl pkcs12 -in node.p12 -out node.crt -clcerts -nokeys` and \
+                          `openssl pkcs12 -in node.p12 -out node.key -nocerts -nodes`, then set \
+                          CertificateFile and CertificatePrivateKeyFile"
+                    .to_owned(),
+            });
+        }
+        if options.certificate_private_key_password.is_some() {
+            return Err(ConfigError::Invalid {
+                option: "CertificatePrivateKeyPassword",
+                message: "encrypted private keys are not read; decrypt with \
+                          `openssl pkey -in node.key -out node.key.pem`"
+                    .to_owned(),
+            });
+        }
+        for (name, set) in [
+            ("CertificateFile", options.certificate_file.is_some()),
+            (
+                "CertificatePrivateKeyFile",
+                options.certificate_private_key_file.is_some(),
+            ),
+        ] {
+            if !set {
+                return Err(ConfigError::TlsOptionMissing { option: name });
+            }
         }
     }
     Ok(())

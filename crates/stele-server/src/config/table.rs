@@ -62,10 +62,11 @@ option_table! {
     allow_unknown_options: bool = "AllowUnknownOptions", default "false", Acted;
     /// Print the effective configuration and exit.
     what_if: bool = "WhatIf", default "false", NotYet;
-    /// Disable authentication, authorization and TLS. Required: Stele does not serve TLS yet.
+    /// Disable authentication, authorization and TLS (development only: anyone who reaches
+    /// the node can do anything).
     insecure: bool = "Insecure", default "false", Acted;
-    /// Run in development mode (dev certificates, AtomPub, standard projections).
-    dev: bool = "Dev", default "false", NotYet;
+    /// Run in development mode: a self-signed certificate for localhost, generated at start.
+    dev: bool = "Dev", default "false", Acted;
     /// Remove dev certificates and exit.
     remove_dev_certs: bool = "RemoveDevCerts", default "false", NotYet;
     /// Seconds between statistics gathers.
@@ -129,21 +130,24 @@ option_table! {
     /// Authentication configuration file.
     authentication_config: Option<String> = "AuthenticationConfig", default "", NotYet;
 
-    // Certificates. Stele does not serve TLS yet: these are recognised so that configuration
-    // files load, and setting one without Insecure is a startup error.
+    // Certificates (issue 13). A node without Insecure or Dev needs CertificateFile and
+    // CertificatePrivateKeyFile; the Windows certificate store options are recognised so that
+    // configuration files load, and are not acted on.
 
-    /// Certificate file (PKCS #12 or X.509).
-    certificate_file: Option<PathBuf> = "CertificateFile", default "", NotYet;
-    /// Private key of the certificate.
-    certificate_private_key_file: Option<PathBuf> = "CertificatePrivateKeyFile", default "", NotYet;
+    /// Certificate file: PEM (leaf first, then intermediates) or DER. PKCS #12 is not read.
+    certificate_file: Option<PathBuf> = "CertificateFile", default "", Acted;
+    /// Private key of the certificate (PEM: PKCS #8, RSA or EC).
+    certificate_private_key_file: Option<PathBuf> = "CertificatePrivateKeyFile", default "", Acted;
     /// Password of the certificate file.
     certificate_password: Option<String> = "CertificatePassword", default "", NotYet;
     /// Password of the private key file.
     certificate_private_key_password: Option<String> = "CertificatePrivateKeyPassword", default "", NotYet;
-    /// Directory of trusted root certificates.
-    trusted_root_certificates_path: Option<PathBuf> = "TrustedRootCertificatesPath", default "", NotYet;
-    /// Common name other nodes' certificates must have.
-    certificate_reserved_node_common_name: Option<String> = "CertificateReservedNodeCommonName", default "", NotYet;
+    /// Directory of trusted root certificates (other nodes' and client certificates must chain
+    /// to one of them).
+    trusted_root_certificates_path: PathBuf = "TrustedRootCertificatesPath", default "/etc/ssl/certs", Acted;
+    /// Common name other nodes' certificates must have (`*.` wildcards allowed); empty means
+    /// this node's own certificate's common name.
+    certificate_reserved_node_common_name: Option<String> = "CertificateReservedNodeCommonName", default "", Acted;
     /// Certificate store location.
     certificate_store_location: Option<String> = "CertificateStoreLocation", default "", NotYet;
     /// Certificate store name.

@@ -403,19 +403,62 @@ fn a_missing_value_or_a_stray_argument_is_an_error() {
 }
 
 #[test]
-fn without_insecure_the_node_refuses_to_start() {
+fn without_insecure_the_node_needs_a_certificate() {
+    // Secure by default (issue 13): a node without Insecure or Dev names the first missing
+    // certificate option, and says how to get certificates or opt out.
     let e = err(&[], &[]);
-    assert_eq!(e.to_string(), "TLS is not supported yet: set --insecure");
+    assert_eq!(
+        e,
+        ConfigError::TlsOptionMissing {
+            option: "CertificateFile"
+        }
+    );
+    assert!(
+        e.to_string().contains("stele certs create-node") && e.to_string().contains("--insecure")
+    );
     let e = err(&["--certificate-file", "/etc/node.crt"], &[]);
     assert_eq!(
         e,
-        ConfigError::TlsNotSupported {
-            certificate_option: Some("CertificateFile")
+        ConfigError::TlsOptionMissing {
+            option: "CertificatePrivateKeyFile"
         }
     );
-    assert!(e
-        .to_string()
-        .starts_with("TLS is not supported yet: set --insecure"));
+    let (o, _) = ok(
+        &[
+            "--certificate-file",
+            "/etc/node.crt",
+            "--certificate-private-key-file",
+            "/etc/node.key",
+        ],
+        &[],
+    );
+    assert!(!o.insecure);
+    assert_eq!(
+        o.trusted_root_certificates_path,
+        PathBuf::from("/etc/ssl/certs")
+    );
+    assert!(ok(&["--dev"], &[]).0.dev);
+    assert!(matches!(
+        err(&["--dev", "--insecure"], &[]),
+        ConfigError::Conflict { .. }
+    ));
+    assert!(matches!(
+        err(
+            &[
+                "--certificate-file",
+                "a",
+                "--certificate-private-key-file",
+                "b",
+                "--certificate-password",
+                "x"
+            ],
+            &[]
+        ),
+        ConfigError::Invalid {
+            option: "CertificatePassword",
+            ..
+        }
+    ));
     // With Insecure, certificate settings would be ignored: the node says so and stops
     // instead of serving plaintext after a warning (issue 11, item 7).
     let e = err(&["--insecure", "--certificate-file", "/etc/node.crt"], &[]);
