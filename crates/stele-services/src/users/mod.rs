@@ -1,4 +1,4 @@
-//! Users (issue 13, `../shared/PROTOCOL-OPS.md` §3): the accounts Basic credentials name,
+//! Users (issue 13; PROTOCOL-OPS.md §3): the accounts Basic credentials name,
 //! kept in the log as EventStoreDB keeps them, and the authenticator that checks credentials
 //! on every request.
 //!

@@ -123,13 +123,16 @@ impl Users {
         if store::write_record(&self.node, login, ExpectedRevision::NoStream, event).await? {
             return Ok(());
         }
-        // Created by someone else since we looked.
-        match store::load(&self.node, login).await? {
-            Some(existing) => self.existing(existing, password, exists_is_ok).await,
-            None => Err(UserError::TryAgain {
-                login: login.to_owned(),
-            }),
+        // Created by someone else since we looked (this node may not have applied it yet).
+        for attempt in 1..USER_WRITE_ATTEMPTS {
+            retry_pause(attempt).await;
+            if let Some(existing) = store::load(&self.node, login).await? {
+                return self.existing(existing, password, exists_is_ok).await;
+            }
         }
+        Err(UserError::TryAgain {
+            login: login.to_owned(),
+        })
     }
 
     async fn existing(

@@ -308,3 +308,26 @@ async fn wrong_passwords_engage_the_rate_limit_without_hashing() {
     tokio::time::sleep(FAILED_LOGIN_WINDOW).await;
     assert!(auth.authenticate("u", "pw").await.is_ok());
 }
+
+/// Two changes racing on one user both land: the one that finds the record moved reads it
+/// again and applies its change over the other's, so neither is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_changes_to_one_user_both_land() {
+    let (_node, users, _auth) = start().await;
+    users.create("u", "Old", &[], "pw").await.unwrap();
+    for round in 0..10 {
+        let name = format!("Name {round}");
+        let new_groups = groups(&["g"]);
+        let (a, b, c) = tokio::join!(
+            users.update("u", &name, &new_groups),
+            users.disable("u"),
+            users.reset_password("u", "pw2"),
+        );
+        a.unwrap();
+        b.unwrap();
+        c.unwrap();
+        let details = users.details("u").await.unwrap();
+        assert_eq!((details.full_name, details.disabled), (name, true));
+        users.enable("u").await.unwrap();
+    }
+}
