@@ -13,7 +13,9 @@
 //! - [`catchup`]: the one catch-up engine: a stream or `$all` (filtered) from a point,
 //!   history first, then a gap-free hand-over to the live feed, back to the log when the
 //!   reader falls behind;
-//! - [`persistent`]: the persistent-subscription engine (consumer groups).
+//! - [`persistent`]: the persistent-subscription engine (consumer groups);
+//! - [`users`]: the user accounts kept in the log (create, update, delete, passwords) and
+//!   the authenticator that turns Basic credentials into a principal.
 //!
 //! No wire type (gRPC, protobuf or HTTP crate) appears here (the tidy test checks); clocks, ids and
 //! blocking work go only through `stele_cluster::determinism` and `stele_cluster::blocking`,
@@ -33,6 +35,7 @@ pub mod filter;
 pub mod links;
 pub mod persistent;
 pub mod reads;
+pub mod users;
 
 /// A real single node, in memory, for the services' tests (no network).
 #[cfg(test)]
