@@ -12,16 +12,21 @@ use stele_proto::shared::Empty;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use stele_core::access::Operation;
+use stele_services::access::AccessControl;
+
+use super::caller::Caller;
 use super::wire_uuid;
 
 #[derive(Clone)]
 pub struct GossipService {
     node: Node,
+    access: AccessControl,
 }
 
 impl GossipService {
-    pub fn new(node: Node) -> Self {
-        GossipService { node }
+    pub fn new(node: Node, access: AccessControl) -> Self {
+        GossipService { node, access }
     }
 }
 
@@ -58,7 +63,8 @@ fn member(
 
 #[tonic::async_trait]
 impl Gossip for GossipService {
-    async fn read(&self, _request: Request<Empty>) -> Result<Response<ClusterInfo>, Status> {
+    async fn read(&self, request: Request<Empty>) -> Result<Response<ClusterInfo>, Status> {
+        Caller::of(&self.access, &request).may(Operation::GossipRead)?;
         let members = self
             .node
             .members()

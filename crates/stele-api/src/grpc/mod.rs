@@ -22,6 +22,7 @@
 // statuses; boxing them would only move the allocation.
 #![allow(clippy::result_large_err)]
 
+pub mod caller;
 pub mod event_filter;
 pub mod events;
 pub mod gossip;
@@ -39,6 +40,7 @@ use stele_proto::operations::operations_server::OperationsServer;
 use stele_proto::persistent::persistent_subscriptions_server::PersistentSubscriptionsServer;
 use stele_proto::server_features::server_features_server::ServerFeaturesServer;
 use stele_proto::streams::streams_server::StreamsServer;
+use stele_services::access::AccessControl;
 use tonic::service::{Routes, RoutesBuilder};
 
 pub use gossip::GossipService;
@@ -56,9 +58,13 @@ const APPEND_MESSAGE_OVERHEAD_BYTES: usize = 1024 * 1024;
 
 /// Every gRPC service of a node, ready to serve. `persistent` is the node's persistent
 /// subscriptions engine, shared with the HTTP API.
-pub fn routes(node: Node, persistent: stele_services::persistent::Subsystem) -> Routes {
+pub fn routes(
+    node: Node,
+    persistent: stele_services::persistent::Subsystem,
+    access: AccessControl,
+) -> Routes {
     let mut builder = RoutesBuilder::default();
-    add_services(&mut builder, node, persistent);
+    add_services(&mut builder, node, persistent, access);
     builder.routes()
 }
 
@@ -67,6 +73,7 @@ pub fn add_services(
     builder: &mut RoutesBuilder,
     node: Node,
     persistent: stele_services::persistent::Subsystem,
+    access: AccessControl,
 ) {
     // One BatchAppend message may carry a whole append (the Python client sends every
     // multi-event append as a single message), so Streams accepts the node's maximum append
@@ -75,7 +82,7 @@ pub fn add_services(
         .max((node.max_append_size_bytes() as usize).saturating_add(APPEND_MESSAGE_OVERHEAD_BYTES));
     builder
         .add_service(
-            StreamsServer::new(StreamsService::new(node.clone()))
+            StreamsServer::new(StreamsService::new(node.clone(), access.clone()))
                 .max_decoding_message_size(streams_decoding_bytes)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE_BYTES),
         )
@@ -85,18 +92,24 @@ pub fn add_services(
                 .max_encoding_message_size(MAX_MESSAGE_SIZE_BYTES),
         )
         .add_service(
-            GossipServer::new(GossipService::new(node.clone()))
+            GossipServer::new(GossipService::new(node.clone(), access.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE_BYTES),
         )
         .add_service(
-            OperationsServer::new(OperationsService::new(node, persistent.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_SIZE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_SIZE_BYTES),
+            OperationsServer::new(OperationsService::new(
+                node,
+                persistent.clone(),
+                access.clone(),
+            ))
+            .max_decoding_message_size(MAX_MESSAGE_SIZE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE_BYTES),
         )
         .add_service(
-            PersistentSubscriptionsServer::new(PersistentSubscriptionsService::new(persistent))
-                .max_decoding_message_size(MAX_MESSAGE_SIZE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_SIZE_BYTES),
+            PersistentSubscriptionsServer::new(PersistentSubscriptionsService::new(
+                persistent, access,
+            ))
+            .max_decoding_message_size(MAX_MESSAGE_SIZE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE_BYTES),
         );
 }

@@ -25,6 +25,10 @@ use stele_proto::operations::{
 use stele_proto::shared::Empty;
 use tonic::{Request, Response, Status};
 
+use stele_core::access::Operation;
+use stele_services::access::AccessControl;
+
+use super::caller::Caller;
 use super::status;
 use stele_services::persistent::Subsystem;
 
@@ -32,11 +36,21 @@ use stele_services::persistent::Subsystem;
 pub struct OperationsService {
     node: Node,
     persistent: Subsystem,
+    access: AccessControl,
 }
 
 impl OperationsService {
-    pub fn new(node: Node, persistent: Subsystem) -> Self {
-        OperationsService { node, persistent }
+    pub fn new(node: Node, persistent: Subsystem, access: AccessControl) -> Self {
+        OperationsService {
+            node,
+            persistent,
+            access,
+        }
+    }
+
+    /// Refuses the call unless its caller may perform `operation`.
+    fn check<T>(&self, request: &Request<T>, operation: Operation) -> Result<(), Status> {
+        Caller::of(&self.access, request).may(operation)
     }
 }
 
@@ -47,30 +61,35 @@ const NO_SCAVENGE: &str = "scavenging is not supported by this server yet";
 impl Operations for OperationsService {
     async fn start_scavenge(
         &self,
-        _request: Request<StartScavengeReq>,
+        request: Request<StartScavengeReq>,
     ) -> Result<Response<ScavengeResp>, Status> {
+        self.check(&request, Operation::ScavengeStart)?;
         Err(Status::unimplemented(NO_SCAVENGE))
     }
 
     async fn stop_scavenge(
         &self,
-        _request: Request<StopScavengeReq>,
+        request: Request<StopScavengeReq>,
     ) -> Result<Response<ScavengeResp>, Status> {
+        self.check(&request, Operation::ScavengeStop)?;
         Err(Status::unimplemented(NO_SCAVENGE))
     }
 
-    async fn shutdown(&self, _request: Request<Empty>) -> Result<Response<Empty>, Status> {
+    async fn shutdown(&self, request: Request<Empty>) -> Result<Response<Empty>, Status> {
+        self.check(&request, Operation::Shutdown)?;
         self.node.request_stop();
         Ok(Response::new(Empty {}))
     }
 
-    async fn merge_indexes(&self, _request: Request<Empty>) -> Result<Response<Empty>, Status> {
+    async fn merge_indexes(&self, request: Request<Empty>) -> Result<Response<Empty>, Status> {
+        self.check(&request, Operation::MergeIndexes)?;
         Err(Status::unimplemented(
             "merging indexes is not supported: this server's index has nothing to merge",
         ))
     }
 
-    async fn resign_node(&self, _request: Request<Empty>) -> Result<Response<Empty>, Status> {
+    async fn resign_node(&self, request: Request<Empty>) -> Result<Response<Empty>, Status> {
+        self.check(&request, Operation::ResignNode)?;
         tracing::info!("an operator asked this node to resign leadership");
         self.node
             .resign()
@@ -83,6 +102,7 @@ impl Operations for OperationsService {
         &self,
         request: Request<SetNodePriorityReq>,
     ) -> Result<Response<Empty>, Status> {
+        self.check(&request, Operation::SetNodePriority)?;
         let priority = request.into_inner().priority;
         tracing::info!(priority, "an operator set this node's priority");
         self.node
@@ -94,8 +114,9 @@ impl Operations for OperationsService {
 
     async fn restart_persistent_subscriptions(
         &self,
-        _request: Request<Empty>,
+        request: Request<Empty>,
     ) -> Result<Response<Empty>, Status> {
+        self.check(&request, Operation::PersistentSubscriptionRestartSubsystem)?;
         tracing::info!("an operator restarted the persistent subscriptions");
         self.persistent
             .restart()

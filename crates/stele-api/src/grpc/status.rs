@@ -316,6 +316,7 @@ pub fn write_error(stream: &str, error: &WriteError) -> Status {
         WriteError::NotReady | WriteError::Fatal(_) => not_ready(),
         WriteError::Timeout => timeout(&format!("write to stream '{stream}' timed out")),
         WriteError::Invalid(detail) => invalid_argument(detail.as_str()),
+        WriteError::AccessDenied => access_denied(),
         WriteError::LogFailed(cause) => log_failed(cause),
         WriteError::MetadataContended { .. }
         | WriteError::MetadataUnreadable { .. }
@@ -458,6 +459,7 @@ pub fn batch_append_error(error: &WriteError) -> Result<google_rpc::Status, Stat
         WriteError::NotLeader { leader } => Err(not_leader(leader.as_ref())),
         WriteError::NotReady | WriteError::Fatal(_) => Err(not_ready()),
         WriteError::Invalid(detail) => Ok(in_band_bad_request(detail.as_str())),
+        WriteError::AccessDenied => Ok(in_band_access_denied()),
         WriteError::LogFailed(cause) => Err(log_failed(cause)),
         WriteError::MetadataContended { .. }
         | WriteError::MetadataUnreadable { .. }

@@ -16,8 +16,10 @@ use stele_proto::streams::{
     AppendReq, AppendResp, BatchAppendReq, DeleteReq, DeleteResp, ReadReq, TombstoneReq,
     TombstoneResp,
 };
+use stele_services::access::AccessControl;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::caller::Caller;
 use super::request_headers::requires_leader;
 use super::status;
 
@@ -25,11 +27,12 @@ use super::status;
 #[derive(Clone)]
 pub struct StreamsService {
     node: Node,
+    access: AccessControl,
 }
 
 impl StreamsService {
-    pub fn new(node: Node) -> Self {
-        StreamsService { node }
+    pub fn new(node: Node, access: AccessControl) -> Self {
+        StreamsService { node, access }
     }
 }
 
@@ -41,7 +44,9 @@ impl Streams for StreamsService {
         self.node
             .check_read_routing(requires_leader(request.metadata()))
             .map_err(|e| status::read_error(&e))?;
+        let caller = Caller::of(&self.access, &request);
         let plan = read::plan(request.into_inner())?;
+        let plan = read::authorize(plan, &caller).await?;
         Ok(Response::new(read::spawn(self.node.clone(), plan)))
     }
 
@@ -50,14 +55,16 @@ impl Streams for StreamsService {
         request: Request<Streaming<AppendReq>>,
     ) -> Result<Response<AppendResp>, Status> {
         let routing = requires_leader(request.metadata());
-        append::append(&self.node, request.into_inner(), routing)
+        let caller = Caller::of(&self.access, &request);
+        append::append(&self.node, request.into_inner(), routing, &caller)
             .await
             .map(Response::new)
     }
 
     async fn delete(&self, request: Request<DeleteReq>) -> Result<Response<DeleteResp>, Status> {
         let routing = requires_leader(request.metadata());
-        delete::delete(&self.node, request.into_inner(), routing)
+        let caller = Caller::of(&self.access, &request);
+        delete::delete(&self.node, request.into_inner(), routing, &caller)
             .await
             .map(Response::new)
     }
@@ -67,7 +74,8 @@ impl Streams for StreamsService {
         request: Request<TombstoneReq>,
     ) -> Result<Response<TombstoneResp>, Status> {
         let routing = requires_leader(request.metadata());
-        delete::tombstone(&self.node, request.into_inner(), routing)
+        let caller = Caller::of(&self.access, &request);
+        delete::tombstone(&self.node, request.into_inner(), routing, &caller)
             .await
             .map(Response::new)
     }
@@ -81,6 +89,7 @@ impl Streams for StreamsService {
         let writer = batch_append::RoutedNode {
             node: self.node.clone(),
             requires_leader: requires_leader(request.metadata()),
+            caller: Caller::of(&self.access, &request),
         };
         Ok(Response::new(batch_append::spawn(
             writer,

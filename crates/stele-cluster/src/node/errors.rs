@@ -59,6 +59,10 @@ pub enum WriteError {
     /// invalid stream name, or an event that names another stream.
     #[error("invalid write: {0}")]
     Invalid(String),
+    /// The caller may not write or delete this stream (issue 13). The node never answers
+    /// this itself: the API layer checks access before it asks the node to write.
+    #[error("access denied")]
+    AccessDenied,
     /// A soft delete or recreation must record a metadata event, and the metadata stream
     /// moved under it every time it was merged (a metadata write racing it): nothing was
     /// written, the client may try again.
@@ -122,6 +126,7 @@ impl WriteError {
             | WriteError::LogFailed(_)
             | WriteError::Fatal(_)
             | WriteError::Invalid(_)
+            | WriteError::AccessDenied
             | WriteError::Refused(_)
             | WriteError::UnexpectedResult { .. }
             | WriteError::Internal(_) => false,

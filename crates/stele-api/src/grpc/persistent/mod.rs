@@ -23,7 +23,11 @@ use tonic::{Request, Response, Status, Streaming};
 
 use self::read::read_stream;
 use super::status;
-use stele_services::persistent::{ConnectRequest, PsError, Subsystem};
+use stele_core::access::{Operation, Principal, StreamAccess};
+use stele_services::access::AccessControl;
+use stele_services::persistent::{ConnectRequest, PsError, Source, Subsystem};
+
+use super::caller::Caller;
 
 mod definition;
 mod info;
@@ -42,11 +46,18 @@ pub use read::{
 #[derive(Clone)]
 pub struct PersistentSubscriptionsService {
     subsystem: Subsystem,
+    access: AccessControl,
 }
 
 impl PersistentSubscriptionsService {
-    pub fn new(subsystem: Subsystem) -> Self {
-        PersistentSubscriptionsService { subsystem }
+    pub fn new(subsystem: Subsystem, access: AccessControl) -> Self {
+        PersistentSubscriptionsService { subsystem, access }
+    }
+
+    fn caller<T>(&self, request: &Request<T>, operation: Operation) -> Result<Caller, Status> {
+        let caller = Caller::of(&self.access, request);
+        caller.may(operation)?;
+        Ok(caller)
     }
 }
 
@@ -57,12 +68,14 @@ fn ps_status(error: PsError) -> Status {
 #[tonic::async_trait]
 impl PersistentSubscriptions for PersistentSubscriptionsService {
     async fn create(&self, request: Request<CreateReq>) -> Result<Response<CreateResp>, Status> {
+        self.caller(&request, Operation::PersistentSubscriptionCreate)?;
         let definition = create_definition(request.into_inner())?;
         self.subsystem.create(definition).await.map_err(ps_status)?;
         Ok(Response::new(CreateResp {}))
     }
 
     async fn update(&self, request: Request<UpdateReq>) -> Result<Response<UpdateResp>, Status> {
+        self.caller(&request, Operation::PersistentSubscriptionUpdate)?;
         // Updates carry no filter; the engine keeps a `$all` group's own.
         let definition = update_definition(request.into_inner())?;
         self.subsystem.update(definition).await.map_err(ps_status)?;
@@ -70,6 +83,7 @@ impl PersistentSubscriptions for PersistentSubscriptionsService {
     }
 
     async fn delete(&self, request: Request<DeleteReq>) -> Result<Response<DeleteResp>, Status> {
+        self.caller(&request, Operation::PersistentSubscriptionDelete)?;
         let key = delete_key(request.into_inner())?;
         self.subsystem.delete(&key).await.map_err(ps_status)?;
         Ok(Response::new(DeleteResp {}))
@@ -81,6 +95,7 @@ impl PersistentSubscriptions for PersistentSubscriptionsService {
         &self,
         request: Request<Streaming<ReadReq>>,
     ) -> Result<Response<Self::ReadStream>, Status> {
+        let caller = self.caller(&request, Operation::PersistentSubscriptionRead)?;
         let connection_name = connection_name(request.metadata());
         let from = request
             .remote_addr()
@@ -90,6 +105,23 @@ impl PersistentSubscriptions for PersistentSubscriptionsService {
             return Ok(Response::new(Box::pin(futures::stream::empty())));
         };
         let plan = connect_plan(first)?;
+        // Consuming also needs read access to the source. The group reads with the node's
+        // rights, so a `$all` group is served only to callers who may see every event.
+        match &plan.key.source {
+            Source::Stream(stream) => {
+                caller
+                    .may_access(stream.as_str(), StreamAccess::Read)
+                    .await?;
+            }
+            Source::All => {
+                if crate::grpc::streams::read::readable_streams(&caller)
+                    .await?
+                    .is_some()
+                {
+                    return Err(status::access_denied());
+                }
+            }
+        }
         let consumer = self
             .subsystem
             .connect(ConnectRequest {
@@ -97,8 +129,10 @@ impl PersistentSubscriptions for PersistentSubscriptionsService {
                 buffer_size: plan.buffer_size,
                 connection_name,
                 from,
-                // No authentication yet (insecure mode): every consumer is anonymous.
-                username: String::new(),
+                username: match &caller.principal {
+                    Principal::User { name, .. } => name.clone(),
+                    _ => String::new(),
+                },
             })
             .await
             .map_err(ps_status)?;
@@ -114,6 +148,7 @@ impl PersistentSubscriptions for PersistentSubscriptionsService {
         &self,
         request: Request<GetInfoReq>,
     ) -> Result<Response<GetInfoResp>, Status> {
+        self.caller(&request, Operation::PersistentSubscriptionGetInfo)?;
         let key = get_info_key(request.into_inner())?;
         let info = self.subsystem.info(&key).await.map_err(ps_status)?;
         Ok(Response::new(GetInfoResp {
@@ -125,6 +160,7 @@ impl PersistentSubscriptions for PersistentSubscriptionsService {
         &self,
         request: Request<ReplayParkedReq>,
     ) -> Result<Response<ReplayParkedResp>, Status> {
+        self.caller(&request, Operation::PersistentSubscriptionReplayParked)?;
         let (key, stop_at) = replay_parked_plan(request.into_inner())?;
         self.subsystem
             .replay_parked(&key, stop_at)
@@ -134,6 +170,7 @@ impl PersistentSubscriptions for PersistentSubscriptionsService {
     }
 
     async fn list(&self, request: Request<ListReq>) -> Result<Response<ListResp>, Status> {
+        self.caller(&request, Operation::PersistentSubscriptionList)?;
         let source = list_source(request.into_inner())?;
         let infos = self
             .subsystem
@@ -145,7 +182,8 @@ impl PersistentSubscriptions for PersistentSubscriptionsService {
         }))
     }
 
-    async fn restart_subsystem(&self, _request: Request<Empty>) -> Result<Response<Empty>, Status> {
+    async fn restart_subsystem(&self, request: Request<Empty>) -> Result<Response<Empty>, Status> {
+        self.caller(&request, Operation::PersistentSubscriptionRestartSubsystem)?;
         tracing::info!("a client asked to restart the persistent subscriptions");
         self.subsystem.restart().await.map_err(ps_status)?;
         Ok(Response::new(Empty {}))

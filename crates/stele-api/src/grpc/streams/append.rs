@@ -17,6 +17,9 @@ use stele_proto::streams::append_resp::{self, success, wrong_expected_version as
 use stele_proto::streams::{AppendReq, AppendResp};
 use tonic::{Status, Streaming};
 
+use stele_core::access::StreamAccess;
+
+use crate::grpc::caller::Caller;
 use crate::grpc::events;
 use crate::grpc::status;
 
@@ -24,6 +27,7 @@ pub async fn append(
     node: &Node,
     mut requests: Streaming<AppendReq>,
     requires_leader: bool,
+    caller: &Caller,
 ) -> Result<AppendResp, Status> {
     let max_bytes = node.max_append_size_bytes();
     let stream_error = |e| status::append_request_error(e, max_bytes);
@@ -40,6 +44,10 @@ pub async fn append(
     };
     let stream = events::stream_name(options.stream_identifier.as_ref())?;
     let expected = expected_revision(options.expected_stream_revision)?;
+    // Before the events are read: a caller who may not write sends them in vain.
+    caller
+        .may_access(stream.as_str(), StreamAccess::Write)
+        .await?;
 
     let mut size_bytes = 0usize;
     let mut proposed = Vec::new();

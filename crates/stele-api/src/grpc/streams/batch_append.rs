@@ -22,6 +22,9 @@ use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
+use stele_core::access::StreamAccess;
+
+use crate::grpc::caller::Caller;
 use futures::FutureExt;
 use stele_cluster::{AppendOutcome, Node, WriteError};
 use stele_core::{ExpectedRevision, ProposedEvent, StreamName};
@@ -102,11 +105,13 @@ pub trait BatchWriter: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<AppendOutcome, WriteError>>;
 }
 
-/// A node, and whether the call asked for the leader (`requires-leader`).
+/// A node, whether the call asked for the leader (`requires-leader`), and who calls (each
+/// batch names its own stream, so each is checked).
 #[derive(Clone)]
 pub struct RoutedNode {
     pub node: Node,
     pub requires_leader: bool,
+    pub caller: Caller,
 }
 
 impl BatchWriter for RoutedNode {
@@ -122,7 +127,18 @@ impl BatchWriter for RoutedNode {
     ) -> BoxFuture<'static, Result<AppendOutcome, WriteError>> {
         let node = self.node.clone();
         let requires_leader = self.requires_leader;
-        async move { node.append(stream, expected, events, requires_leader).await }.boxed()
+        let caller = self.caller.clone();
+        async move {
+            if caller
+                .may_access(stream.as_str(), StreamAccess::Write)
+                .await
+                .is_err()
+            {
+                return Err(WriteError::AccessDenied);
+            }
+            node.append(stream, expected, events, requires_leader).await
+        }
+        .boxed()
     }
 }
 

@@ -9,6 +9,9 @@ use stele_proto::streams::{delete_req, delete_resp, tombstone_req, tombstone_res
 use stele_proto::streams::{DeleteReq, DeleteResp, TombstoneReq, TombstoneResp};
 use tonic::Status;
 
+use stele_core::access::StreamAccess;
+
+use crate::grpc::caller::Caller;
 use crate::grpc::events;
 use crate::grpc::status;
 
@@ -33,6 +36,7 @@ pub async fn delete(
     node: &Node,
     request: DeleteReq,
     requires_leader: bool,
+    caller: &Caller,
 ) -> Result<DeleteResp, Status> {
     let options = request
         .options
@@ -44,6 +48,7 @@ pub async fn delete(
         expected,
         DeleteKind::Soft,
         requires_leader,
+        caller,
     )
     .await?;
     Ok(DeleteResp {
@@ -61,6 +66,7 @@ pub async fn tombstone(
     node: &Node,
     request: TombstoneReq,
     requires_leader: bool,
+    caller: &Caller,
 ) -> Result<TombstoneResp, Status> {
     let options = request
         .options
@@ -72,6 +78,7 @@ pub async fn tombstone(
         expected,
         DeleteKind::Hard,
         requires_leader,
+        caller,
     )
     .await?;
     Ok(TombstoneResp {
@@ -94,8 +101,12 @@ async fn run(
     expected: ExpectedRevision,
     kind: DeleteKind,
     requires_leader: bool,
+    caller: &Caller,
 ) -> Result<Option<LogPosition>, Status> {
     let stream: StreamName = events::stream_name(identifier)?;
+    caller
+        .may_access(stream.as_str(), StreamAccess::Delete)
+        .await?;
     let node = node.clone();
     let task_stream = stream.clone();
     let outcome = tokio::spawn(async move {

@@ -24,8 +24,13 @@ use stele_proto::streams::{ReadReq, ReadResp};
 use tokio::sync::mpsc;
 use tonic::Status;
 
+use stele_core::access::StreamAccess;
+use stele_services::access::ReadableStreams;
 use stele_services::catchup::CatchUpError;
+use stele_services::filter::EventFilter;
 use stele_services::reads::{Read, ReadRequest, ReadStep, ReadTarget};
+
+use crate::grpc::caller::Caller;
 
 use super::links;
 use super::subscribe;
@@ -250,6 +255,46 @@ fn check_combination(options: &Options) -> Result<(), Status> {
 }
 
 /// Starts the read (or the subscription) and returns the response stream.
+/// Checks that the caller may read what the plan reads (issue 13): a stream needs `$r` on it
+/// (a metastream `$mr`); `$all` needs `$r` on `$all`, and a caller who does not bypass
+/// stream ACLs sees only events of streams it may read.
+pub async fn authorize(plan: ReadPlan, caller: &Caller) -> Result<ReadPlan, Status> {
+    match plan {
+        ReadPlan::Read(mut read) => {
+            match &mut read.target {
+                ReadTarget::Stream { stream, .. } => {
+                    caller
+                        .may_access(stream.as_str(), StreamAccess::Read)
+                        .await?;
+                }
+                ReadTarget::All { filter, .. } => {
+                    if let Some(readable) = readable_streams(caller).await? {
+                        *filter = Some(Arc::new(EventFilter::restricted(
+                            filter.as_deref(),
+                            readable,
+                        )));
+                    }
+                }
+            }
+            Ok(ReadPlan::Read(read))
+        }
+        ReadPlan::Subscribe(subscription) => subscribe::authorize(subscription, caller)
+            .await
+            .map(ReadPlan::Subscribe),
+    }
+}
+
+/// For a `$all` reader: `None` when every event may be shown.
+pub(crate) async fn readable_streams(
+    caller: &Caller,
+) -> Result<Option<Arc<ReadableStreams>>, Status> {
+    caller
+        .access
+        .readable_streams(&caller.principal)
+        .await
+        .map_err(|_| status::access_denied())
+}
+
 pub fn spawn(node: Node, plan: ReadPlan) -> ReadStream {
     match plan {
         ReadPlan::Read(read) => spawn_read(node, read),

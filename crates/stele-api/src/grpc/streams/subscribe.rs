@@ -28,14 +28,18 @@ use std::sync::Arc;
 use stele_services::catchup;
 
 use stele_cluster::{AllStart, Node, StreamStart};
+use stele_core::access::StreamAccess;
 use stele_core::StreamName;
 use stele_proto::streams::read_req::options::filter_options::Window;
 use stele_proto::streams::read_req::options::{FilterOption, StreamOption};
 use stele_proto::streams::read_req::Options;
 use stele_proto::streams::read_resp::{self, CaughtUp, Checkpoint, SubscriptionConfirmation};
 use stele_proto::streams::ReadResp;
+use stele_services::access::ReadableStreams;
 use stele_services::catchup::{Begin, CatchUp, CatchUpRequest, Step};
 use stele_services::filter::EventFilter;
+
+use crate::grpc::caller::Caller;
 use tonic::Status;
 
 use super::links;
@@ -61,8 +65,16 @@ pub struct SubscriptionPlan {
 
 #[derive(Debug)]
 enum Target {
-    Stream { stream: StreamName, from: From },
-    All { from: From, filter: Option<Filter> },
+    Stream {
+        stream: StreamName,
+        from: From,
+    },
+    All {
+        from: From,
+        filter: Option<Filter>,
+        /// Set by [`authorize`] for a caller who does not bypass stream ACLs.
+        readable: Option<Arc<ReadableStreams>>,
+    },
 }
 
 /// Where a subscription starts: the events *after* it.
@@ -119,7 +131,11 @@ pub fn plan(options: &Options, uuid_format: UuidFormat) -> Result<SubscriptionPl
                 }
                 _ => None,
             };
-            Target::All { from, filter }
+            Target::All {
+                from,
+                filter,
+                readable: None,
+            }
         }
         None => return Err(status::not_a_valid("None", "StreamOptionOneofCase")),
     };
@@ -130,13 +146,35 @@ pub fn plan(options: &Options, uuid_format: UuidFormat) -> Result<SubscriptionPl
     })
 }
 
+/// Checks that the caller may subscribe to what the plan follows (see `read::authorize`).
+pub async fn authorize(
+    mut plan: SubscriptionPlan,
+    caller: &Caller,
+) -> Result<SubscriptionPlan, Status> {
+    match &mut plan.target {
+        Target::Stream { stream, .. } => {
+            caller
+                .may_access(stream.as_str(), StreamAccess::Read)
+                .await?;
+        }
+        Target::All { readable, .. } => {
+            *readable = super::read::readable_streams(caller).await?;
+        }
+    }
+    Ok(plan)
+}
+
 /// Starts the subscription and returns its response stream.
 pub fn spawn(node: Node, plan: SubscriptionPlan) -> ReadStream {
     let (out, stream) = ReadStream::channel();
     let format = plan.uuid_format;
     let (target, begin, checkpoints) = match plan.target {
         Target::Stream { stream, from } => (catchup::Target::Stream(stream), from, None),
-        Target::All { from, filter } => {
+        Target::All {
+            from,
+            filter,
+            readable,
+        } => {
             let (engine_filter, checkpoints) = match filter {
                 Some(Filter {
                     filter,
@@ -151,6 +189,15 @@ pub fn spawn(node: Node, plan: SubscriptionPlan) -> ReadStream {
                     }),
                 ),
                 None => (None, None),
+            };
+            // Events of streams the caller may not read never pass, whatever the client's
+            // own filter; checkpoints still count them, as they count filtered-out events.
+            let engine_filter = match readable {
+                Some(readable) => Some(Arc::new(EventFilter::restricted(
+                    engine_filter.as_deref(),
+                    readable,
+                ))),
+                None => engine_filter,
             };
             let target = catchup::Target::All {
                 filter: engine_filter,
