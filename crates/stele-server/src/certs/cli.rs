@@ -1,7 +1,7 @@
 //! The `stele certs` command line: es-gencert-cli's commands, flags, defaults and messages.
 //!
 //! es-gencert-cli is a Go program, whose flags are written with one dash (`-out ./ca`) or two;
-//! [`go_style_args`] turns the one-dash spelling of a known flag into two before clap parses.
+//! [`go_style_args`] turns the one-dash spelling of a long flag into two before clap parses.
 //! A Go boolean flag is also accepted as `-force=true` / `-force=false`.
 
 use std::path::{Path, PathBuf};
@@ -27,22 +27,6 @@ pub const DEFAULT_CA_KEY: &str = "./ca/ca.key";
 pub const DEFAULT_NODE_NAME: &str = "node";
 /// `create-certs`' default `-config-file`.
 pub const DEFAULT_CONFIG_FILE: &str = "./certs.yml";
-
-/// Every long flag of every command, for [`go_style_args`].
-const LONG_FLAGS: &[&str] = &[
-    "days",
-    "out",
-    "name",
-    "ca-certificate",
-    "ca-key",
-    "ip-addresses",
-    "dns-names",
-    "common-name",
-    "username",
-    "force",
-    "config-file",
-    "help",
-];
 
 /// `stele certs`: certificates for TLS, compatible with es-gencert-cli.
 #[derive(Debug, Parser)]
@@ -272,16 +256,16 @@ impl CreateUser {
     }
 }
 
-/// Rewrites `-flag` and `-flag=value` to `--flag...` for the flags in [`LONG_FLAGS`]; every
-/// other argument (values such as `-1` included) is left as it is.
+/// Rewrites one-dash long flags, `-flag` and `-flag=value`, to `--flag...` (Go reads both
+/// alike; unknown ones then get clap's "unexpected argument '--flag'"). Left as they are:
+/// two-dash flags, `-h`, values (none of ours starts with a dash and a letter; `-1` stays).
 pub fn go_style_args(args: &[String]) -> Vec<String> {
     args.iter()
         .map(|arg| {
-            let Some(rest) = arg.strip_prefix('-') else {
-                return arg.clone();
-            };
-            let flag = rest.split('=').next().unwrap_or(rest);
-            if !rest.starts_with('-') && LONG_FLAGS.contains(&flag) {
+            let one_dash_word = arg.len() > 2
+                && arg.starts_with('-')
+                && arg.as_bytes().get(1).is_some_and(u8::is_ascii_alphabetic);
+            if one_dash_word {
                 format!("-{arg}")
             } else {
                 arg.clone()

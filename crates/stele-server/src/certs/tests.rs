@@ -291,6 +291,64 @@ fn dev_certificate_verifies_with_openssl() {
     }
 }
 
+/// A TLS server presenting the certificate, and a client that fetches it with
+/// `ssl.get_server_certificate` and then trusts exactly that (as esdbclient's tests do), with
+/// host-name checks and OpenSSL's strict mode on.
+const PYTHON_FETCH_AND_TRUST: &str = r#"
+import socket, ssl, sys, threading, tempfile, os
+cert, key = sys.argv[1], sys.argv[2]
+server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+server_ctx.load_cert_chain(cert, key)
+listener = socket.create_server(("127.0.0.1", 0))
+port = listener.getsockname()[1]
+def serve():
+    for _ in range(2):
+        conn, _ = listener.accept()
+        try:
+            with server_ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1)
+        except (ssl.SSLError, OSError):
+            pass
+threading.Thread(target=serve, daemon=True).start()
+fetched = ssl.get_server_certificate(("localhost", port))
+with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as f:
+    f.write(fetched)
+ctx = ssl.create_default_context(cafile=f.name)
+for flag in ("VERIFY_X509_STRICT",):
+    if hasattr(ssl, flag):
+        ctx.verify_flags |= getattr(ssl, flag)
+with socket.create_connection(("localhost", port)) as raw:
+    with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+        print("handshake ok", tls.version(), "strict", bool(ctx.verify_flags & ssl.VERIFY_X509_STRICT))
+        tls.send(b"x")
+"#;
+
+#[test]
+fn dev_certificate_is_trusted_by_python_ssl_once_fetched() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        println!("note: no `python3`; this test is skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let paths = dev_certificate()
+        .expect("dev")
+        .write(dir.path(), "dev", false)
+        .expect("write");
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(PYTHON_FETCH_AND_TRUST)
+        .arg(&paths.cert)
+        .arg(&paths.key)
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("handshake ok"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn a_ca_read_back_from_pem_signs_and_its_key_must_match() {
     let ca = Authority::generate_root(0).expect("CA");
