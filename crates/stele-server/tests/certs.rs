@@ -185,6 +185,7 @@ fn verify_server(ca: &CertificateDer<'_>, node: &CertificateDer<'_>, what: &str)
     }
 }
 
+#[allow(clippy::print_stdout, reason = "a test helper says what it skipped")]
 fn openssl_verify(dir: &Path, ca: &str, node: &str) {
     let Ok(output) = Command::new("openssl")
         .current_dir(dir)

@@ -43,6 +43,10 @@ pub struct Certs {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(
+    clippy::enum_variant_names,
+    reason = "clap derives the command names, es-gencert-cli's create-ca ..., from them"
+)]
 enum Command {
     /// Generate a root or intermediate CA certificate and key.
     CreateCa(CreateCa),

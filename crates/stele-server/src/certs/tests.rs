@@ -66,6 +66,7 @@ fn localhost_names() -> SubjectNames {
     SubjectNames::parse("127.0.0.1", "localhost").expect("names")
 }
 
+#[allow(clippy::print_stdout, reason = "a test helper says what it skipped")]
 fn openssl_exists() -> bool {
     let found = Command::new("openssl").arg("version").output().is_ok();
     if !found {
