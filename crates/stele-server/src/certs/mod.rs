@@ -48,8 +48,18 @@
 //! - OpenSSL 3.0: `openssl verify -CAfile dev.crt dev.crt`, with `-purpose sslserver` and with
 //!   `-x509_strict`, all print OK: a trusted self-signed certificate needs neither CA:TRUE nor
 //!   keyCertSign to anchor a chain of one (`tests::dev_certificate_verifies_with_openssl`).
-//! - Python 3.11's `ssl` (OpenSSL 3.0): a client with `cafile=` the fetched certificate, and
-//!   `check_hostname` on, completes a handshake with a server presenting it for `localhost`.
+//! - Python 3.11's `ssl` (OpenSSL 3.0.19): a client that fetches the certificate with
+//!   `ssl.get_server_certificate`, then trusts it as `cafile=` with `check_hostname` and
+//!   `VERIFY_X509_STRICT` on, completes a handshake with a server presenting it for `localhost`
+//!   (`tests::dev_certificate_is_trusted_by_python_ssl_once_fetched`, skipped without python3).
+//!   A certificate made by `openssl req -x509` the same way (CA:FALSE, no keyCertSign) passed
+//!   the same checks.
+//! - grpcio 1.71 (BoringSSL, what the Python client's gRPC channel verifies with), checked by
+//!   hand, not in a test (grpcio is not a dependency here): a gRPC server presenting the
+//!   certificate, a channel whose `root_certificates` is the certificate fetched with
+//!   `ssl.get_server_certificate`; calls to `localhost:<port>` and `127.0.0.1:<port>` reach
+//!   the server (UNIMPLEMENTED for an unknown method), and with another root they fail
+//!   (UNAVAILABLE).
 //! - rustls-webpki: the certificate verifies as a server certificate for `localhost` and
 //!   127.0.0.1 with itself as the only trust anchor (`tests::dev_certificate_is_its_own_root`).
 //!

@@ -7,7 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use time::macros::datetime;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
@@ -262,6 +263,9 @@ fn dev_certificate_is_its_own_root() {
     )
     .expect("trusted as its own anchor");
     assert!(verify_server(dev.cert_der(), &[], dev.cert_der(), &["127.0.0.2"]).is_err());
+    let key =
+        PrivateKeyDer::from_pem_slice(dev.key_pem().as_bytes()).expect("rustls reads the key");
+    assert!(matches!(key, PrivateKeyDer::Pkcs8(_)), "PKCS #8");
 }
 
 #[test]
