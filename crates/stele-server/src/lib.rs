@@ -1,5 +1,6 @@
 //! The `stele` binary's library: configuration in EventStoreDB's language ([`config`]) and
-//! log setup ([`logging`]). Node wiring (`run`) and operator subcommands live beside them.
+//! log setup ([`logging`]). Node wiring (`run`) and operator subcommands live beside them;
+//! [`certs`] also makes the certificates TLS needs.
 //! The binary itself (`main.rs`) only dispatches subcommands.
 
 // The operating system through libc: file-descriptor limits (run), free disk space
@@ -15,6 +16,7 @@
 )]
 
 pub mod bench;
+pub mod certs;
 pub mod config;
 pub mod dev_cluster;
 pub mod log_watch;
