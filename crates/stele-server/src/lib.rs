@@ -22,3 +22,4 @@ pub mod dev_cluster;
 pub mod log_watch;
 pub mod logging;
 pub mod run;
+pub mod security;

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use stele_cluster::env::NodeEnv;
-use stele_cluster::tls::{Tls, TlsSource};
 use stele_cluster::{GossipConfig, Node, NodeConfig};
 
 use crate::config::Options;
@@ -136,38 +135,6 @@ pub fn node_config(options: &Options) -> anyhow::Result<NodeConfig> {
     })
 }
 
-/// The node's TLS from the options: `None` for `--insecure`.
-pub fn load_tls(options: &Options) -> anyhow::Result<Option<Arc<Tls>>> {
-    if options.insecure {
-        return Ok(None);
-    }
-    let source = if options.dev {
-        anyhow::bail!("--dev is not available yet")
-    } else {
-        let (Some(certificate_file), Some(private_key_file)) = (
-            options.certificate_file.clone(),
-            options.certificate_private_key_file.clone(),
-        ) else {
-            anyhow::bail!("CertificateFile and CertificatePrivateKeyFile must be set");
-        };
-        TlsSource::Files {
-            certificate_file,
-            private_key_file,
-            trusted_roots_path: options.trusted_root_certificates_path.clone(),
-        }
-    };
-    let reserved = options
-        .certificate_reserved_node_common_name
-        .clone()
-        .unwrap_or_default();
-    let tls = Tls::load(source, &reserved).context("loading the node's certificate")?;
-    tracing::info!(
-        node_common_name = %tls.current().node_common_name,
-        "serving TLS on every port; other nodes must present certificates with this common name"
-    );
-    Ok(Some(tls))
-}
-
 /// Starts a node and serves it until a shutdown signal.
 pub async fn run_node(options: Options) -> anyhow::Result<()> {
     let file_limit = raise_file_limit();
@@ -178,7 +145,7 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding the HTTP port {bind}"))?;
-    let tls = load_tls(&options)?;
+    let tls = crate::security::load_tls(&options)?;
     let env = match &tls {
         Some(tls) => NodeEnv::production_tls(tls.clone()),
         None => NodeEnv::production(),
@@ -201,8 +168,18 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
     );
     // Persistent subscriptions run on whichever node leads; gRPC and HTTP share them.
     let persistent = stele_services::persistent::Subsystem::start(node.clone());
-    let http = stele_api::http::router(node.clone(), persistent.clone());
-    let grpc = stele_api::grpc::routes(node.clone(), persistent);
+    let access = crate::security::access_control(&options, &node);
+    let authentication = crate::security::authentication(&options, &node);
+    if !options.insecure {
+        crate::security::spawn_default_users(&options, &node);
+    }
+    let http = stele_api::http::router(
+        node.clone(),
+        persistent.clone(),
+        access.clone(),
+        tls.clone(),
+    );
+    let grpc = stele_api::grpc::routes(node.clone(), persistent, access);
     let stop = node.clone();
     let failed = Arc::new(std::sync::Mutex::new(None));
     let log_failure = crate::log_watch::wait_for_failure(
@@ -223,7 +200,7 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
             }
         }
     };
-    stele_api::serve::serve(listener, http, grpc, limits, tls, stop)
+    stele_api::serve::serve(listener, http, grpc, limits, tls, authentication, stop)
         .await
         .context("serving")?;
     tracing::info!("shutting down");

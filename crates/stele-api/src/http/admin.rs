@@ -4,10 +4,13 @@
 //! `OK`; a priority
 //! that is not an integer is 400 `nodePriority must be an integer.`, EventStoreDB's text.
 //!
+//! `POST /admin/reloadconfig` reads the certificate files again (new connections get the
+//! new certificate, open ones keep theirs): 200 `OK`, or 400 with what is wrong with the
+//! files (the old certificate stays in force).
+//!
 //! What this module owns: those routes (errors become answers in `super::errors`). What it
-//! does not own: authentication (Stele serves insecure mode only, where EventStoreDB lets
-//! anyone in, so there is no 401), and the other `/admin` endpoints (scavenge, merge
-//! indexes, reload config), which are not served and so are 404.
+//! does not own: who may call them (`super::policy`: `$ops` and `$admins`), and the other
+//! `/admin` endpoints (scavenge, merge indexes), which are not served and so are 404.
 
 use std::sync::Arc;
 
@@ -17,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use futures::future::BoxFuture;
+use stele_cluster::tls::Tls;
 use stele_cluster::{AdminError, Node};
 
 use super::errors;
@@ -51,12 +55,33 @@ impl NodeAdmin for Node {
 type SharedAdmin = Arc<dyn NodeAdmin>;
 
 /// The admin routes of a node.
-pub(crate) fn routes(node: SharedAdmin) -> Router {
+pub(crate) fn routes(node: SharedAdmin, tls: Option<Arc<Tls>>) -> Router {
     Router::new()
         .route("/admin/shutdown", post(shutdown))
         .route("/admin/node/resign", post(resign))
         .route("/admin/node/priority/{priority}", post(set_node_priority))
         .with_state(node)
+        .route(
+            "/admin/reloadconfig",
+            post(move || reload_config(tls.clone())),
+        )
+}
+
+/// Reloads the certificate (a node without TLS has nothing to reload).
+async fn reload_config(tls: Option<Arc<Tls>>) -> Response {
+    let Some(tls) = tls else {
+        return (StatusCode::OK, OK_TEXT).into_response();
+    };
+    match tls.reload() {
+        Ok(()) => {
+            tracing::info!("reloaded the node's certificate (an operator asked)");
+            (StatusCode::OK, OK_TEXT).into_response()
+        }
+        Err(error) => {
+            tracing::warn!(%error, "reloading the node's certificate failed; the old one stays in force");
+            errors::bad_request(format!("reloading the certificate failed: {error}"))
+        }
+    }
 }
 
 /// Stops the process once this answer is sent, as SIGTERM does.
@@ -149,7 +174,7 @@ mod tests {
     }
 
     async fn call(node: &Arc<FakeAdmin>, method: Method, uri: &str) -> (StatusCode, String) {
-        let response = routes(node.clone())
+        let response = routes(node.clone(), None)
             .oneshot(
                 Request::builder()
                     .method(method)

@@ -17,6 +17,7 @@ mod errors;
 mod gossip;
 mod health;
 mod info;
+pub mod policy;
 mod process;
 mod stats;
 mod subscriptions;
@@ -29,7 +30,9 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use stele_cluster::tls::Tls;
 use stele_cluster::{GossipMessage, GossipRefused, Node, NodeStatus};
+use stele_services::access::AccessControl;
 
 pub use gossip::{ClusterInfo, GossipMember, MemberInfo};
 pub use health::live_status;
@@ -67,11 +70,21 @@ impl NodeView for Node {
 
 type SharedNode = Arc<dyn NodeView>;
 
-/// The HTTP routes of a node; `persistent` serves `/subscriptions`.
-pub fn router(node: Node, persistent: stele_services::persistent::Subsystem) -> Router {
+/// The HTTP routes of a node; `persistent` serves `/subscriptions`, `access` decides who
+/// may call what ([`policy`]), `tls` is reloaded by `POST /admin/reloadconfig`.
+pub fn router(
+    node: Node,
+    persistent: stele_services::persistent::Subsystem,
+    access: AccessControl,
+    tls: Option<Arc<Tls>>,
+) -> Router {
     routes(Arc::new(node.clone()))
-        .merge(admin::routes(Arc::new(node)))
+        .merge(admin::routes(Arc::new(node), tls))
         .merge(subscriptions::routes(persistent))
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            policy::authorize,
+        ))
 }
 
 pub(crate) fn routes(node: SharedNode) -> Router {
