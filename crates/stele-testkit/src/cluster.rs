@@ -33,7 +33,7 @@ use tokio::time::Instant;
 
 use crate::history::ReadEvent;
 use crate::proxy::FaultProxy;
-use crate::{client, free_ports_on, NodeOptions, TestNode};
+use crate::{client, free_ports_on, NodeOptions, TestCa, TestNode};
 
 /// How long [`TestCluster::start`] waits for the cluster to form.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -61,6 +61,8 @@ pub struct ClusterOptions {
     start_timeout: Duration,
     args: Vec<String>,
     node_args: Vec<(usize, String)>,
+    /// Secure nodes: a CA made at start, a node certificate each (`stele certs`).
+    secure: bool,
 }
 
 impl ClusterOptions {
@@ -80,7 +82,15 @@ impl ClusterOptions {
             start_timeout: DEFAULT_START_TIMEOUT,
             args: Vec::new(),
             node_args: Vec::new(),
+            secure: false,
         }
+    }
+
+    /// Secure nodes: TLS on every port with certificates from one CA made at start, users
+    /// and ACLs in force (the cluster's own HTTP calls go as `admin`).
+    pub fn secure(mut self, secure: bool) -> ClusterOptions {
+        self.secure = secure;
+        self
     }
 
     /// How many voting nodes (`--cluster-size`); nodes `0..voters`.
@@ -215,6 +225,8 @@ pub struct TestCluster {
     options: ClusterOptions,
     http: reqwest::Client,
     dir: tempfile::TempDir,
+    /// The CA of a secure cluster.
+    ca: Option<TestCa>,
 }
 
 impl TestCluster {
@@ -276,15 +288,32 @@ impl TestCluster {
                 advertised_int_tcp_port,
             });
         }
+        let ca = options
+            .secure
+            .then(|| TestCa::create(&options.binary_path, dir.path()));
+        let http = match &ca {
+            Some(ca) => {
+                let pem = std::fs::read(ca.ca_file()).expect("reading the CA certificate");
+                reqwest::Client::builder()
+                    .timeout(HTTP_TIMEOUT)
+                    .add_root_certificate(
+                        reqwest::Certificate::from_pem(&pem).expect("the CA certificate parses"),
+                    )
+                    .build()
+                    .expect("building the HTTP client")
+            }
+            None => reqwest::Client::builder()
+                .timeout(HTTP_TIMEOUT)
+                .build()
+                .expect("building the HTTP client"),
+        };
         let mut cluster = TestCluster {
             nodes: Vec::new(),
             proxies,
             addresses,
             options,
-            http: reqwest::Client::builder()
-                .timeout(HTTP_TIMEOUT)
-                .build()
-                .expect("building the HTTP client"),
+            http,
+            ca,
             dir,
         };
         for k in 0..cluster.options.len() {
@@ -317,6 +346,9 @@ impl TestCluster {
             .ip(a.ip)
             .ports(a.http_port, a.int_tcp_port)
             .dir(&dir);
+        if let Some(ca) = &self.ca {
+            node = node.secure(ca.node(&dir.join("certs"), &a.ip.to_string(), &[]));
+        }
         if o.yaml_config {
             let file = dir.join("stele.yaml");
             std::fs::create_dir_all(&dir).expect("creating the node's directory");
@@ -458,9 +490,32 @@ impl TestCluster {
             .map(|k| format!("{}:{}", self.addresses[k].ip, self.addresses[k].http_port))
             .collect();
         format!(
-            "esdb://{}?tls=false&maxDiscoverAttempts=50&discoveryInterval=200&gossipTimeout=2000",
-            hosts.join(",")
+            "esdb://{}{}?{}&maxDiscoverAttempts=50&discoveryInterval=200&gossipTimeout=2000",
+            self.credentials(),
+            hosts.join(","),
+            self.tls_option()
         )
+    }
+
+    /// `admin:changeit@` for a secure cluster.
+    fn credentials(&self) -> String {
+        match &self.ca {
+            Some(_) => format!("admin:{}@", crate::ADMIN_PASSWORD),
+            None => String::new(),
+        }
+    }
+
+    /// `tls=false`, or `tls=true&tlsCaFile=...` for a secure cluster.
+    fn tls_option(&self) -> String {
+        match &self.ca {
+            Some(ca) => format!("tls=true&tlsCaFile={}", ca.ca_file().display()),
+            None => "tls=false".to_string(),
+        }
+    }
+
+    /// The CA of a secure cluster.
+    pub fn ca(&self) -> Option<&TestCa> {
+        self.ca.as_ref()
     }
 
     /// Talks to node `k` only (no discovery) without asking for the leader, so reads are
@@ -468,8 +523,11 @@ impl TestCluster {
     pub fn node_connection_string(&self, k: usize) -> String {
         let a = self.addresses[k];
         format!(
-            "esdb://{}:{}?tls=false&nodePreference=follower",
-            a.ip, a.http_port
+            "esdb://{}{}:{}?{}&nodePreference=follower",
+            self.credentials(),
+            a.ip,
+            a.http_port,
+            self.tls_option()
         )
     }
 
@@ -478,7 +536,13 @@ impl TestCluster {
     /// the leader it names.
     pub fn node_leader_connection_string(&self, k: usize) -> String {
         let a = self.addresses[k];
-        format!("esdb://{}:{}?tls=false", a.ip, a.http_port)
+        format!(
+            "esdb://{}{}:{}?{}",
+            self.credentials(),
+            a.ip,
+            a.http_port,
+            self.tls_option()
+        )
     }
 
     /// The proxy in front of node `k`'s internal port. Panics if the cluster is not
@@ -743,9 +807,11 @@ impl TestCluster {
     /// `POST` to node `k`; the status and body, or the transport error.
     pub async fn post(&self, k: usize, path: &str) -> Result<(u16, String), String> {
         let url = format!("{}{path}", self.http_url(k));
-        let response = self
-            .http
-            .post(&url)
+        let mut request = self.http.post(&url);
+        if self.ca.is_some() {
+            request = request.basic_auth("admin", Some(crate::ADMIN_PASSWORD));
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| format!("POST {url}: {e}"))?;

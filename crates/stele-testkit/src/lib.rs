@@ -26,11 +26,13 @@
     reason = "test helpers explain failures on the test's stderr"
 )]
 
+pub mod certs;
 pub mod client;
 pub mod cluster;
 pub mod history;
 pub mod proxy;
 
+pub use certs::{NodeTls, TestCa, ADMIN_PASSWORD};
 pub use cluster::{ClusterOptions, Member, TestCluster};
 pub use history::{Expected, History, Outcome, ReadEvent, Report};
 pub use proxy::FaultProxy;
@@ -62,6 +64,8 @@ pub struct NodeOptions {
     ports: Option<(u16, u16)>,
     dir: Option<PathBuf>,
     config_file: Option<PathBuf>,
+    /// `Some`: a secure node (TLS, users, ACLs) with these certificate files.
+    tls: Option<NodeTls>,
 }
 
 impl NodeOptions {
@@ -76,7 +80,14 @@ impl NodeOptions {
             ports: None,
             dir: None,
             config_file: None,
+            tls: None,
         }
+    }
+
+    /// A secure node: no `--insecure`, TLS with these files, users and ACLs in force.
+    pub fn secure(mut self, tls: NodeTls) -> NodeOptions {
+        self.tls = Some(tls);
+        self
     }
 
     /// A node whose database lives in a fresh temporary directory (`--db <dir>`), kept
@@ -202,6 +213,7 @@ impl TestNode {
             let [http, int] = free_ports_on(options.ip);
             (http, int)
         });
+        let options_tls = options.tls.clone();
         let mut node = TestNode {
             options,
             http_port,
@@ -209,10 +221,13 @@ impl TestNode {
             dir,
             log_path,
             child: None,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(2))
-                .build()
-                .expect("building the HTTP client"),
+            http: match &options_tls {
+                Some(tls) => tls.http_client(Duration::from_secs(2)),
+                None => reqwest::Client::builder()
+                    .timeout(Duration::from_secs(2))
+                    .build()
+                    .expect("building the HTTP client"),
+            },
         };
         node.spawn_process();
         node
@@ -233,14 +248,39 @@ impl TestNode {
         self.options.ip
     }
 
-    /// `http://<ip>:<port>`, for plain HTTP requests and raw gRPC channels.
+    /// `http://<ip>:<port>` (`https://` for a secure node), for plain HTTP requests and raw
+    /// gRPC channels.
     pub fn http_url(&self) -> String {
-        format!("http://{}:{}", self.options.ip, self.http_port)
+        let scheme = if self.options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}:{}", self.options.ip, self.http_port)
     }
 
-    /// The connection string for the official clients: `esdb://<ip>:<port>?tls=false`.
+    /// The connection string for the official clients: `esdb://<ip>:<port>?tls=false`, or
+    /// for a secure node `esdb://admin:changeit@<ip>:<port>?tls=true&tlsCaFile=<ca.crt>`.
     pub fn connection_string(&self) -> String {
-        format!("esdb://{}:{}?tls=false", self.options.ip, self.http_port)
+        match &self.options.tls {
+            Some(tls) => format!(
+                "esdb://admin:{ADMIN_PASSWORD}@{}:{}?tls=true&tlsCaFile={}",
+                self.options.ip,
+                self.http_port,
+                tls.ca_file.display()
+            ),
+            None => format!("esdb://{}:{}?tls=false", self.options.ip, self.http_port),
+        }
+    }
+
+    /// The node's certificate files, for a secure node.
+    pub fn tls(&self) -> Option<&NodeTls> {
+        self.options.tls.as_ref()
+    }
+
+    /// The HTTP client the node is checked with (trusts the test CA of a secure node).
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// The data directory of a persistent node.
@@ -366,8 +406,12 @@ impl TestNode {
             return args;
         }
         let ip = self.options.ip.to_string();
-        let mut args: Vec<String> = vec![
-            "--insecure".into(),
+        let security = match &self.options.tls {
+            Some(tls) => tls.args(),
+            None => vec!["--insecure".into()],
+        };
+        let mut args: Vec<String> = security;
+        args.extend::<Vec<String>>(vec![
             "--node-ip".into(),
             ip.clone(),
             "--int-ip".into(),
@@ -376,7 +420,7 @@ impl TestNode {
             self.http_port.to_string(),
             "--int-tcp-port".into(),
             self.int_tcp_port.to_string(),
-        ];
+        ]);
         match self.data_dir() {
             Some(db) => {
                 args.push("--db".into());
