@@ -137,15 +137,12 @@ async fn admin_creates_lists_disables_enables_updates_and_deletes_a_user() {
     // After 2020-01-01 in .NET ticks since the Unix epoch.
     assert!(ticks > 1_577_836_800 * 10_000_000, "{ticks}");
 
-    let login = |name: &str| {
-        Some(disable_req::Options {
-            login_name: name.into(),
-        })
-    };
     service
         .disable(request(
             DisableReq {
-                options: login("ouro"),
+                options: Some(disable_req::Options {
+                    login_name: "ouro".into(),
+                }),
             },
             Some(&admin),
         ))
@@ -350,4 +347,53 @@ async fn an_insecure_node_lets_every_caller_manage_users() {
         .map(|u| u.login_name)
         .collect();
     assert_eq!(names, ["admin", "ops", "ouro"]);
+}
+
+/// The generated server and client agree over a real HTTP/2 connection: Details streams one
+/// message per user, and a user error reaches the client with its trailers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_and_trailers_reach_a_client_over_grpc() {
+    use stele_proto::users::users_client::UsersClient;
+    use stele_proto::users::users_server::UsersServer;
+    use tokio_stream::wrappers::TcpListenerStream;
+
+    let (_node, users, access) = start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    // Every call runs as the administrator, as if the authentication layer had said so.
+    let server = UsersServer::with_interceptor(
+        UsersService::new(users, access),
+        |mut request: Request<()>| {
+            request.extensions_mut().insert(admin());
+            Ok(request)
+        },
+    );
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(server)
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = UsersClient::new(channel);
+    client.create(create_req("ouro", "pw", &[])).await.unwrap();
+    let stream = client.details(details_req("")).await.unwrap().into_inner();
+    let names: Vec<String> = stream
+        .map(|answer| answer.unwrap().user_details.unwrap().login_name)
+        .collect()
+        .await;
+    assert_eq!(names, ["admin", "ops", "ouro"]);
+    let status = client
+        .create(create_req("ouro", "other", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(status.message(), "Conflict.");
+    let trailer = |key: &str| status.metadata().get(key).map(|v| v.as_bytes().to_vec());
+    assert_eq!(trailer("exception"), Some(b"user-conflict".to_vec()));
+    assert_eq!(trailer("login-name"), Some(b"ouro".to_vec()));
+    server.abort();
 }
