@@ -12,6 +12,7 @@ const PROTO_FILES: &[&str] = &[
     "gossip.proto",
     "operations.proto",
     "persistent.proto",
+    "users.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

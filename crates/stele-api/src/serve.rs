@@ -192,7 +192,7 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
     use tonic::service::Routes;
 
-    use super::serve;
+    use super::{serve, Authentication};
     use crate::connections::ConnectionLimits;
     use crate::grpc::ServerFeaturesService;
     use crate::http::routes;

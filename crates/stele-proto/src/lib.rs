@@ -7,11 +7,12 @@
 //! other packages through `super::`), and short aliases are re-exported:
 //! `stele_proto::shared` (`event_store.client`), `stele_proto::streams`,
 //! `stele_proto::gossip`, `stele_proto::server_features`, `stele_proto::operations`,
-//! `stele_proto::persistent` (`event_store.client.persistent_subscriptions`) and
+//! `stele_proto::persistent` (`event_store.client.persistent_subscriptions`),
+//! `stele_proto::users` (`event_store.client.users`, from PROTOCOL-OPS.md §3.1) and
 //! `stele_proto::google_rpc`.
 //!
-//! Deliberately absent for now: projections, users, monitoring and the v2 protocol, whose
-//! full message shapes PROTOCOL.md does not give yet.
+//! Deliberately absent for now: projections, monitoring and the v2 protocol, whose full
+//! message shapes PROTOCOL.md does not give yet.
 
 pub mod codec;
 
@@ -54,6 +55,11 @@ pub mod event_store {
                 "/event_store.client.persistent_subscriptions.rs"
             ));
         }
+
+        pub mod users {
+            #![allow(clippy::all, missing_docs)]
+            include!(concat!(env!("OUT_DIR"), "/event_store.client.users.rs"));
+        }
     }
 }
 
@@ -67,7 +73,7 @@ pub mod google {
 
 pub use event_store::client as shared;
 pub use event_store::client::persistent_subscriptions as persistent;
-pub use event_store::client::{gossip, operations, server_features, streams};
+pub use event_store::client::{gossip, operations, server_features, streams, users};
 pub use google::rpc as google_rpc;
 
 /// The type URL prefix of a packed `google.protobuf.Any`.
@@ -100,6 +106,10 @@ mod tests {
         assert_eq!(
             persistent::persistent_subscriptions_server::SERVICE_NAME,
             "event_store.client.persistent_subscriptions.PersistentSubscriptions"
+        );
+        assert_eq!(
+            users::users_server::SERVICE_NAME,
+            "event_store.client.users.Users"
         );
     }
 
@@ -181,5 +191,39 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(info.encode_to_vec(), vec![(26 << 3) | 2, 1, 1, b'P']);
+    }
+
+    #[test]
+    fn users_field_numbers_follow_the_protocol() {
+        use users::details_resp::user_details::DateTime;
+        use users::details_resp::UserDetails;
+        use users::{change_password_req, ChangePasswordReq, DetailsResp};
+        // ChangePasswordReq.options = 1 holding current_password = 2, new_password = 3.
+        let request = ChangePasswordReq {
+            options: Some(change_password_req::Options {
+                login_name: String::new(),
+                current_password: "a".into(),
+                new_password: "b".into(),
+            }),
+        };
+        assert_eq!(
+            request.encode_to_vec(),
+            vec![0x0a, 6, (2 << 3) | 2, 1, b'a', (3 << 3) | 2, 1, b'b']
+        );
+        // DetailsResp.user_details = 1 holding last_updated = 4 (ticks 7 in its field 1) and
+        // disabled = 5.
+        let details = DetailsResp {
+            user_details: Some(UserDetails {
+                last_updated: Some(DateTime {
+                    ticks_since_epoch: 7,
+                }),
+                disabled: true,
+                ..Default::default()
+            }),
+        };
+        assert_eq!(
+            details.encode_to_vec(),
+            vec![0x0a, 6, (4 << 3) | 2, 2, 1 << 3, 7, 5 << 3, 1]
+        );
     }
 }

@@ -32,6 +32,7 @@ pub mod request_headers;
 pub mod server_features;
 pub mod status;
 pub mod streams;
+pub mod users;
 pub mod wire_uuid;
 
 use stele_cluster::Node;

@@ -18,6 +18,11 @@ use stele_services::persistent::PsError;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
 
+// The Users service's statuses (PROTOCOL-OPS.md §3.3), in `status/users.rs` to keep this
+// file short; they are written there and nowhere else.
+mod users;
+pub use users::user_error;
+
 /// Trailer keys (`Constants.Exceptions` in EventStoreDB).
 pub mod trailer {
     pub const EXCEPTION: &str = "exception";
@@ -33,6 +38,7 @@ pub mod trailer {
     pub const REQUIRED_METADATA_PROPERTIES: &str = "required-metadata-properties";
     pub const GROUP_NAME: &str = "group-name";
     pub const REASON: &str = "reason";
+    pub const LOGIN_NAME: &str = "login-name";
 }
 
 /// Values of the `exception` trailer.
@@ -52,6 +58,8 @@ pub mod exception {
     pub const MAXIMUM_SUBSCRIBERS_REACHED: &str = "maximum-subscribers-reached";
     pub const PERSISTENT_SUBSCRIPTION_DROPPED: &str = "persistent-subscription-dropped";
     pub const PERSISTENT_SUBSCRIPTION_FAILED: &str = "persistent-subscription-failed";
+    pub const USER_NOT_FOUND: &str = "user-not-found";
+    pub const USER_CONFLICT: &str = "user-conflict";
 }
 
 /// The event metadata keys every write must carry, in the order they are checked.

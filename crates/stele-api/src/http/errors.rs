@@ -1,7 +1,9 @@
 //! Where errors become HTTP answers, for every route of the HTTP API (as `grpc/status.rs` is
 //! for gRPC): the persistent-subscription engine's [`PsError`], the node's [`AdminError`]
-//! for operator commands, a refused gossip message ([`GossipRefused`]), and input a route
-//! refuses. Every answer here is plain text with the reason. What this module does not own:
+//! for operator commands, a refused gossip message ([`GossipRefused`]), the user operations'
+//! [`UserError`], a request the access policy refuses, and input a route refuses. Every
+//! answer here is plain text with the reason, except the user operations' (EventStoreDB's
+//! JSON result, see [`user_error`]). What this module does not own:
 //! the texts of refused input (each parser words its own, as EventStoreDB does) and the
 //! answers that are not errors (`/health/live`'s 503 is a health report).
 
@@ -11,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use stele_cluster::{AdminError, GossipRefused};
 
 use stele_services::persistent::PsError;
+use stele_services::users::UserError;
 
 /// Where a [`PsError`] becomes an HTTP answer (plain text, the error's message):
 /// - does not exist → 404, exists → 409, a bad argument or too many consumers → 400 (what
@@ -99,6 +102,71 @@ pub(super) fn admin_error(error: AdminError) -> (StatusCode, &'static str) {
     }
 }
 
+/// A request the access policy refuses: 401, whoever asked (PROTOCOL-OPS.md §4.4; for a
+/// request without credentials too, since it ran as anonymous).
+pub(super) fn access_denied() -> Response {
+    (StatusCode::UNAUTHORIZED, "Unauthorized").into_response()
+}
+
+/// EventStoreDB's result document of a user operation (`UserManagementMessage`'s
+/// `UpdateResult`): `{"loginName", "success", "error"}`, `error` naming the outcome
+/// (`Success`, `NotFound`, `Conflict`, `Error`, `TryAgain`, `Unauthorized`).
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct UserResult<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_name: Option<&'a str>,
+    pub success: bool,
+    pub error: &'static str,
+}
+
+/// Where a [`UserError`] becomes an HTTP answer, with EventStoreDB's codes
+/// (`UsersController.ErrorToHttpStatusCode`) and its result document naming `login` (when
+/// the request named one):
+/// - not found → 404 `NotFound`, conflict → 409 `Conflict`, try again → 408 `TryAgain`,
+///   a wrong current password → 401 `Unauthorized`;
+/// - a request outside the bounds → 400, plain text with the reason;
+/// - not leader → 307 to the same path on the leader (503 if none is known), not ready →
+///   503, as the other routes answer them;
+/// - a damaged record or a fault of this process → 500 `Error`, the detail in the log.
+pub(super) fn user_error(error: UserError, login: Option<&str>, uri: &Uri) -> Response {
+    use stele_cluster::{ReadError, WriteError};
+    let (status, name) = match &error {
+        UserError::NotFound { .. } => (StatusCode::NOT_FOUND, "NotFound"),
+        UserError::Conflict { .. } => (StatusCode::CONFLICT, "Conflict"),
+        UserError::TryAgain { .. } => (StatusCode::REQUEST_TIMEOUT, "TryAgain"),
+        UserError::AccessDenied => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+        UserError::Invalid(reason) => return bad_request(reason.clone()),
+        UserError::Write(WriteError::NotLeader {
+            leader: Some(leader),
+        })
+        | UserError::Read(ReadError::NotLeader {
+            leader: Some(leader),
+        }) => return redirect_to_leader(leader, uri),
+        UserError::Write(WriteError::NotLeader { leader: None })
+        | UserError::Read(ReadError::NotLeader { leader: None }) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Not the leader, and no leader is known; try again.",
+            )
+                .into_response()
+        }
+        UserError::Write(WriteError::NotReady) | UserError::Read(ReadError::NotReady) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "Server Is Not Ready").into_response()
+        }
+        _ => {
+            tracing::error!(%error, "a user operation failed (HTTP)");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Error")
+        }
+    };
+    let result = UserResult {
+        login_name: login,
+        success: false,
+        error: name,
+    };
+    (status, axum::Json(result)).into_response()
+}
+
 /// A gossip message this node refuses (clock too far off, another cluster): 409 with the
 /// reason.
 pub(super) fn gossip_refused(refused: &GossipRefused) -> Response {
@@ -148,6 +216,73 @@ mod tests {
         assert_eq!(
             redirect.headers()[LOCATION],
             "http://10.0.0.2:2113/subscriptions/s/g/replayParked?stopAt=3"
+        );
+    }
+
+    #[test]
+    fn user_errors_map_to_eventstoredb_status_codes() {
+        use stele_cluster::WriteError;
+        let uri: Uri = "/users/ouro/command/disable".parse().unwrap();
+        let login = || "ouro".to_owned();
+        let cases = [
+            (
+                UserError::NotFound { login: login() },
+                StatusCode::NOT_FOUND,
+            ),
+            (UserError::Conflict { login: login() }, StatusCode::CONFLICT),
+            (
+                UserError::TryAgain { login: login() },
+                StatusCode::REQUEST_TIMEOUT,
+            ),
+            (UserError::AccessDenied, StatusCode::UNAUTHORIZED),
+            (UserError::Invalid("x".into()), StatusCode::BAD_REQUEST),
+            (
+                UserError::Write(WriteError::NotReady),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                UserError::Internal("disk".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (error, status) in cases {
+            assert_eq!(
+                user_error(error.clone(), Some("ouro"), &uri).status(),
+                status,
+                "{error:?}"
+            );
+        }
+        let redirect = user_error(
+            UserError::Write(WriteError::NotLeader {
+                leader: Some(("10.0.0.2".into(), 2113)),
+            }),
+            Some("ouro"),
+            &uri,
+        );
+        assert_eq!(redirect.status(), StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(
+            redirect.headers()[LOCATION],
+            "http://10.0.0.2:2113/users/ouro/command/disable"
+        );
+        assert_eq!(access_denied().status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn user_errors_carry_eventstoredbs_result_document() {
+        use http_body_util::BodyExt;
+        let uri: Uri = "/users/ouro".parse().unwrap();
+        let response = user_error(
+            UserError::NotFound {
+                login: "ouro".into(),
+            },
+            Some("ouro"),
+            &uri,
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"loginName": "ouro", "success": false, "error": "NotFound"})
         );
     }
 

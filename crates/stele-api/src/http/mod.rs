@@ -22,6 +22,7 @@ mod process;
 mod stats;
 mod subscriptions;
 mod timestamp;
+pub mod users;
 
 use std::sync::Arc;
 
