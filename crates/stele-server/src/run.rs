@@ -173,13 +173,15 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
     if !options.insecure {
         crate::security::spawn_default_users(&options, &node);
     }
+    let users = stele_services::users::Users::new(node.clone());
     let http = stele_api::http::router(
         node.clone(),
         persistent.clone(),
+        users.clone(),
         access.clone(),
         tls.clone(),
     );
-    let grpc = stele_api::grpc::routes(node.clone(), persistent, access);
+    let grpc = stele_api::grpc::routes(node.clone(), persistent, users, access);
     let stop = node.clone();
     let failed = Arc::new(std::sync::Mutex::new(None));
     let log_failure = crate::log_watch::wait_for_failure(

@@ -15,7 +15,7 @@
 //! `accept_http1(true)` for the HTTP API on the same port) so that `grpc-timeout` deadlines
 //! are enforced; a plain axum/hyper server does not enforce them.
 //!
-//! Not served yet: projections, users, the other operations (scavenge, index merges:
+//! Not served yet: projections, the other operations (scavenge, index merges:
 //! UNIMPLEMENTED), monitoring, the v2 protocol.
 
 // tonic's handlers return `Result<_, tonic::Status>`, and the helpers here build those
@@ -41,7 +41,9 @@ use stele_proto::operations::operations_server::OperationsServer;
 use stele_proto::persistent::persistent_subscriptions_server::PersistentSubscriptionsServer;
 use stele_proto::server_features::server_features_server::ServerFeaturesServer;
 use stele_proto::streams::streams_server::StreamsServer;
+use stele_proto::users::users_server::UsersServer;
 use stele_services::access::AccessControl;
+use stele_services::users::Users;
 use tonic::service::{Routes, RoutesBuilder};
 
 pub use gossip::GossipService;
@@ -49,6 +51,7 @@ pub use operations::OperationsService;
 pub use persistent::PersistentSubscriptionsService;
 pub use server_features::ServerFeaturesService;
 pub use streams::StreamsService;
+pub use users::UsersService;
 
 /// The smallest limit on one gRPC message, each way. Events reach 16 MiB, and the Python and
 /// Node clients raise their own limit to 17 MiB for the same reason.
@@ -62,10 +65,11 @@ const APPEND_MESSAGE_OVERHEAD_BYTES: usize = 1024 * 1024;
 pub fn routes(
     node: Node,
     persistent: stele_services::persistent::Subsystem,
+    users: Users,
     access: AccessControl,
 ) -> Routes {
     let mut builder = RoutesBuilder::default();
-    add_services(&mut builder, node, persistent, access);
+    add_services(&mut builder, node, persistent, users, access);
     builder.routes()
 }
 
@@ -74,6 +78,7 @@ pub fn add_services(
     builder: &mut RoutesBuilder,
     node: Node,
     persistent: stele_services::persistent::Subsystem,
+    users: Users,
     access: AccessControl,
 ) {
     // One BatchAppend message may carry a whole append (the Python client sends every
@@ -108,9 +113,15 @@ pub fn add_services(
         )
         .add_service(
             PersistentSubscriptionsServer::new(PersistentSubscriptionsService::new(
-                persistent, access,
+                persistent,
+                access.clone(),
             ))
             .max_decoding_message_size(MAX_MESSAGE_SIZE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_SIZE_BYTES),
+        )
+        .add_service(
+            UsersServer::new(UsersService::new(users, access))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE_BYTES),
         );
 }

@@ -24,6 +24,7 @@ const SERVER_FEATURES: &str = "event_store.client.server_features.serverfeatures
 const GOSSIP: &str = "event_store.client.gossip.gossip";
 const OPERATIONS: &str = "event_store.client.operations.operations";
 const PERSISTENT: &str = "event_store.client.persistent_subscriptions.persistentsubscriptions";
+const USERS: &str = "event_store.client.users.users";
 
 /// The features of every PersistentSubscriptions method: groups on a stream and on `$all`.
 const PERSISTENT_FEATURES: &[&str] = &["stream", "all"];
@@ -49,6 +50,14 @@ const METHODS: &[(&str, &str, &[&str])] = &[
     (PERSISTENT, "replayparked", PERSISTENT_FEATURES),
     (PERSISTENT, "list", PERSISTENT_FEATURES),
     (PERSISTENT, "restartsubsystem", PERSISTENT_FEATURES),
+    (USERS, "create", &[]),
+    (USERS, "update", &[]),
+    (USERS, "delete", &[]),
+    (USERS, "disable", &[]),
+    (USERS, "enable", &[]),
+    (USERS, "details", &[]),
+    (USERS, "changepassword", &[]),
+    (USERS, "resetpassword", &[]),
 ];
 
 #[derive(Debug, Clone, Default)]
@@ -101,7 +110,7 @@ mod tests {
         assert!(!methods
             .methods
             .iter()
-            .any(|m| m.service_name.contains("projections") || m.service_name.contains("users")));
+            .any(|m| m.service_name.contains("projections")));
         // Of Operations, only what is implemented (scavenging is UNIMPLEMENTED).
         let operations: Vec<&str> = methods
             .methods

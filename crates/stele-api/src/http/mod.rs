@@ -76,12 +76,14 @@ type SharedNode = Arc<dyn NodeView>;
 pub fn router(
     node: Node,
     persistent: stele_services::persistent::Subsystem,
+    users: stele_services::users::Users,
     access: AccessControl,
     tls: Option<Arc<Tls>>,
 ) -> Router {
     routes(Arc::new(node.clone()))
         .merge(admin::routes(Arc::new(node), tls))
         .merge(subscriptions::routes(persistent))
+        .merge(users::routes(users, access.clone()))
         .layer(axum::middleware::from_fn_with_state(
             access,
             policy::authorize,
