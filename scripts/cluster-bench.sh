@@ -5,6 +5,8 @@
 # Python client esdbclient with a gossip-seed connection string).
 #
 # Usage: scripts/cluster-bench.sh [DIR]   (DIR holds the data; default /tmp/stele-cluster-bench)
+# SECURE=1: secure nodes (certificates from `stele certs`, TLS on every port, the bench as
+# admin over https) — scripts/tls-cost.sh runs both and compares.
 # Needs: target/release/stele (cargo build --release -p stele-server), and for the failover
 # gap the venv scripts/python-client-check.sh creates (target/python-venv).
 set -euo pipefail
@@ -15,10 +17,16 @@ DURATION=${DURATION:-8}
 PORT=21300
 INT=11300
 SEEDS=127.0.0.1:$PORT,127.0.0.2:$PORT,127.0.0.3:$PORT
+SECURE=${SECURE:-0}
+SCHEME=http; CURL=(curl -s); BENCH_SECURITY=(); SECURITY=(--insecure)
 pids=()
 start_node() { # k
   local k=$1
-  "$BIN" --insecure --node-ip 127.0.0.$k --int-ip 127.0.0.$k --http-port $PORT --int-tcp-port $INT \
+  if [ "$SECURE" = 1 ]; then
+    SECURITY=(--certificate-file "$DIR/certs/node$k/node.crt" --certificate-private-key-file "$DIR/certs/node$k/node.key"
+              --trusted-root-certificates-path "$DIR/certs/ca")
+  fi
+  "$BIN" "${SECURITY[@]}" --node-ip 127.0.0.$k --int-ip 127.0.0.$k --http-port $PORT --int-tcp-port $INT \
     --db "$DIR/n$k" --cluster-size 3 --discover-via-dns false --gossip-seed $SEEDS \
     --log-level warning >> "$DIR/n$k.log" 2>&1 &
   pids[$k]=$!
@@ -26,10 +34,19 @@ start_node() { # k
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 rm -rf "$DIR"; mkdir -p "$DIR"
+if [ "$SECURE" = 1 ]; then
+  "$BIN" certs create-ca -out "$DIR/certs/ca" >/dev/null
+  for k in 1 2 3; do
+    "$BIN" certs create-node -ca-certificate "$DIR/certs/ca/ca.crt" -ca-key "$DIR/certs/ca/ca.key" \
+      -out "$DIR/certs/node$k" -ip-addresses 127.0.0.$k -dns-names localhost >/dev/null
+  done
+  SCHEME=https; CURL=(curl -s --cacert "$DIR/certs/ca/ca.crt")
+  BENCH_SECURITY=(--tls-ca-file "$DIR/certs/ca/ca.crt" --username admin --password changeit)
+fi
 for k in 1 2 3; do start_node $k; done
 leader() {
   for k in 1 2 3; do
-    curl -s http://127.0.0.$k:$PORT/gossip 2>/dev/null | python3 -c '
+    "${CURL[@]}" $SCHEME://127.0.0.$k:$PORT/gossip 2>/dev/null | python3 -c '
 import json, sys
 for m in json.load(sys.stdin)["members"]:
     if m["state"] == "Leader" and m["isAlive"]:
@@ -39,7 +56,7 @@ sys.exit(1)' && return 0
 }
 wait_healthy() {
   for _ in $(seq 1 300); do
-    ok=0; for k in 1 2 3; do [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.$k:$PORT/health/live)" = 204 ] && ok=$((ok+1)); done
+    ok=0; for k in 1 2 3; do [ "$("${CURL[@]}" -o /dev/null -w '%{http_code}' $SCHEME://127.0.0.$k:$PORT/health/live)" = 204 ] && ok=$((ok+1)); done
     [ $ok = 3 ] && return 0; sleep 0.2
   done; echo "cluster not healthy" >&2; return 1
 }
@@ -47,14 +64,14 @@ wait_healthy
 L=$(leader); echo "leader: $L"
 # The followers' /stats too: CPU microseconds per acknowledged event on every node.
 FOLLOWERS=()
-for k in 1 2 3; do [ "127.0.0.$k" != "$L" ] && FOLLOWERS+=(--node-stats "http://127.0.0.$k:$PORT"); done
+for k in 1 2 3; do [ "127.0.0.$k" != "$L" ] && FOLLOWERS+=(--node-stats "$SCHEME://127.0.0.$k:$PORT"); done
 for point in "1 1" "32 1" "1 100" "32 100"; do
   set -- $point
   echo "== $1 writers, batch $2"
-  "$BIN" bench --url http://$L:$PORT "${FOLLOWERS[@]}" --writers $1 --batch $2 --duration $DURATION --event-size 256 | grep -E "events/s|appends/s|latency|p50|p99|errors|node CPU" || true
+  "$BIN" bench --url $SCHEME://$L:$PORT "${BENCH_SECURITY[@]}" "${FOLLOWERS[@]}" --writers $1 --batch $2 --duration $DURATION --event-size 256 | grep -E "events/s|appends/s|latency|p50|p99|errors|node CPU" || true
 done
 PY=$ROOT/target/python-venv/bin/python
-if [ -x "$PY" ]; then
+if [ -x "$PY" ] && [ "$SECURE" != 1 ]; then
   echo "== failover gap (SIGKILL the leader under one writer)"
   for k in 1 2 3; do [ "127.0.0.$k" = "$L" ] && victim=$k; done
   "$PY" - "$SEEDS" "${pids[$victim]}" <<'PYEOF'

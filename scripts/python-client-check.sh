@@ -61,3 +61,32 @@ if ! timeout 120 "$venv/bin/python" clients/python/check_esdbclient_cluster.py "
   echo "== cluster log"; tail -80 "$cluster_log"
   exit 1
 fi
+
+# Secure nodes (issue 13): a `--dev` node (self-signed localhost certificate) and a
+# `dev-cluster --secure` (a CA and node certificates made at start).
+kill "$cluster" 2>/dev/null || true; wait "$cluster" 2>/dev/null || true
+dev_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+dev_log=$(mktemp)
+target/debug/stele --dev --mem-db --node-ip 127.0.0.1 --http-port "$dev_port" >"$dev_log" 2>&1 &
+dev=$!
+secure_http=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+secure_int=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+secure_log=$(mktemp)
+target/debug/stele dev-cluster --secure --mem-db --nodes 3 --base-http-port "$secure_http" --base-int-port "$secure_int" >"$secure_log" 2>&1 &
+secure=$!
+trap 'kill "$node" "$dev" "$secure" 2>/dev/null || true; wait "$secure" 2>/dev/null || true; rm -rf "$log" "$cluster_log" "$cluster_dir" "$dev_log" "$secure_log"' EXIT
+secure_connection=""
+for _ in $(seq 1 600); do
+  secure_connection=$(grep -o 'Connection string: esdb://[^ ]*' "$secure_log" | sed 's/Connection string: //' || true)
+  [ -n "$secure_connection" ] && break
+  if ! kill -0 "$secure" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+if [ -z "$secure_connection" ]; then
+  echo "== the secure cluster did not become ready"; tail -50 "$secure_log"; exit 1
+fi
+if ! timeout 180 "$venv/bin/python" clients/python/check_esdbclient_secure.py "$dev_port" "$secure_connection"; then
+  echo "== dev node log"; tail -40 "$dev_log"
+  echo "== secure cluster log"; tail -80 "$secure_log"
+  exit 1
+fi

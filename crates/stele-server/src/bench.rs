@@ -51,7 +51,8 @@ const CHANNELS_MAX: usize = 8;
                   Example: stele bench --spawn --writers 32 --batch 1"
 )]
 pub struct Options {
-    /// The node's client address (gRPC and HTTP share it; h2c, no TLS).
+    /// The node's client address (gRPC and HTTP share it): `http://` for an insecure node
+    /// (h2c), `https://` for a secure one (give --tls-ca-file and the credentials).
     #[arg(
         long,
         default_value = "http://127.0.0.1:2113",
@@ -103,6 +104,15 @@ pub struct Options {
     /// directory). Put it on the disk you want to measure: fsync on tmpfs is free.
     #[arg(long, value_name = "DIR", requires = "spawn")]
     spawn_dir: Option<PathBuf>,
+    /// The CA certificate (PEM) an `https://` node's certificate chains to.
+    #[arg(long = "tls-ca-file", value_name = "FILE")]
+    tls_ca_file: Option<PathBuf>,
+    /// The user every call runs as (Basic credentials, as the official clients send them).
+    #[arg(long, value_name = "LOGIN", requires = "password")]
+    username: Option<String>,
+    /// The user's password.
+    #[arg(long, value_name = "PASSWORD", requires = "username")]
+    password: Option<String>,
 }
 
 /// The RPC appends go through.
@@ -174,6 +184,27 @@ impl Options {
     fn streams(&self) -> u32 {
         self.streams.unwrap_or(self.writers)
     }
+
+    /// The `authorization` header every call carries, when credentials are given.
+    fn authorization(&self) -> Option<String> {
+        use base64::Engine;
+        let (Some(login), Some(password)) = (&self.username, &self.password) else {
+            return None;
+        };
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{login}:{password}"));
+        Some(format!("Basic {encoded}"))
+    }
+
+    /// The CA certificate's PEM, when given.
+    fn ca_pem(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        self.tls_ca_file
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).with_context(|| format!("--tls-ca-file {}", path.display()))
+            })
+            .transpose()
+    }
 }
 
 /// Runs the benchmark; `Ok(true)` when nothing failed.
@@ -204,23 +235,33 @@ async fn run(options: Options) -> anyhow::Result<bool> {
 async fn measure(options: &Options, url: &str) -> anyhow::Result<Report> {
     let channel_count = (options.writers as usize).min(CHANNELS_MAX);
     let mut channels = Vec::with_capacity(channel_count);
+    let ca_pem = options.ca_pem()?;
     for _ in 0..channel_count {
-        let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
             .with_context(|| format!("--url {url}"))?
             .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(options.client_nodelay)
+            .tcp_nodelay(options.client_nodelay);
+        if url.starts_with("https://") {
+            let mut tls = tonic::transport::ClientTlsConfig::new();
+            if let Some(pem) = &ca_pem {
+                tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            }
+            endpoint = endpoint.tls_config(tls).context("the TLS configuration")?;
+        }
+        let channel = endpoint
             .connect()
             .await
             .with_context(|| format!("connecting to {url}"))?;
         channels.push(channel);
     }
-    let stats = StatsClient::new(url)?;
+    let stats = StatsClient::new(url, ca_pem.as_deref(), options.authorization())?;
     let others = options
         .node_stats
         .iter()
         .map(|other| {
             let other = other.trim_end_matches('/').to_string();
-            StatsClient::new(&other).map(|client| (other, client))
+            StatsClient::new(&other, ca_pem.as_deref(), options.authorization())
+                .map(|client| (other, client))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let streams = options.streams();

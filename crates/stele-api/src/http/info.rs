@@ -2,7 +2,7 @@
 //! answers) and `GET /ping`.
 
 use axum::extract::State;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Serialize;
 
 use super::{SharedNode, SERVER_VERSION};
@@ -27,26 +27,37 @@ struct Features {
     atom_pub: bool,
 }
 
+/// Whether the node is secure (`router` adds it to every request; absent = insecure).
+#[derive(Debug, Clone, Copy)]
+pub struct SecurityMode {
+    pub secure: bool,
+}
+
 #[derive(Debug, Serialize)]
 struct Authentication {
-    /// `insecure`: the only mode Stele has (no authentication, no TLS).
+    /// `insecure` (no authentication, no TLS), or `internal` (users in the log), as
+    /// EventStoreDB names its providers.
     #[serde(rename = "type")]
     kind: &'static str,
     properties: serde_json::Map<String, serde_json::Value>,
 }
 
-pub(super) async fn get_info(State(node): State<SharedNode>) -> Json<Info> {
+pub(super) async fn get_info(
+    State(node): State<SharedNode>,
+    mode: Option<Extension<SecurityMode>>,
+) -> Json<Info> {
+    let secure = mode.is_some_and(|Extension(mode)| mode.secure);
     Json(Info {
         db_version: SERVER_VERSION,
         es_version: SERVER_VERSION,
         state: node.status().state.name().to_ascii_lowercase(),
         features: Features {
             projections: false,
-            user_management: false,
+            user_management: secure,
             atom_pub: false,
         },
         authentication: Authentication {
-            kind: "insecure",
+            kind: if secure { "internal" } else { "insecure" },
             properties: serde_json::Map::new(),
         },
     })

@@ -16,7 +16,7 @@ mod admin;
 mod errors;
 mod gossip;
 mod health;
-mod info;
+pub mod info;
 pub mod policy;
 mod process;
 mod stats;
@@ -84,6 +84,9 @@ pub fn router(
         .merge(admin::routes(Arc::new(node), tls))
         .merge(subscriptions::routes(persistent))
         .merge(users::routes(users, access.clone()))
+        .layer(axum::Extension(info::SecurityMode {
+            secure: access.is_secure(),
+        }))
         .layer(axum::middleware::from_fn_with_state(
             access,
             policy::authorize,

@@ -58,6 +58,8 @@ pub(super) struct Plan {
     pub window_end: Instant,
     /// How long one append may take.
     pub timeout: Duration,
+    /// The `authorization` header every call carries (a secure node).
+    pub authorization: Option<Authorization>,
 }
 
 impl Plan {
@@ -74,8 +76,23 @@ impl Plan {
             window_start,
             window_end: window_start + Duration::from_secs_f64(options.duration_secs),
             timeout: Duration::from_secs_f64(options.timeout_secs),
+            authorization: options.authorization().and_then(|value| value.parse().ok()),
         }
     }
+}
+
+/// An `authorization` header value.
+type Authorization = tonic::metadata::MetadataValue<tonic::metadata::Ascii>;
+
+/// `message` as a request with the plan's credentials.
+fn authorized<T>(message: T, authorization: Option<&Authorization>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(value) = authorization {
+        request
+            .metadata_mut()
+            .insert("authorization", value.clone());
+    }
+    request
 }
 
 /// The writers while they run.
@@ -190,7 +207,16 @@ async fn write(index: u32, channel: Channel, plan: Plan, errors: Arc<ErrorLog>) 
         let started = Instant::now();
         let attempt = async {
             match plan.api {
-                Api::Append => append(&mut client, &stream, &mut events, plan.batch).await,
+                Api::Append => {
+                    append(
+                        &mut client,
+                        &stream,
+                        &mut events,
+                        plan.batch,
+                        plan.authorization.as_ref(),
+                    )
+                    .await
+                }
                 Api::BatchAppend => {
                     batch_append(
                         &mut client,
@@ -198,6 +224,7 @@ async fn write(index: u32, channel: Channel, plan: Plan, errors: Arc<ErrorLog>) 
                         &stream,
                         &mut events,
                         plan.batch,
+                        plan.authorization.as_ref(),
                     )
                     .await
                 }
@@ -239,6 +266,7 @@ async fn append(
     stream: &str,
     events: &mut Events,
     batch: u32,
+    authorization: Option<&Authorization>,
 ) -> Result<(), Failure> {
     use append_req::options::ExpectedStreamRevision;
     let options = AppendReq {
@@ -261,7 +289,7 @@ async fn append(
         });
     }
     let response = client
-        .append(futures::stream::iter(requests))
+        .append(authorized(futures::stream::iter(requests), authorization))
         .await
         .map_err(Failure::Status)?
         .into_inner();
@@ -288,6 +316,7 @@ async fn batch_append(
     stream: &str,
     events: &mut Events,
     batch: u32,
+    authorization: Option<&Authorization>,
 ) -> Result<(), Failure> {
     use batch_append_req::options::ExpectedStreamPosition;
     let correlation_id = events.next_id();
@@ -326,7 +355,7 @@ async fn batch_append(
                 .try_send(request)
                 .expect("a new channel has room for one request");
             let responses = client
-                .batch_append(receiver)
+                .batch_append(authorized(receiver, authorization))
                 .await
                 .map_err(Failure::Status)?
                 .into_inner();

@@ -28,25 +28,38 @@ pub(super) struct NodeStats {
 pub(super) struct StatsClient {
     http: reqwest::Client,
     url: String,
+    /// The `authorization` header (a secure node's `/stats` needs a user).
+    authorization: Option<String>,
 }
 
 impl StatsClient {
-    pub fn new(base_url: &str) -> anyhow::Result<StatsClient> {
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .context("building the HTTP client")?;
+    /// `ca_pem`: the CA an `https://` node's certificate chains to.
+    pub fn new(
+        base_url: &str,
+        ca_pem: Option<&[u8]>,
+        authorization: Option<String>,
+    ) -> anyhow::Result<StatsClient> {
+        let mut builder = reqwest::Client::builder().timeout(REQUEST_TIMEOUT);
+        if let Some(pem) = ca_pem {
+            builder = builder.add_root_certificate(
+                reqwest::Certificate::from_pem(pem).context("--tls-ca-file is not PEM")?,
+            );
+        }
+        let http = builder.build().context("building the HTTP client")?;
         Ok(StatsClient {
             http,
             url: format!("{base_url}/stats"),
+            authorization,
         })
     }
 
     /// One reading, or why there is none.
     pub async fn fetch(&self) -> Result<NodeStats, String> {
-        let response = self
-            .http
-            .get(&self.url)
+        let mut request = self.http.get(&self.url);
+        if let Some(authorization) = &self.authorization {
+            request = request.header("authorization", authorization);
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| format!("GET {}: {e}", self.url))?;

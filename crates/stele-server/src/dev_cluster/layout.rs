@@ -18,6 +18,8 @@ pub(super) struct Member {
     pub(super) http_port: u16,
     pub(super) int_port: u16,
     pub(super) read_only_replica: bool,
+    /// The cluster serves TLS (`--secure`).
+    pub(super) secure: bool,
 }
 
 impl Member {
@@ -26,7 +28,8 @@ impl Member {
     }
 
     pub(super) fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.http_endpoint())
+        let scheme = if self.secure { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.http_endpoint())
     }
 }
 
@@ -58,6 +61,7 @@ pub(super) fn plan(options: &Options, distinct_ips: bool) -> anyhow::Result<Vec<
             http_port,
             int_port,
             read_only_replica: k >= u16::from(options.nodes),
+            secure: options.secure,
         });
     }
     let mut ports: Vec<SocketAddr> = members
@@ -80,6 +84,7 @@ pub(super) fn node_args(
     members: &[Member],
     cluster_size: u8,
     data_root: Option<&Path>,
+    security: Vec<OsString>,
 ) -> Vec<OsString> {
     let seeds: Vec<String> = members
         .iter()
@@ -87,26 +92,31 @@ pub(super) fn node_args(
         .map(|m| m.http_endpoint().to_string())
         .collect();
     let ip = member.ip.to_string();
-    let mut args: Vec<OsString> = [
-        "--insecure",
-        "--node-ip",
-        &ip,
-        "--int-ip",
-        &ip,
-        "--http-port",
-        &member.http_port.to_string(),
-        "--int-tcp-port",
-        &member.int_port.to_string(),
-        "--cluster-size",
-        &cluster_size.to_string(),
-        "--discover-via-dns",
-        "false",
-        "--gossip-seed",
-        &seeds.join(","),
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect();
+    let mut args: Vec<OsString> = if security.is_empty() {
+        vec!["--insecure".into()]
+    } else {
+        security
+    };
+    args.extend(
+        [
+            "--node-ip",
+            &ip,
+            "--int-ip",
+            &ip,
+            "--http-port",
+            &member.http_port.to_string(),
+            "--int-tcp-port",
+            &member.int_port.to_string(),
+            "--cluster-size",
+            &cluster_size.to_string(),
+            "--discover-via-dns",
+            "false",
+            "--gossip-seed",
+            &seeds.join(","),
+        ]
+        .iter()
+        .map(OsString::from),
+    );
     match data_root {
         Some(root) => {
             args.push("--db".into());
@@ -122,14 +132,22 @@ pub(super) fn node_args(
 }
 
 /// `esdb://ip1:port1,ip2:port2,...?tls=false` for the voters, which is what clients seed
-/// their discovery with.
-pub(super) fn connection_string(members: &[Member]) -> String {
+/// their discovery with; for a secure cluster
+/// `esdb://admin:changeit@...?tls=true&tlsCAFile=<ca.crt>`.
+pub(super) fn connection_string(members: &[Member], ca_file: Option<&Path>) -> String {
     let hosts: Vec<String> = members
         .iter()
         .filter(|m| !m.read_only_replica)
         .map(|m| m.http_endpoint().to_string())
         .collect();
-    format!("esdb://{}?tls=false", hosts.join(","))
+    match ca_file {
+        Some(ca) => format!(
+            "esdb://admin:changeit@{}?tls=true&tlsCAFile={}",
+            hosts.join(","),
+            ca.display()
+        ),
+        None => format!("esdb://{}?tls=false", hosts.join(",")),
+    }
 }
 
 /// Whether loopback addresses other than 127.0.0.1 can be bound (Linux: all of 127/8 is

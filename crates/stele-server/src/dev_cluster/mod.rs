@@ -29,6 +29,7 @@ mod console;
 mod layout;
 mod process;
 mod readiness;
+mod secure;
 #[cfg(test)]
 mod tests;
 
@@ -94,6 +95,11 @@ pub struct Options {
     /// Keep every node's data in memory (`--mem-db`); nothing survives a stop.
     #[arg(long)]
     mem_db: bool,
+    /// Run secure nodes: a CA and node certificates are made at start (`<data>/certs`),
+    /// every port serves TLS, users and ACLs apply; the connection string names the CA
+    /// file and the default admin user.
+    #[arg(long)]
+    secure: bool,
 }
 
 /// `stele dev-cluster [options]`: parses `args` (those after `dev-cluster`) and runs.
@@ -147,10 +153,24 @@ async fn run_cluster(options: Options, console: &Console) -> anyhow::Result<Exit
     check_ports_free(&members)?;
     let data = DataRoot::create(&options)?;
     let exe = std::env::current_exe().context("finding the stele binary")?;
-    let http = reqwest::Client::builder()
-        .timeout(HTTP_TIMEOUT)
-        .build()
-        .context("building the HTTP client")?;
+    // Certificates live beside the data, or for the run only.
+    let certs_temp = match (options.secure, data.path()) {
+        (true, None) => Some(tempfile::tempdir().context("making a directory for certificates")?),
+        _ => None,
+    };
+    let certs = match (options.secure, data.path(), &certs_temp) {
+        (false, _, _) => None,
+        (true, Some(path), _) => Some(secure::ClusterCerts::create(&path.join("certs"), &members)?),
+        (true, None, Some(temp)) => Some(secure::ClusterCerts::create(temp.path(), &members)?),
+        (true, None, None) => unreachable!("made above"),
+    };
+    let http = match &certs {
+        Some(certs) => certs.http_client(HTTP_TIMEOUT)?,
+        None => reqwest::Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            .build()
+            .context("building the HTTP client")?,
+    };
 
     // Listen before starting anything, so that Ctrl-C during start-up stops what started.
     let mut signals = Signals::listen()?;
@@ -172,7 +192,10 @@ async fn run_cluster(options: Options, console: &Console) -> anyhow::Result<Exit
     let mut running = Vec::with_capacity(members.len());
     let mut forwarders = Vec::new();
     for member in &members {
-        let args = node_args(member, &members, options.nodes, data.path());
+        let security = certs
+            .as_ref()
+            .map_or_else(Vec::new, |c| c.node_args(member));
+        let args = node_args(member, &members, options.nodes, data.path(), security);
         let shown: Vec<String> = args
             .iter()
             .map(|arg| arg.to_string_lossy().into_owned())
@@ -262,7 +285,7 @@ async fn run_cluster(options: Options, console: &Console) -> anyhow::Result<Exit
             console
                 .say(format!(
                     "stele dev-cluster: ready. Connection string: {}",
-                    connection_string(&members)
+                    connection_string(&members, certs.as_ref().map(|c| c.ca_file()).as_deref())
                 ))
                 .await;
             console

@@ -36,7 +36,7 @@ fn distinct_addresses_share_the_base_ports() {
         ]
     );
     assert_eq!(
-        connection_string(&members),
+        connection_string(&members, None),
         "esdb://127.0.0.1:2113,127.0.0.2:2113,127.0.0.3:2113?tls=false"
     );
 }
@@ -87,7 +87,7 @@ fn node_command_lines_use_eventstoredb_options() {
     )
     .unwrap();
     let args = |k: usize, root: Option<&Path>| -> String {
-        node_args(&members[k], &members, 2, root)
+        node_args(&members[k], &members, 2, root, Vec::new())
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect::<Vec<_>>()

@@ -61,6 +61,18 @@ impl PersistentSubscriptionsService {
     }
 }
 
+/// Whether the caller may read every event of a group's source. The group reads with the
+/// node's rights, so a `$all` group needs a caller who may see every event.
+async fn may_read_source(caller: &Caller, source: &Source) -> Result<(), Status> {
+    match source {
+        Source::Stream(stream) => caller.may_access(stream.as_str(), StreamAccess::Read).await,
+        Source::All => match crate::grpc::streams::read::readable_streams(caller).await? {
+            None => Ok(()),
+            Some(_) => Err(status::access_denied()),
+        },
+    }
+}
+
 fn ps_status(error: PsError) -> Status {
     status::persistent_error(&error)
 }
@@ -68,8 +80,11 @@ fn ps_status(error: PsError) -> Status {
 #[tonic::async_trait]
 impl PersistentSubscriptions for PersistentSubscriptionsService {
     async fn create(&self, request: Request<CreateReq>) -> Result<Response<CreateResp>, Status> {
-        self.caller(&request, Operation::PersistentSubscriptionCreate)?;
+        let caller = self.caller(&request, Operation::PersistentSubscriptionCreate)?;
         let definition = create_definition(request.into_inner())?;
+        // The group reads with the node's rights, so its creator must be able to read all
+        // of its source: a group never hands out what its creator could not read.
+        may_read_source(&caller, &definition.key.source).await?;
         self.subsystem.create(definition).await.map_err(ps_status)?;
         Ok(Response::new(CreateResp {}))
     }
@@ -105,23 +120,8 @@ impl PersistentSubscriptions for PersistentSubscriptionsService {
             return Ok(Response::new(Box::pin(futures::stream::empty())));
         };
         let plan = connect_plan(first)?;
-        // Consuming also needs read access to the source. The group reads with the node's
-        // rights, so a `$all` group is served only to callers who may see every event.
-        match &plan.key.source {
-            Source::Stream(stream) => {
-                caller
-                    .may_access(stream.as_str(), StreamAccess::Read)
-                    .await?;
-            }
-            Source::All => {
-                if crate::grpc::streams::read::readable_streams(&caller)
-                    .await?
-                    .is_some()
-                {
-                    return Err(status::access_denied());
-                }
-            }
-        }
+        // Consuming also needs read access to the source.
+        may_read_source(&caller, &plan.key.source).await?;
         let consumer = self
             .subsystem
             .connect(ConnectRequest {
