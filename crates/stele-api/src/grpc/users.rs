@@ -3,7 +3,7 @@
 //! [`stele_services::users::Users`].
 //!
 //! Every call first asks the node's [`AccessControl`] whether the caller (the
-//! [`Principal`] the authentication layer put on the request; none means anonymous) may
+//! [`Principal`](stele_core::access::Principal) the authentication layer put on the request; none means anonymous) may
 //! call it, as EventStoreDB's default policy says (§3.3): Create, Update, Delete, Enable,
 //! Disable, ResetPassword and listing every user (Details with an empty login name) need
 //! `$admins`; one user's Details and ChangePassword need an authenticated caller, and
@@ -20,7 +20,9 @@
 use std::pin::Pin;
 
 use futures::Stream;
-use stele_core::access::{Operation, Principal};
+use stele_core::access::Operation;
+
+use super::caller::principal;
 use stele_proto::users::details_resp::user_details::DateTime;
 use stele_proto::users::details_resp::UserDetails as WireUserDetails;
 use stele_proto::users::users_server::Users as UsersRpc;
@@ -56,16 +58,6 @@ impl UsersService {
             .check_operation(&principal(request), operation)
             .map_err(|_| status::access_denied())
     }
-}
-
-/// The caller of a request: the principal the authentication layer put on it, or
-/// anonymous when there is none (fail closed).
-fn principal<T>(request: &Request<T>) -> Principal {
-    request
-        .extensions()
-        .get::<Principal>()
-        .cloned()
-        .unwrap_or(Principal::Anonymous)
 }
 
 /// Why `login` is not a login name a request may name (empty, too long, a control

@@ -31,7 +31,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
-use axum::http::header::{HOST, LOCATION};
+use axum::http::header::LOCATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -44,6 +44,7 @@ use stele_services::access::AccessControl;
 use stele_services::users::{UserDetails, UserError, Users};
 
 use super::errors::{self, UserResult};
+use super::subscriptions::document::{base_url, escape_segment};
 use super::timestamp::iso8601;
 use crate::grpc::users::check_login;
 
@@ -202,30 +203,6 @@ fn document(base: &str, user: UserDetails) -> UserDocument {
         disabled: user.disabled,
         links,
     }
-}
-
-/// `http://<Host header>` for absolute links, as EventStoreDB makes them; empty (relative
-/// links) when the request has no `Host`.
-fn base_url(headers: &HeaderMap) -> String {
-    headers
-        .get(HOST)
-        .and_then(|host| host.to_str().ok())
-        .map(|host| format!("http://{host}"))
-        .unwrap_or_default()
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters, as .NET's
-/// `Uri.EscapeDataString` does.
-fn escape_segment(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            escaped.push(char::from(byte));
-        } else {
-            escaped.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    escaped
 }
 
 // ---------------------------------------------------------------------------------------

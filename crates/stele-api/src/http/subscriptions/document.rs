@@ -294,7 +294,7 @@ pub(super) fn sort(groups: &mut [GroupInfo]) {
 
 /// `http://<Host header>` for absolute links, as EventStoreDB makes them; empty (relative
 /// links) when the request has no `Host`.
-pub(super) fn base_url(headers: &HeaderMap) -> String {
+pub(in crate::http) fn base_url(headers: &HeaderMap) -> String {
     headers
         .get(HOST)
         .and_then(|host| host.to_str().ok())
@@ -313,7 +313,7 @@ pub(super) fn group_path(key: &GroupKey) -> String {
 
 /// Percent-encodes everything but RFC 3986's unreserved characters, as .NET's
 /// `Uri.EscapeDataString` (which EventStoreDB uses for these links) does.
-fn escape_segment(text: &str) -> String {
+pub(in crate::http) fn escape_segment(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {

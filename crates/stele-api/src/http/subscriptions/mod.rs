@@ -27,7 +27,7 @@
 //! viewing parked messages (`/subscriptions/viewparkedmessages/...`, not served), and
 //! authentication (insecure mode only, as everywhere in [`super`]).
 
-mod document;
+pub(super) mod document;
 mod request;
 #[cfg(test)]
 mod tests;

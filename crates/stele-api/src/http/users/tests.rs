@@ -3,7 +3,7 @@
 //! each request's extensions as the authentication layer does.
 
 use axum::body::Body;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_TYPE, HOST};
 use axum::http::{Method, Request};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
