@@ -166,9 +166,10 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
         max_client_connections = limits.max_connections,
         "serving gRPC and HTTP on one port"
     );
-    // Persistent subscriptions run on whichever node leads; gRPC and HTTP share them.
-    let persistent = stele_services::persistent::Subsystem::start(node.clone());
     let access = crate::security::access_control(&options, &node);
+    // Persistent subscriptions run on whichever node leads, each with its creator's
+    // rights; gRPC and HTTP share them.
+    let persistent = stele_services::persistent::Subsystem::start(node.clone(), access.clone());
     let authentication = crate::security::authentication(&options, &node);
     if !options.insecure {
         crate::security::spawn_default_users(&options, &node);

@@ -8,11 +8,13 @@ mod common;
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use common::*;
 use kurrentdb::operations::{Client as OperationsClient, OperationalOptions};
 use kurrentdb::{
-    AppendToStreamOptions, Client, ClientSettings, Credentials, ReadAllOptions, ReadStreamOptions,
-    StreamAclBuilder, StreamMetadataBuilder,
+    AppendToStreamOptions, Client, ClientSettings, Credentials, EventData,
+    PersistentSubscriptionOptions, PersistentSubscriptionToAllOptions, ReadAllOptions,
+    ReadStreamOptions, StreamAclBuilder, StreamMetadataBuilder,
 };
 use stele_testkit::{NodeOptions, TestCa, TestNode};
 
@@ -235,6 +237,57 @@ async fn stream_acls_and_all_reads_keep_protected_streams_from_other_users() {
         .await
         .expect("admin reads $all");
     assert!(everything.iter().any(|e| e.stream_id() == "secret"));
+
+    // A link never shows what its reader may not read: in a stream ops may read, links to
+    // `secret` and to `public` resolve for admin, only the second for ops.
+    let links = vec![
+        EventData::binary("$>", Bytes::from_static(b"0@secret")),
+        EventData::binary("$>", Bytes::from_static(b"0@public")),
+    ];
+    admin
+        .append_to_stream("public-links", &AppendToStreamOptions::default(), links)
+        .await
+        .expect("admin writes links");
+    let resolving = ReadStreamOptions::default().resolve_link_tos();
+    let as_ops = resolving.clone().authenticated(ops.clone());
+    let targets = resolved_targets(&admin, "public-links", &resolving).await;
+    assert_eq!(
+        targets,
+        [Some("secret".to_owned()), Some("public".to_owned())]
+    );
+    let targets = resolved_targets(&admin, "public-links", &as_ops).await;
+    assert_eq!(targets, [None, Some("public".to_owned())]);
+    // The same through `$all`.
+    let all_as_ops = ReadAllOptions::default()
+        .resolve_link_tos()
+        .authenticated(ops.clone());
+    let mut read = admin.read_all(&all_as_ops).await.expect("ops reads $all");
+    let mut through_all = Vec::new();
+    while let Some(event) = read.next().await.expect("reading $all") {
+        if event
+            .link
+            .as_ref()
+            .is_some_and(|l| l.stream_id() == "public-links")
+        {
+            through_all.push(event.event.map(|e| e.stream_id().to_owned()));
+        }
+    }
+    assert_eq!(through_all, [None, Some("public".to_owned())]);
+}
+
+/// The stream each link of `stream` resolved to (`None`: left unresolved).
+async fn resolved_targets(
+    client: &Client,
+    stream: &str,
+    options: &ReadStreamOptions,
+) -> Vec<Option<String>> {
+    let mut read = client.read_stream(stream, options).await.expect("read");
+    let mut targets = Vec::new();
+    while let Some(event) = read.next().await.expect("reading") {
+        assert!(event.link.is_some(), "a link event comes with its link");
+        targets.push(event.event.map(|e| e.stream_id().to_owned()));
+    }
+    targets
 }
 
 #[tokio::test]
@@ -421,5 +474,117 @@ async fn without_certificates_the_node_says_which_option_is_missing() {
     assert!(
         stderr.contains("--insecure") && stderr.contains("--dev"),
         "{stderr}"
+    );
+}
+
+/// Persistent subscriptions act with their creator's rights: a creator who may not read the
+/// source is refused over gRPC and HTTP, and a `$all` group made by `ops` never hands out
+/// an event `ops` may not read, whoever consumes it.
+#[tokio::test]
+async fn persistent_subscriptions_act_with_their_creators_rights() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, ca) = secure_node(dir.path()).await;
+    let admin = client(&node);
+    wait_for_admin(&admin).await;
+    let ops = Credentials::new("ops".to_owned(), "changeit".to_owned());
+    let admins_only = StreamAclBuilder::new().add_read_roles("$admins").build();
+    admin
+        .set_stream_metadata(
+            "secret",
+            &Default::default(),
+            &StreamMetadataBuilder::new()
+                .acl(kurrentdb::Acl::Stream(admins_only))
+                .build(),
+        )
+        .await
+        .expect("admin sets the ACL");
+    let write = AppendToStreamOptions::default();
+    admin
+        .append_to_stream("secret", &write, json_event("s", 1))
+        .await
+        .unwrap();
+    admin
+        .append_to_stream("public", &write, json_event("p", 1))
+        .await
+        .unwrap();
+
+    // gRPC: ops (who may manage groups) may not make one over a stream it cannot read.
+    let as_ops = PersistentSubscriptionOptions::default().authenticated(ops.clone());
+    let refused = admin
+        .create_persistent_subscription("secret", "g", &as_ops)
+        .await;
+    assert!(
+        matches!(refused, Err(kurrentdb::Error::AccessDenied)),
+        "{refused:?}"
+    );
+    // HTTP: the same.
+    let http = stele_testkit::NodeTls {
+        certificate_file: Default::default(),
+        private_key_file: Default::default(),
+        trusted_roots_dir: ca.dir.clone(),
+        ca_file: ca.ca_file(),
+    }
+    .http_client(Duration::from_secs(10));
+    let url = node.http_url();
+    for (stream, expected) in [("secret", 401), ("public", 201)] {
+        let response = http
+            .put(format!("{url}/subscriptions/{stream}/http-group"))
+            .basic_auth("ops", Some("changeit"))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), expected, "PUT on {stream}");
+    }
+
+    // With `$all` opened to everyone, ops makes a `$all` group; admin consumes it and
+    // still sees only what ops may read.
+    let everyone = StreamAclBuilder::new().add_read_roles("$all").build();
+    admin
+        .set_stream_metadata(
+            "$all",
+            &Default::default(),
+            &StreamMetadataBuilder::new()
+                .acl(kurrentdb::Acl::Stream(everyone))
+                .build(),
+        )
+        .await
+        .expect("admin widens $all");
+    let from_start = PersistentSubscriptionToAllOptions::default()
+        .start_from(kurrentdb::StreamPosition::Start)
+        .authenticated(ops.clone());
+    admin
+        .create_persistent_subscription_to_all("ops-all", &from_start)
+        .await
+        .expect("ops creates a $all group");
+    admin
+        .append_to_stream("public", &write, json_event("last", 2))
+        .await
+        .unwrap();
+    let mut group = admin
+        .subscribe_to_persistent_subscription_to_all("ops-all", &Default::default())
+        .await
+        .expect("admin consumes");
+    let mut streams = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(20), group.next())
+            .await
+            .expect("the group delivers the last event")
+            .expect("a delivery");
+        group.ack(&event).await.expect("ack");
+        let recorded = event.get_original_event();
+        streams.push(recorded.stream_id().to_owned());
+        if recorded.event_type == "last" {
+            break;
+        }
+    }
+    assert!(streams.iter().any(|s| s == "public"), "{streams:?}");
+    assert!(
+        // (`$$secret` is readable: its `$mr` falls back to the default ACL, everyone.)
+        !streams
+            .iter()
+            .any(|s| s == "secret" || (s.starts_with('$') && !s.starts_with("$$"))),
+        "an ops group handed out what ops may not read: {streams:?}"
     );
 }

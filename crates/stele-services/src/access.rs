@@ -138,20 +138,30 @@ impl AccessControl {
         &self,
         principal: &Principal,
     ) -> Result<Option<Arc<ReadableStreams>>, Denied> {
-        let Mode::Secure(anonymous) = &self.mode else {
-            return Ok(None);
-        };
-        self.check_stream(principal, ALL_STREAM, StreamAccess::Read)
-            .await?;
-        if principal.is_admin() {
+        if !matches!(self.mode, Mode::Secure(_)) {
             return Ok(None);
         }
-        Ok(Some(Arc::new(ReadableStreams {
+        self.check_stream(principal, ALL_STREAM, StreamAccess::Read)
+            .await?;
+        Ok(self.streams_readable_by(principal))
+    }
+
+    /// The streams `principal` may read, for what reads on its behalf (resolving links, a
+    /// persistent subscription of its making): `None` when it may read every stream (the
+    /// principal bypasses checks, or the node is insecure). Checks nothing itself.
+    pub fn streams_readable_by(&self, principal: &Principal) -> Option<Arc<ReadableStreams>> {
+        let Mode::Secure(anonymous) = &self.mode else {
+            return None;
+        };
+        if principal.is_admin() {
+            return None;
+        }
+        Some(Arc::new(ReadableStreams {
             node: self.node.clone(),
             principal: principal.clone(),
             allow_anonymous: anonymous.allow_anonymous_stream_access,
             decisions: Mutex::new(HashMap::new()),
-        })))
+        }))
     }
 }
 

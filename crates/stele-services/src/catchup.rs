@@ -44,6 +44,7 @@ use stele_cluster::{
 use stele_core::{RecordedEvent, StreamName};
 use tokio::task::JoinHandle;
 
+use crate::access::ReadableStreams;
 use crate::filter::EventFilter;
 use crate::links::{self, Resolution};
 
@@ -125,6 +126,9 @@ pub struct CatchUpRequest<T> {
     pub target: Target,
     pub begin: Begin,
     pub resolve_links: bool,
+    /// The streams links may resolve into: a link into any other is given unresolved
+    /// (`None`: every stream; see [`crate::links`]).
+    pub link_targets: Option<Arc<ReadableStreams>>,
     /// Events per step, at most (history pages and live batches alike).
     pub page_events: usize,
     pub prepare: Prepare<T>,
@@ -155,6 +159,7 @@ struct Shared<T> {
     node: Node,
     target: Target,
     resolve_links: bool,
+    link_targets: Option<Arc<ReadableStreams>>,
     page_events: usize,
     prepare: Prepare<T>,
 }
@@ -196,6 +201,7 @@ impl<T: Send + 'static> CatchUp<T> {
                 node,
                 target: request.target,
                 resolve_links: request.resolve_links,
+                link_targets: request.link_targets,
                 page_events: request.page_events.max(1),
                 prepare: request.prepare,
             }),
@@ -616,7 +622,12 @@ impl<T> Shared<T> {
     }
 
     fn prepared(&self, event: &RecordedEvent) -> Result<Item<T>, ReadError> {
-        let resolution = links::resolve_if(&self.node, self.resolve_links, event)?;
+        let resolution = links::resolve_if(
+            &self.node,
+            self.resolve_links,
+            self.link_targets.as_deref(),
+            event,
+        )?;
         Ok(Item {
             position: event.position.0,
             revision: event.revision.0,

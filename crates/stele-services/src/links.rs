@@ -4,10 +4,16 @@
 //! be read (stream deleted, event truncated by `$maxCount`/`$tb`/`$maxAge`, bad data) is sent
 //! as EventStoreDB sends it: `link` set and `event` empty.
 //!
+//! A target is resolved only if the reader may read its stream (issue 13): a reader
+//! restricted by a [`ReadableStreams`] gets a link into a stream it may not read as an
+//! unresolved link, as EventStoreDB answers one whose target it refuses.
+//!
 //! Resolving reads the target stream, so it runs where node reads run: on the blocking pool.
 
 use stele_cluster::{Direction, Node, ReadError, StreamReadRequest, StreamReadResult, StreamStart};
 use stele_core::{RecordedEvent, StreamName};
+
+use crate::access::ReadableStreams;
 
 /// The event type of a link.
 pub const LINK_EVENT_TYPE: &str = "$>";
@@ -34,14 +40,22 @@ pub fn parse_link(data: &[u8]) -> Option<(u64, StreamName)> {
     Some((revision.parse().ok()?, StreamName::new(stream).ok()?))
 }
 
-/// Resolves `event` if it is a link (blocking: reads the target stream).
-pub fn resolve(node: &Node, event: &RecordedEvent) -> Result<Resolution, ReadError> {
+/// Resolves `event` if it is a link (blocking: reads the target stream). `readable`, when
+/// given, says which target streams the reader may see (`None`: every stream).
+pub fn resolve(
+    node: &Node,
+    readable: Option<&ReadableStreams>,
+    event: &RecordedEvent,
+) -> Result<Resolution, ReadError> {
     if !is_link(event) {
         return Ok(Resolution::AsIs);
     }
     let Some((revision, stream)) = parse_link(&event.record.data) else {
         return Ok(Resolution::Unresolved);
     };
+    if readable.is_some_and(|readable| !readable.may_read(stream.as_str())) {
+        return Ok(Resolution::Unresolved);
+    }
     let read = node.read_stream(&StreamReadRequest {
         stream,
         start: StreamStart::Revision(revision),
@@ -63,10 +77,11 @@ pub fn resolve(node: &Node, event: &RecordedEvent) -> Result<Resolution, ReadErr
 pub fn resolve_if(
     node: &Node,
     resolve_links: bool,
+    readable: Option<&ReadableStreams>,
     event: &RecordedEvent,
 ) -> Result<Resolution, ReadError> {
     if resolve_links {
-        resolve(node, event)
+        resolve(node, readable, event)
     } else {
         Ok(Resolution::AsIs)
     }

@@ -26,6 +26,7 @@ use stele_cluster::{
 };
 use stele_core::{RecordedEvent, StreamName};
 
+use crate::access::ReadableStreams;
 use crate::catchup::{joined, CatchUpError, Prepare};
 use crate::filter::EventFilter;
 use crate::links;
@@ -57,6 +58,9 @@ pub struct ReadRequest<T> {
     /// Events at most (a filtered `$all` read counts the events that pass).
     pub count: u64,
     pub resolve_links: bool,
+    /// The streams links may resolve into: a link into any other is given unresolved
+    /// (`None`: every stream; see [`crate::links`]).
+    pub link_targets: Option<Arc<ReadableStreams>>,
     /// Report the first and last stream positions (see the module docs).
     pub report_positions: bool,
     pub prepare: Prepare<T>,
@@ -92,6 +96,7 @@ struct Shared<T> {
     node: Node,
     target: ReadTarget,
     resolve_links: bool,
+    link_targets: Option<Arc<ReadableStreams>>,
     report_positions: bool,
     prepare: Prepare<T>,
 }
@@ -142,6 +147,7 @@ impl<T: Send + 'static> Read<T> {
                 node,
                 target: request.target,
                 resolve_links: request.resolve_links,
+                link_targets: request.link_targets,
                 report_positions: request.report_positions,
                 prepare: request.prepare,
             }),
@@ -313,7 +319,12 @@ impl<T> Shared<T> {
         let prepared = events
             .iter()
             .map(|event| {
-                let resolution = links::resolve_if(&self.node, self.resolve_links, event)?;
+                let resolution = links::resolve_if(
+                    &self.node,
+                    self.resolve_links,
+                    self.link_targets.as_deref(),
+                    event,
+                )?;
                 Ok((self.prepare)(event, resolution))
             })
             .collect::<Result<Vec<_>, ReadError>>()?;

@@ -89,7 +89,8 @@ pub async fn consume(
                 .get(&i)
                 .is_none_or(|(inc, _)| *inc != incarnation)
             {
-                subsystems.insert(i, (incarnation, Subsystem::start(node)));
+                let access = stele_services::access::AccessControl::insecure(node.clone());
+                subsystems.insert(i, (incarnation, Subsystem::start(node, access)));
             }
         }
         let Some((host, incarnation, _)) = leader(&cluster) else {
@@ -101,6 +102,7 @@ pub async fn consume(
             key: key.clone(),
             filter: None,
             settings: settings(),
+            creator: stele_core::access::Principal::System,
         };
         match subsystem.create(definition).await {
             Ok(()) | Err(PsError::AlreadyExists { .. }) => {}

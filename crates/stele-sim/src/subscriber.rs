@@ -45,6 +45,7 @@ pub async fn follow(
             target: Target::All { filter: None },
             begin: last.map_or(Begin::Start, Begin::After),
             resolve_links: false,
+            link_targets: None,
             page_events: DEFAULT_PAGE_EVENTS,
             prepare: Arc::new(|event, _| event.record.id),
         };

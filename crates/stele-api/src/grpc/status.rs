@@ -566,6 +566,7 @@ pub fn persistent_error(error: &PsError) -> Status {
         PsError::NotLeader { leader } => not_leader(leader.as_ref()),
         PsError::NotReady => not_ready(),
         PsError::InvalidArgument(message) => invalid_argument(message.clone()),
+        PsError::AccessDenied => access_denied(),
     }
 }
 

@@ -21,6 +21,7 @@ use stele_services::users::UserError;
 /// - not leader → 307 to the same path and query on the leader, 503 if none is known;
 /// - not ready, or the group dropped under the request (a restart racing it) → 503, to be
 ///   retried;
+/// - the creator may not read the group's source → 401, as the policy layer answers;
 /// - the subsystem failed → 500, with the detail in the log too.
 ///
 /// `uri` is the request's, for the redirect.
@@ -41,6 +42,7 @@ pub(super) fn persistent_error(error: PsError, uri: &Uri) -> Response {
             )
                 .into_response()
         }
+        PsError::AccessDenied => return super::policy::unauthorized(),
         PsError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
         PsError::Dropped { .. } => StatusCode::SERVICE_UNAVAILABLE,
         PsError::Failed { .. } => {

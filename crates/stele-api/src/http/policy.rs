@@ -79,6 +79,22 @@ pub async fn authorize(
     next.run(request).await
 }
 
+/// The principal a request runs as, for a handler: the authentication layer's, or anonymous
+/// (fail closed).
+pub(crate) struct Caller(pub Principal);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let principal = parts.extensions.get::<Principal>().cloned();
+        Ok(Caller(principal.unwrap_or(Principal::Anonymous)))
+    }
+}
+
 /// 401, as EventStoreDB's HTTP API answers a caller who may not do what it asks.
 pub fn unauthorized() -> Response {
     let mut response = (StatusCode::UNAUTHORIZED, Body::from("Unauthorized")).into_response();

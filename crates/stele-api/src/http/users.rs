@@ -30,9 +30,8 @@
 #![allow(clippy::result_large_err)]
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::header::LOCATION;
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -44,6 +43,7 @@ use stele_services::access::AccessControl;
 use stele_services::users::{UserDetails, UserError, Users};
 
 use super::errors::{self, UserResult};
+use super::policy::Caller;
 use super::subscriptions::document::{base_url, escape_segment};
 use super::timestamp::iso8601;
 use crate::grpc::users::check_login;
@@ -84,19 +84,6 @@ pub fn routes(users: Users, access: AccessControl) -> Router {
         )
         .layer(DefaultBodyLimit::max(MAX_USERS_BODY_BYTES))
         .with_state(UsersState { users, access })
-}
-
-/// The principal a request runs as: the authentication layer's, or anonymous (fail
-/// closed).
-struct Caller(Principal);
-
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let principal = parts.extensions.get::<Principal>().cloned();
-        Ok(Caller(principal.unwrap_or(Principal::Anonymous)))
-    }
 }
 
 type Answer = Result<Response, Response>;

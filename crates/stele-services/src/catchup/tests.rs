@@ -68,6 +68,7 @@ async fn start(
             target,
             begin,
             resolve_links: true,
+            link_targets: None,
             page_events,
             prepare: Arc::new(|event: &RecordedEvent, resolution| {
                 let resolved = match resolution {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use stele_core::access::Principal;
 use stele_core::StreamName;
 
 use super::{Definition, GroupKey, Settings, Source};
@@ -25,6 +26,39 @@ struct Entry {
     #[serde(default)]
     filter: Option<FilterSpec>,
     settings: Settings,
+    /// Absent in definitions written before groups had creators: the system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    creator: Option<Creator>,
+}
+
+/// Who created a group.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+enum Creator {
+    System,
+    Anonymous,
+    User { name: String, groups: Vec<String> },
+}
+
+impl Creator {
+    fn of(principal: &Principal) -> Creator {
+        match principal {
+            Principal::System => Creator::System,
+            Principal::Anonymous => Creator::Anonymous,
+            Principal::User { name, groups } => Creator::User {
+                name: name.clone(),
+                groups: groups.clone(),
+            },
+        }
+    }
+
+    fn principal(self) -> Principal {
+        match self {
+            Creator::System => Principal::System,
+            Creator::Anonymous => Principal::Anonymous,
+            Creator::User { name, groups } => Principal::User { name, groups },
+        }
+    }
 }
 
 const VERSION: u32 = 1;
@@ -39,6 +73,7 @@ pub(crate) fn encode(definitions: &BTreeMap<GroupKey, Definition>) -> Vec<u8> {
                 group: d.key.group.clone(),
                 filter: d.filter.clone(),
                 settings: d.settings.clone(),
+                creator: Some(Creator::of(&d.creator)),
             })
             .collect(),
     };
@@ -66,6 +101,7 @@ pub(crate) fn decode(data: &[u8]) -> Result<BTreeMap<GroupKey, Definition>, Stri
                 key,
                 filter: entry.filter,
                 settings: entry.settings,
+                creator: entry.creator.map_or(Principal::System, Creator::principal),
             },
         );
     }
@@ -89,6 +125,7 @@ mod tests {
                 key: stream,
                 filter: None,
                 settings: Settings::default(),
+                creator: Principal::System,
             },
         );
         definitions.insert(
@@ -105,9 +142,20 @@ mod tests {
                     consumer_strategy: Strategy::Pinned,
                     ..Settings::default()
                 },
+                creator: Principal::User {
+                    name: "ouro".to_owned(),
+                    groups: vec!["readers".to_owned()],
+                },
             },
         );
         assert_eq!(decode(&encode(&definitions)).unwrap(), definitions);
         assert!(decode(b"{}").is_err());
+        // Written before groups had creators: the system's.
+        let old =
+            br#"{"version":1,"entries":[{"stream":"orders","group":"g","settings":SETTINGS}]}"#;
+        let settings = serde_json::to_string(&Settings::default()).unwrap();
+        let old = String::from_utf8_lossy(old).replace("SETTINGS", &settings);
+        let decoded = decode(old.as_bytes()).unwrap();
+        assert_eq!(decoded.values().next().unwrap().creator, Principal::System);
     }
 }

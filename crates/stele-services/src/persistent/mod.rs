@@ -23,6 +23,13 @@
 //! stops leading it drops every consumer and stops the groups. Requests to another node are
 //! answered with not-leader and the leader's address, which the official clients follow.
 //!
+//! **Whose rights.** A group reads with the rights of the principal that created it
+//! (issue 13; stored with its definition, kept by updates): creating needs read access to
+//! the source, a `$all` group of a user who does not bypass ACLs sees only the events of
+//! streams that user may read, links resolve only into such streams, and a stream group
+//! whose creator may no longer read its stream fails. Definitions written before groups had
+//! creators run as the system.
+//!
 //! The group itself is in [`group`] (its decisions, on plain data, in `group::flow` and
 //! `group::window`; its effects in the group's task); which consumer gets a message, in
 //! [`strategy`].
@@ -30,6 +37,8 @@
 mod config;
 mod group;
 mod reader;
+#[cfg(test)]
+mod rights_tests;
 pub mod settings;
 mod storage;
 pub mod strategy;
@@ -37,6 +46,7 @@ mod subsystem;
 #[cfg(test)]
 mod tests;
 
+use stele_core::access::Principal;
 use stele_core::{RecordedEvent, StreamName};
 use uuid::Uuid;
 
@@ -140,6 +150,8 @@ pub struct Definition {
     /// Only for `$all`: which events the group sees.
     pub filter: Option<FilterSpec>,
     pub settings: Settings,
+    /// Who created it: the group reads with its rights (see the module docs).
+    pub creator: Principal,
 }
 
 /// Why a request failed; `grpc::status` and the HTTP routes turn these into wire answers.
@@ -159,6 +171,9 @@ pub enum PsError {
     NotReady,
     #[error("{0}")]
     InvalidArgument(String),
+    /// The creator may not read the group's source.
+    #[error("Access Denied")]
+    AccessDenied,
     #[error("Subscription group {group} on stream {stream} failed: '{reason}'")]
     Failed {
         stream: String,

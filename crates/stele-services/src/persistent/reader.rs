@@ -18,6 +18,7 @@ use stele_core::RecordedEvent;
 use tokio::sync::mpsc;
 
 use super::{Message, Source};
+use crate::access::ReadableStreams;
 use crate::catchup::{Begin, CatchUp, CatchUpError, CatchUpRequest, Step, Target};
 use crate::filter::EventFilter;
 use crate::links::{self, Resolution};
@@ -46,6 +47,10 @@ pub(crate) struct ReaderConfig {
     pub source: Source,
     pub filter: Option<Arc<EventFilter>>,
     pub resolve_links: bool,
+    /// The streams the group's creator may read (`None`: all): a `$all` group sees only
+    /// their events, links resolve only into them, and a stream group whose creator may
+    /// not read its stream fails.
+    pub rights: Option<Arc<ReadableStreams>>,
     /// The first position to read.
     pub from: u64,
     pub batch: usize,
@@ -56,15 +61,26 @@ pub(crate) struct ReaderConfig {
 pub(crate) fn spawn(config: ReaderConfig) -> mpsc::Receiver<Result<Page, String>> {
     let (tx, rx) = mpsc::channel(READER_PAGES);
     let in_stream = matches!(config.source, Source::Stream(_));
+    let denied_stream = match (&config.source, &config.rights) {
+        (Source::Stream(stream), Some(rights)) => Some((stream.clone(), rights.clone())),
+        _ => None,
+    };
     let request = CatchUpRequest {
         target: match config.source {
             Source::Stream(stream) => Target::Stream(stream),
             Source::All => Target::All {
-                filter: config.filter,
+                filter: match &config.rights {
+                    Some(rights) => Some(Arc::new(EventFilter::restricted(
+                        config.filter.as_deref(),
+                        rights.clone(),
+                    ))),
+                    None => config.filter,
+                },
             },
         },
         begin: Begin::At(config.from),
         resolve_links: config.resolve_links,
+        link_targets: config.rights,
         page_events: config.batch.clamp(1, READ_STEP_EVENTS),
         prepare: Arc::new(|event, resolution| message(event.clone(), resolution)),
     };
@@ -76,7 +92,20 @@ pub(crate) fn spawn(config: ReaderConfig) -> mpsc::Receiver<Result<Page, String>
         bytes: 0,
         said_live: false,
     };
-    tokio::spawn(pages.run(config.node, request));
+    tokio::spawn(async move {
+        if let Some((stream, rights)) = denied_stream {
+            let readable = {
+                let stream = stream.clone();
+                stele_cluster::blocking::spawn(move || rights.may_read(stream.as_str())).await
+            };
+            if !matches!(readable, Ok(true)) {
+                let reason = format!("Access Denied: the group's creator may not read {stream}");
+                let _ = pages.tx.send(Err(reason)).await;
+                return;
+            }
+        }
+        pages.run(config.node, request).await;
+    });
     rx
 }
 
@@ -192,12 +221,15 @@ fn message(event: RecordedEvent, resolution: Resolution) -> Message {
 pub(crate) fn unpark(
     node: &Node,
     resolve_links: bool,
+    rights: Option<&ReadableStreams>,
     parked_link: &RecordedEvent,
 ) -> Result<Option<Message>, ReadError> {
-    let original = match links::resolve(node, parked_link)? {
+    // The parked record is one the group delivered, so its creator may read it (unless its
+    // rights changed since: then it is skipped, as a record that is gone).
+    let original = match links::resolve(node, rights, parked_link)? {
         Resolution::Target(original) => original,
         Resolution::AsIs | Resolution::Unresolved => return Ok(None),
     };
-    let resolution = links::resolve_if(node, resolve_links, &original)?;
+    let resolution = links::resolve_if(node, resolve_links, rights, &original)?;
     Ok(Some(message(original, resolution)))
 }

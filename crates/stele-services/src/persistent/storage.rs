@@ -8,6 +8,7 @@ use stele_core::{ContentType, ExpectedRevision, ProposedEvent, StreamName};
 use super::group::Start;
 use super::reader;
 use super::{Definition, GroupKey, Message, Source, CHECKPOINT_EVENT_TYPE};
+use crate::access::ReadableStreams;
 
 pub(crate) fn checkpoint_event(key: &GroupKey, position: u64) -> ProposedEvent {
     let data =
@@ -63,6 +64,7 @@ pub(crate) fn read_parked(
     node: &Node,
     stream: &StreamName,
     resolve_links: bool,
+    rights: Option<&ReadableStreams>,
     from: Option<u64>,
     max: u64,
 ) -> Result<ParkedPage, String> {
@@ -90,7 +92,7 @@ pub(crate) fn read_parked(
         page.links_read += 1;
         page.next = Some(link.revision.0 + 1);
         if let Some(message) =
-            reader::unpark(node, resolve_links, link).map_err(|e| e.to_string())?
+            reader::unpark(node, resolve_links, rights, link).map_err(|e| e.to_string())?
         {
             bytes += message.size_bytes();
             page.messages.push(message);

@@ -6,6 +6,9 @@
 //! leads again in a later term, every consumer is dropped and the groups stop. A request
 //! that arrives before the supervisor noticed a new leadership loads them itself.
 //!
+//! A group is created only if its creator may read its source, and runs with the
+//! creator's rights ([`AccessControl::streams_readable_by`]).
+//!
 //! Definition changes are serialised by the state lock and written with the expected
 //! revision of the definitions stream the subsystem loaded, so a deposed leader can never
 //! overwrite a newer set.
@@ -19,6 +22,7 @@ use stele_cluster::{
     AppendOutcome, Direction, Node, ReadError, StreamReadRequest, StreamReadResult, StreamStart,
     VNodeState, WriteError,
 };
+use stele_core::access::{StreamAccess, ALL_STREAM};
 use stele_core::{ContentType, DeleteKind, ExpectedRevision, ProposedEvent, StreamName};
 use tokio::sync::{oneshot, Mutex};
 
@@ -28,6 +32,7 @@ use super::{
     config, ConnectRequest, Definition, GroupInfo, GroupKey, PsError, Source, CONFIG_EVENT_TYPE,
     CONFIG_STREAM,
 };
+use crate::access::AccessControl;
 use crate::filter::EventFilter;
 
 /// How often the supervisor looks at the node's role.
@@ -47,6 +52,7 @@ pub struct Subsystem {
 
 struct Inner {
     node: Node,
+    access: AccessControl,
     state: Mutex<Option<Running>>,
 }
 
@@ -62,10 +68,11 @@ struct Running {
 impl Subsystem {
     /// Starts the supervisor. It runs until the last clone of the subsystem is dropped (the
     /// `stele` binary keeps one for the process's life; the simulation one per node start).
-    pub fn start(node: Node) -> Subsystem {
+    pub fn start(node: Node, access: AccessControl) -> Subsystem {
         let subsystem = Subsystem {
             inner: Arc::new(Inner {
                 node,
+                access,
                 state: Mutex::new(None),
             }),
         };
@@ -90,6 +97,7 @@ impl Subsystem {
 
     pub async fn create(&self, definition: Definition) -> Result<(), PsError> {
         check_definition(&definition)?;
+        self.may_read_source(&definition).await?;
         let mut state = self.running().await?;
         let running = state.as_mut().expect("running() checked");
         let key = definition.key.clone();
@@ -103,9 +111,24 @@ impl Subsystem {
         let mut definitions = running.definitions.clone();
         definitions.insert(key.clone(), definition.clone());
         self.write_definitions(running, definitions).await?;
-        let group = group::spawn(self.inner.node.clone(), definition, start);
+        let group = self.spawn_group(definition, start);
         running.groups.insert(key, group);
         Ok(())
+    }
+
+    /// A group reads with its creator's rights, so its creator must be able to read its
+    /// source: a stream (`$r`), or `$all` (whose events of streams the creator may not read
+    /// the group then never sees).
+    async fn may_read_source(&self, definition: &Definition) -> Result<(), PsError> {
+        let stream = match &definition.key.source {
+            Source::Stream(stream) => stream.as_str(),
+            Source::All => ALL_STREAM,
+        };
+        self.inner
+            .access
+            .check_stream(&definition.creator, stream, StreamAccess::Read)
+            .await
+            .map_err(|_| PsError::AccessDenied)
     }
 
     /// Changes a group's settings. Updates carry no filter, so a `$all` group keeps its
@@ -120,6 +143,8 @@ impl Subsystem {
         if definition.filter.is_none() {
             definition.filter = existing.filter.clone();
         }
+        // The group keeps reading with its creator's rights.
+        definition.creator = existing.creator.clone();
         check_definition(&definition)?;
         let mut definitions = running.definitions.clone();
         definitions.insert(key.clone(), definition.clone());
@@ -310,7 +335,12 @@ impl Subsystem {
 
     async fn start_group(&self, definition: Definition) -> Result<GroupHandle, PsError> {
         let start = self.load_start(&definition).await?;
-        Ok(group::spawn(self.inner.node.clone(), definition, start))
+        Ok(self.spawn_group(definition, start))
+    }
+
+    fn spawn_group(&self, definition: Definition, start: group::Start) -> GroupHandle {
+        let rights = self.inner.access.streams_readable_by(&definition.creator);
+        group::spawn(self.inner.node.clone(), definition, start, rights)
     }
 
     async fn load_start(&self, definition: &Definition) -> Result<group::Start, PsError> {

@@ -10,11 +10,17 @@ use uuid::Uuid;
 
 use super::reader::PAGE_MAX_BYTES;
 use super::*;
+use crate::access::AccessControl;
 
 /// How long a condition may take to hold.
 const DEADLINE: Duration = Duration::from_secs(20);
 
 async fn start() -> (Node, Subsystem) {
+    start_with(AccessControl::insecure).await
+}
+
+/// A node and its subsystem, whose access control `access` makes.
+pub(super) async fn start_with(access: impl FnOnce(Node) -> AccessControl) -> (Node, Subsystem) {
     // The shared in-process configuration, with room for the 1 MiB events these tests
     // append.
     let config = NodeConfig {
@@ -24,7 +30,7 @@ async fn start() -> (Node, Subsystem) {
     };
     let node = Node::start(config).await.expect("an in-memory node starts");
     assert!(node.wait_ready(DEADLINE).await, "the node becomes ready");
-    let persistent = Subsystem::start(node.clone());
+    let persistent = Subsystem::start(node.clone(), access(node.clone()));
     let deadline = Instant::now() + DEADLINE;
     while let Err(error) = persistent.list(None).await {
         assert!(
@@ -36,7 +42,7 @@ async fn start() -> (Node, Subsystem) {
     (node, persistent)
 }
 
-async fn append(node: &Node, stream: &str, events: Vec<ProposedEvent>) {
+pub(super) async fn append(node: &Node, stream: &str, events: Vec<ProposedEvent>) {
     node.append(
         StreamName::new(stream).unwrap(),
         ExpectedRevision::Any,
@@ -47,7 +53,7 @@ async fn append(node: &Node, stream: &str, events: Vec<ProposedEvent>) {
     .expect("the append succeeds");
 }
 
-fn event(event_type: &str, data: Bytes) -> ProposedEvent {
+pub(super) fn event(event_type: &str, data: Bytes) -> ProposedEvent {
     ProposedEvent {
         id: Uuid::new_v4(),
         event_type: event_type.into(),
@@ -57,7 +63,7 @@ fn event(event_type: &str, data: Bytes) -> ProposedEvent {
     }
 }
 
-async fn next(consumer: &mut Consumer) -> Box<Message> {
+pub(super) async fn next(consumer: &mut Consumer) -> Box<Message> {
     match tokio::time::timeout(DEADLINE, consumer.next()).await {
         Ok(Some(Delivery::Message(message))) => message,
         other => panic!("expected a message, got {other:?}"),
@@ -69,6 +75,7 @@ fn definition(source: Source, group: &str, settings: Settings) -> Definition {
         key: GroupKey::new(source, group),
         filter: None,
         settings,
+        creator: Principal::System,
     }
 }
 

@@ -62,6 +62,7 @@ async fn read_all_steps(
             target,
             count,
             resolve_links: false,
+            link_targets: None,
             report_positions,
             prepare: Arc::new(|event: &RecordedEvent, _| {
                 (event.record.stream.to_string(), event.revision.0)

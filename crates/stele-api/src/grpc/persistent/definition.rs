@@ -21,6 +21,7 @@
 //!   groups). Update carries no filter: the group keeps its own, as in EventStoreDB (the
 //!   engine copies it from the current definition).
 
+use stele_core::access::Principal;
 use stele_proto::persistent::{create_req, update_req, CreateReq, UpdateReq};
 use tonic::Status;
 
@@ -258,6 +259,9 @@ pub fn create_definition(request: CreateReq) -> Result<Definition, Status> {
         key,
         filter,
         settings: settings(&WireSettings::from(wire_settings), start_from, strategy)?,
+        // The least of rights until the service sets the caller (an update keeps the
+        // group's creator).
+        creator: Principal::Anonymous,
     })
 }
 
@@ -302,6 +306,9 @@ pub fn update_definition(request: UpdateReq) -> Result<Definition, Status> {
         key,
         filter: None,
         settings: settings(&WireSettings::from(wire_settings), start_from, strategy)?,
+        // The least of rights until the service sets the caller (an update keeps the
+        // group's creator).
+        creator: Principal::Anonymous,
     })
 }
 

@@ -112,6 +112,7 @@ mod tests {
                     max_subscriber_count: 4,
                     consumer_strategy: Strategy::PinnedByCorrelation,
                 },
+                creator: stele_core::access::Principal::System,
             },
             status: "Live".into(),
             connections: vec![ConnectionInfo {

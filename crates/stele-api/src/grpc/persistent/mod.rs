@@ -23,7 +23,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use self::read::read_stream;
 use super::status;
-use stele_core::access::{Operation, Principal, StreamAccess};
+use stele_core::access::{Operation, Principal, StreamAccess, ALL_STREAM};
 use stele_services::access::AccessControl;
 use stele_services::persistent::{ConnectRequest, PsError, Source, Subsystem};
 
@@ -61,16 +61,14 @@ impl PersistentSubscriptionsService {
     }
 }
 
-/// Whether the caller may read every event of a group's source. The group reads with the
-/// node's rights, so a `$all` group needs a caller who may see every event.
+/// Whether the caller may read a group's source (`$r` on the stream, or on `$all`): a
+/// consumer needs that too, besides the group's creator.
 async fn may_read_source(caller: &Caller, source: &Source) -> Result<(), Status> {
-    match source {
-        Source::Stream(stream) => caller.may_access(stream.as_str(), StreamAccess::Read).await,
-        Source::All => match crate::grpc::streams::read::readable_streams(caller).await? {
-            None => Ok(()),
-            Some(_) => Err(status::access_denied()),
-        },
-    }
+    let stream = match source {
+        Source::Stream(stream) => stream.as_str(),
+        Source::All => ALL_STREAM,
+    };
+    caller.may_access(stream, StreamAccess::Read).await
 }
 
 fn ps_status(error: PsError) -> Status {
@@ -81,10 +79,10 @@ fn ps_status(error: PsError) -> Status {
 impl PersistentSubscriptions for PersistentSubscriptionsService {
     async fn create(&self, request: Request<CreateReq>) -> Result<Response<CreateResp>, Status> {
         let caller = self.caller(&request, Operation::PersistentSubscriptionCreate)?;
-        let definition = create_definition(request.into_inner())?;
-        // The group reads with the node's rights, so its creator must be able to read all
-        // of its source: a group never hands out what its creator could not read.
-        may_read_source(&caller, &definition.key.source).await?;
+        let mut definition = create_definition(request.into_inner())?;
+        // The group reads with its creator's rights (the subsystem checks that the creator
+        // may read its source).
+        definition.creator = caller.principal;
         self.subsystem.create(definition).await.map_err(ps_status)?;
         Ok(Response::new(CreateResp {}))
     }

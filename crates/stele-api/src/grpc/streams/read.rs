@@ -109,6 +109,8 @@ pub struct FiniteRead {
     count: u64,
     uuid_format: UuidFormat,
     resolve_links: bool,
+    /// Set by [`authorize`]: the streams links may resolve into (`None`: all).
+    link_targets: Option<Arc<ReadableStreams>>,
     /// `ControlOption.compatibility`: at 1 or more, stream reads also report the first and
     /// last stream positions.
     compatibility: u32,
@@ -174,6 +176,7 @@ pub fn plan(request: ReadReq) -> Result<ReadPlan, Status> {
         count,
         uuid_format,
         resolve_links: options.resolve_links,
+        link_targets: None,
         compatibility,
     }))
 }
@@ -261,26 +264,41 @@ fn check_combination(options: &Options) -> Result<(), Status> {
 pub async fn authorize(plan: ReadPlan, caller: &Caller) -> Result<ReadPlan, Status> {
     match plan {
         ReadPlan::Read(mut read) => {
-            match &mut read.target {
+            let readable = match &mut read.target {
                 ReadTarget::Stream { stream, .. } => {
                     caller
                         .may_access(stream.as_str(), StreamAccess::Read)
                         .await?;
+                    link_targets(caller, read.resolve_links)
                 }
                 ReadTarget::All { filter, .. } => {
-                    if let Some(readable) = readable_streams(caller).await? {
+                    let readable = readable_streams(caller).await?;
+                    if let Some(readable) = &readable {
                         *filter = Some(Arc::new(EventFilter::restricted(
                             filter.as_deref(),
-                            readable,
+                            readable.clone(),
                         )));
                     }
+                    readable
                 }
-            }
+            };
+            read.link_targets = readable;
             Ok(ReadPlan::Read(read))
         }
         ReadPlan::Subscribe(subscription) => subscribe::authorize(subscription, caller)
             .await
             .map(ReadPlan::Subscribe),
+    }
+}
+
+/// The streams a stream reader's links may resolve into (issue 13: a link never shows an
+/// event its reader could not read); `None` when every stream may be read, or links are not
+/// resolved.
+pub(crate) fn link_targets(caller: &Caller, resolve_links: bool) -> Option<Arc<ReadableStreams>> {
+    if resolve_links {
+        caller.access.streams_readable_by(&caller.principal)
+    } else {
+        None
     }
 }
 
@@ -313,6 +331,7 @@ fn spawn_read(node: Node, plan: FiniteRead) -> ReadStream {
         target: plan.target,
         count: plan.count,
         resolve_links: plan.resolve_links,
+        link_targets: plan.link_targets,
         report_positions: plan.compatibility >= 1,
         prepare: Arc::new(move |event, resolution| links::read_resp(event, &resolution, format)),
     };

@@ -60,6 +60,8 @@ pub const DEFAULT_FILTER_WINDOW: u32 = 32;
 pub struct SubscriptionPlan {
     target: Target,
     resolve_links: bool,
+    /// Set by [`authorize`]: the streams links may resolve into (`None`: all).
+    link_targets: Option<Arc<ReadableStreams>>,
     uuid_format: UuidFormat,
 }
 
@@ -142,6 +144,7 @@ pub fn plan(options: &Options, uuid_format: UuidFormat) -> Result<SubscriptionPl
     Ok(SubscriptionPlan {
         target,
         resolve_links: options.resolve_links,
+        link_targets: None,
         uuid_format,
     })
 }
@@ -151,16 +154,18 @@ pub async fn authorize(
     mut plan: SubscriptionPlan,
     caller: &Caller,
 ) -> Result<SubscriptionPlan, Status> {
-    match &mut plan.target {
+    plan.link_targets = match &mut plan.target {
         Target::Stream { stream, .. } => {
             caller
                 .may_access(stream.as_str(), StreamAccess::Read)
                 .await?;
+            super::read::link_targets(caller, plan.resolve_links)
         }
         Target::All { readable, .. } => {
             *readable = super::read::readable_streams(caller).await?;
+            readable.clone()
         }
-    }
+    };
     Ok(plan)
 }
 
@@ -214,6 +219,7 @@ pub fn spawn(node: Node, plan: SubscriptionPlan) -> ReadStream {
             From::After(after) => Begin::After(after),
         },
         resolve_links: plan.resolve_links,
+        link_targets: plan.link_targets,
         page_events: SUBSCRIPTION_PAGE_EVENTS,
         prepare: Arc::new(move |event, resolution| links::read_resp(event, &resolution, format)),
     };

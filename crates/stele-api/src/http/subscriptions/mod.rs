@@ -45,6 +45,8 @@ use axum::{Json, Router};
 use self::document::{base_url, documents, group_path, sort, Paging, SubscriptionInfo};
 use self::request::{parse_key, parse_key_and_settings, parse_source};
 use super::errors::{bad_request, no_groups_on_stream, persistent_error};
+use super::policy::Caller;
+use stele_core::access::Principal;
 use stele_services::persistent::{Definition, PsError, Subsystem};
 
 /// The persistent-subscription routes.
@@ -161,11 +163,13 @@ async fn info(
 /// `PUT /subscriptions/{stream}/{group}`: 201 with the group's URL in `Location`.
 async fn create(
     State(persistent): State<Subsystem>,
+    Caller(creator): Caller,
     Path((stream, group)): Path<(String, String)>,
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    write(persistent, Write::Create, &stream, group, &uri, &body).await
+    let target = (stream.as_str(), group);
+    write(persistent, Write::Create, creator, target, &uri, &body).await
 }
 
 /// `POST /subscriptions/{stream}/{group}`: replaces the settings (a `$all` group keeps its
@@ -176,7 +180,17 @@ async fn update(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    write(persistent, Write::Update, &stream, group, &uri, &body).await
+    // An update keeps the group's creator: the one given here is not used.
+    let target = (stream.as_str(), group);
+    write(
+        persistent,
+        Write::Update,
+        Principal::Anonymous,
+        target,
+        &uri,
+        &body,
+    )
+    .await
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,8 +203,8 @@ enum Write {
 async fn write(
     persistent: Subsystem,
     write: Write,
-    stream: &str,
-    group: String,
+    creator: Principal,
+    (stream, group): (&str, String),
     uri: &Uri,
     body: &[u8],
 ) -> Response {
@@ -204,6 +218,8 @@ async fn write(
         key,
         filter: None,
         settings,
+        // The group reads with its creator's rights (an update keeps the group's creator).
+        creator,
     };
     let (result, success) = match write {
         Write::Create => (persistent.create(definition).await, StatusCode::CREATED),

@@ -183,7 +183,10 @@ async fn start() -> Fixture {
     };
     let node = Node::start(config).await.expect("an in-memory node starts");
     assert!(node.wait_ready(DEADLINE).await, "the node becomes ready");
-    let persistent = Subsystem::start(node.clone());
+    let persistent = Subsystem::start(
+        node.clone(),
+        stele_services::access::AccessControl::insecure(node.clone()),
+    );
     // The subsystem starts its groups once it sees the node lead; wait for that, so
     // that the first request does not race it.
     let deadline = Instant::now() + DEADLINE;
@@ -472,6 +475,7 @@ async fn an_update_keeps_the_filter_of_an_all_group() {
             key: key.clone(),
             filter: Some(filter.clone()),
             settings: Settings::default(),
+            creator: stele_core::access::Principal::System,
         })
         .await
         .expect("create");

@@ -53,6 +53,7 @@ use super::{
     ConnectRequest, Definition, Delivery, GroupInfo, GroupKey, NackAction, PsError,
     BUFFER_MAX_BYTES, IN_FLIGHT_MAX_BYTES,
 };
+use crate::access::ReadableStreams;
 use crate::filter::EventFilter;
 use crate::links::LINK_EVENT_TYPE;
 
@@ -193,6 +194,8 @@ pub(crate) struct Start {
 struct Group {
     node: Node,
     definition: Definition,
+    /// The streams its creator may read (`None`: all).
+    rights: Option<Arc<ReadableStreams>>,
     key: GroupKey,
     tx: mpsc::UnboundedSender<Command>,
     /// The decisions' state: messages, consumers, timeouts, parking, the checkpoint window.
@@ -214,7 +217,12 @@ struct Group {
 }
 
 /// Starts a group's task.
-pub(crate) fn spawn(node: Node, definition: Definition, start: Start) -> GroupHandle {
+pub(crate) fn spawn(
+    node: Node,
+    definition: Definition,
+    start: Start,
+    rights: Option<Arc<ReadableStreams>>,
+) -> GroupHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let filter = definition
         .filter
@@ -226,6 +234,7 @@ pub(crate) fn spawn(node: Node, definition: Definition, start: Start) -> GroupHa
         source: definition.key.source.clone(),
         filter,
         resolve_links: definition.settings.resolve_links,
+        rights: rights.clone(),
         from: start.from,
         batch: definition.settings.read_batch_size.max(1) as usize,
     });
@@ -243,6 +252,7 @@ pub(crate) fn spawn(node: Node, definition: Definition, start: Start) -> GroupHa
         flow: Flow::new(limits, settings.consumer_strategy, start.checkpoint),
         node,
         definition,
+        rights,
         tx: tx.clone(),
         next_consumer: 0,
         last_known: start.checkpoint,

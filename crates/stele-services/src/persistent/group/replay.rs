@@ -33,10 +33,11 @@ impl Group {
         let node = self.node.clone();
         let stream = self.key.parked_stream();
         let resolve_links = self.definition.settings.resolve_links;
+        let rights = self.rights.clone();
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let result = stele_cluster::blocking::spawn(move || {
-                read_parked(&node, &stream, resolve_links, from, max)
+                read_parked(&node, &stream, resolve_links, rights.as_deref(), from, max)
             })
             .await
             .map_err(|e| e.to_string())
