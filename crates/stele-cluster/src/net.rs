@@ -14,7 +14,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::gossip::GossipMessage;
-use crate::tls::Tls;
+use std::sync::Arc;
+
+use crate::tls::{Tls, TlsConfigs};
 
 /// A connected byte stream.
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -119,30 +121,66 @@ pub trait GossipClient: Send + Sync + 'static {
 
 /// Gossip as EventStoreDB does it: `POST /gossip` with JSON over HTTP/1.1.
 /// With TLS (a secure node), `https` with this node's certificate as client identity (the
-/// receiver treats the sender as a node only then) and the peer verified as a node.
+/// receiver treats the sender as a node only then) and the peer verified as a node. A
+/// reloaded certificate (`POST /admin/reloadconfig`) is used from the next exchange on: the
+/// client is built again when the configurations in force change.
 pub struct HttpGossip {
-    client: reqwest::Client,
+    timeout: Duration,
+    tls: Option<Arc<Tls>>,
+    /// The client, and the configurations it was built with.
+    client: std::sync::Mutex<(reqwest::Client, Option<Arc<TlsConfigs>>)>,
     scheme: &'static str,
 }
 
 impl HttpGossip {
-    pub fn new(timeout: Duration, tls: Option<&Tls>) -> Result<HttpGossip, String> {
-        let builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout);
-        let (builder, scheme) = match tls {
-            Some(tls) => {
-                let mut config = (*tls.current().peer_client).clone();
-                config.alpn_protocols = vec![b"http/1.1".to_vec()];
-                (builder.use_preconfigured_tls(config), "https")
-            }
-            None => (builder, "http"),
-        };
-        builder
-            .build()
-            .map(|client| HttpGossip { client, scheme })
-            .map_err(|e| e.to_string())
+    pub fn new(timeout: Duration, tls: Option<Arc<Tls>>) -> Result<HttpGossip, String> {
+        let configs = tls.as_ref().map(|tls| tls.current());
+        let client = gossip_client(timeout, configs.as_deref())?;
+        Ok(HttpGossip {
+            timeout,
+            scheme: if tls.is_some() { "https" } else { "http" },
+            tls,
+            client: std::sync::Mutex::new((client, configs)),
+        })
     }
+
+    /// The client for the configurations in force (rebuilt after a reload).
+    fn client(&self) -> reqwest::Client {
+        let mut cached = self.client.lock().expect("gossip client lock");
+        if let Some(tls) = &self.tls {
+            let current = tls.current();
+            let stale = cached
+                .1
+                .as_ref()
+                .is_none_or(|used| !Arc::ptr_eq(used, &current));
+            if stale {
+                match gossip_client(self.timeout, Some(&current)) {
+                    Ok(client) => *cached = (client, Some(current)),
+                    // The old client keeps working with the old certificate.
+                    Err(error) => {
+                        tracing::warn!(%error, "gossip client not rebuilt after a reload");
+                        cached.1 = Some(current);
+                    }
+                }
+            }
+        }
+        cached.0.clone()
+    }
+}
+
+fn gossip_client(timeout: Duration, tls: Option<&TlsConfigs>) -> Result<reqwest::Client, String> {
+    let builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout);
+    let builder = match tls {
+        Some(configs) => {
+            let mut config = (*configs.peer_client).clone();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            builder.use_preconfigured_tls(config)
+        }
+        None => builder,
+    };
+    builder.build().map_err(|e| e.to_string())
 }
 
 impl GossipClient for HttpGossip {
@@ -153,7 +191,7 @@ impl GossipClient for HttpGossip {
     ) -> BoxFuture<'a, Result<GossipMessage, GossipCallError>> {
         Box::pin(async move {
             let url = format!("{}://{host}:{port}/gossip", self.scheme);
-            match self.client.post(&url).json(message).send().await {
+            match self.client().post(&url).json(message).send().await {
                 Ok(response) if response.status().is_success() => response
                     .json::<GossipMessage>()
                     .await
@@ -166,5 +204,47 @@ impl GossipClient for HttpGossip {
                 Err(e) => Err(GossipCallError::Unreachable(format!("{url}: {e}"))),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    use super::*;
+    use crate::tls::TlsSource;
+
+    fn dev_tls() -> Arc<Tls> {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        let certificate = params.self_signed(&key).expect("a certificate");
+        let source = TlsSource::InMemory {
+            chain: vec![CertificateDer::from(certificate.der().to_vec())],
+            key: Arc::new(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+                key.serialize_der(),
+            ))),
+        };
+        Tls::load(source, "").expect("the configurations build")
+    }
+
+    fn built_with(gossip: &HttpGossip) -> Option<Arc<TlsConfigs>> {
+        gossip.client.lock().unwrap().1.clone()
+    }
+
+    #[tokio::test]
+    async fn the_gossip_client_follows_a_certificate_reload() {
+        let tls = dev_tls();
+        let gossip = HttpGossip::new(Duration::from_secs(1), Some(tls.clone())).unwrap();
+        let first = tls.current();
+        gossip.client();
+        assert!(Arc::ptr_eq(&built_with(&gossip).unwrap(), &first));
+        tls.reload().expect("reload");
+        let reloaded = tls.current();
+        assert!(!Arc::ptr_eq(&first, &reloaded));
+        gossip.client();
+        assert!(
+            Arc::ptr_eq(&built_with(&gossip).unwrap(), &reloaded),
+            "the next exchange uses the reloaded certificate"
+        );
     }
 }

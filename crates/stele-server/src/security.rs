@@ -110,23 +110,30 @@ impl Authenticate for Users {
     }
 }
 
-/// Once this node leads, makes sure `admin` and `ops` exist (EventStoreDB creates them when
-/// a node becomes leader), with `DefaultAdminPassword` / `DefaultOpsPassword`.
+/// Each time this node becomes leader (in every term it leads), makes sure `admin` and
+/// `ops` exist, as EventStoreDB does at every election, with `DefaultAdminPassword` /
+/// `DefaultOpsPassword`: an admin user deleted by mistake comes back at the next election.
+/// Users that exist are left alone, whatever their passwords. The task runs for the
+/// process's life and logs only its first failure in a term.
 pub fn spawn_default_users(options: &Options, node: &Node) {
     let node = node.clone();
     let admin = options.default_admin_password.clone();
     let ops = options.default_ops_password.clone();
     tokio::spawn(async move {
+        // The last term in which the users were ensured, and failures in the current one.
+        let mut ensured_in: Option<u64> = None;
         let mut failures = 0u32;
         loop {
             tokio::time::sleep(DEFAULT_USERS_CHECK_INTERVAL).await;
-            if node.status().state != VNodeState::Leader {
+            let status = node.status();
+            if status.state != VNodeState::Leader || ensured_in == Some(status.epoch_number) {
                 continue;
             }
             match stele_services::users::ensure_default_users(&node, &admin, &ops).await {
                 Ok(()) => {
-                    tracing::debug!("the default users exist");
-                    return;
+                    tracing::debug!(term = status.epoch_number, "the default users exist");
+                    ensured_in = Some(status.epoch_number);
+                    failures = 0;
                 }
                 Err(error) => {
                     failures += 1;

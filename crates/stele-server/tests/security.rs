@@ -43,24 +43,23 @@ fn as_user(login: &str, password: &str) -> AppendToStreamOptions {
         .authenticated(Credentials::new(login.to_owned(), password.to_owned()))
 }
 
-/// Waits until the default users exist (the node creates them once it leads).
+/// Waits until the default users exist (the node creates them once it leads: `admin`
+/// first, then `ops`; a test that uses `ops` right after `admin` works would race it).
 async fn wait_for_admin(client: &Client) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        match client
-            .append_to_stream(
-                "warm-up",
-                &AppendToStreamOptions::default(),
-                json_event("t", 0),
-            )
-            .await
-        {
-            Ok(_) => return,
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(100)).await;
+    for options in [AppendToStreamOptions::default(), as_user("ops", "changeit")] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match client
+                .append_to_stream("warm-up", &options, json_event("t", 0))
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("the default users do not work: {e}"),
             }
-            Err(e) => panic!("admin could not append: {e}"),
         }
     }
 }

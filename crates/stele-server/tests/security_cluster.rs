@@ -1,7 +1,8 @@
 //! A secure cluster as operators run it (issue 13): certificates from `stele certs`, mutual
 //! TLS between nodes and HTTPS gossip, the official Rust client discovering the cluster over
 //! TLS; and strangers — a node with a certificate from another CA, and one from the right
-//! CA without the node common name — that can neither join nor be taken for a node.
+//! CA without the node common name — that can neither join nor be taken for a node; and
+//! the default users, made again by each new leader as EventStoreDB does at every election.
 
 mod common;
 
@@ -130,5 +131,55 @@ async fn a_secure_cluster_replicates_and_refuses_strangers() {
             lines < 400,
             "node {k} logged {lines} lines while strangers knocked"
         );
+    }
+
+    // A deleted default user comes back at the next election.
+    let ca = cluster.ca().expect("a secure cluster has a CA").clone();
+    let http = stele_testkit::NodeTls {
+        certificate_file: Default::default(),
+        private_key_file: Default::default(),
+        trusted_roots_dir: ca.dir.clone(),
+        ca_file: ca.ca_file(),
+    }
+    .http_client(Duration::from_secs(10));
+    let leader = cluster.wait_for_leader(&[], Duration::from_secs(20)).await;
+    let url = cluster.http_url(leader);
+    let deleted = http
+        .delete(format!("{url}/users/ops"))
+        .basic_auth("admin", Some("changeit"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 200, "admin deletes ops");
+    let ops_status = |k: usize| {
+        let http = http.clone();
+        let url = cluster.http_url(k);
+        async move {
+            http.get(format!("{url}/users/ops"))
+                .basic_auth("admin", Some("changeit"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    assert_eq!(ops_status(leader).await, 404, "ops is gone");
+    let resigned = http
+        .post(format!("{url}/admin/node/resign"))
+        .basic_auth("admin", Some("changeit"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resigned.status().as_u16(), 200);
+    let new_leader = cluster
+        .wait_for_leader_change(leader, Duration::from_secs(30))
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while ops_status(new_leader).await != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new leader did not make ops again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -287,7 +287,7 @@ impl Node {
             let gossip = match env.gossip {
                 Some(gossip) => gossip,
                 None => Arc::new(
-                    HttpGossip::new(node.inner.config.gossip.timeout, env.tls.as_deref())
+                    HttpGossip::new(node.inner.config.gossip.timeout, env.tls.clone())
                         .map_err(|e| StartError::Unsupported(format!("gossip client: {e}")))?,
                 ),
             };
