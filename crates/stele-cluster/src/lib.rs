@@ -40,6 +40,7 @@ mod record;
 mod rt;
 pub mod state;
 mod state_machine;
+pub mod stream_versions;
 pub mod tls;
 pub mod transport;
 mod types;

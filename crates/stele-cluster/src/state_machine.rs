@@ -19,6 +19,7 @@ use stele_index::{Checkpoint, Index};
 
 use crate::live::LiveFeed;
 use crate::log_store::LogShared;
+use crate::stream_versions::StreamVersions;
 use crate::types::{LogId, TypeConfig};
 
 /// Entries applied in one index transaction at most.
@@ -35,6 +36,8 @@ pub struct Applied {
     pub notify: tokio::sync::Notify,
     /// The events of each applied batch, for live subscribers.
     pub live: LiveFeed,
+    /// Changes to metadata and system streams, for readers that cache what they read.
+    pub stream_versions: crate::stream_versions::StreamVersions,
 }
 
 pub struct StateMachine {
@@ -104,6 +107,7 @@ impl StateMachine {
         let mut w = self.index.begin().map_err(index_err)?;
         let event_end_before = self.applied.event_end.load(Ordering::Acquire);
         let mut event_end = event_end_before;
+        let mut changed = Vec::new();
         let mut published = crate::apply::Published {
             events: self.applied.live.has_subscribers().then(Vec::new),
             tombstoned: Vec::new(),
@@ -117,6 +121,7 @@ impl StateMachine {
                     CommandResult::Nothing
                 }
                 EntryPayload::Normal(command) => {
+                    changed.extend(StreamVersions::counted(command));
                     let positions = self.positions(log_id.index)?;
                     crate::apply::Apply {
                         w: &mut w,
@@ -149,6 +154,8 @@ impl StateMachine {
             .next_index
             .store(last.index + 1, Ordering::Release);
         self.applied.event_end.store(event_end, Ordering::Release);
+        // Readable now, and before any writer hears of it.
+        self.applied.stream_versions.bump(&changed);
         self.applied.notify.notify_waiters();
         // After the commit and the new end: a subscriber that reads the index after
         // subscribing sees every event of a batch it does not receive.

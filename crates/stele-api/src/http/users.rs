@@ -32,7 +32,7 @@
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::header::LOCATION;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -44,7 +44,7 @@ use stele_services::users::{UserDetails, UserError, Users};
 
 use super::errors::{self, UserResult};
 use super::policy::Caller;
-use super::subscriptions::document::{base_url, escape_segment};
+use super::subscriptions::document::{escape_segment, BaseUrl};
 use super::timestamp::iso8601;
 use crate::grpc::users::check_login;
 
@@ -243,7 +243,7 @@ fn required(value: Option<String>, name: &str) -> Result<String, Response> {
 async fn list(
     State(state): State<UsersState>,
     caller: Caller,
-    headers: HeaderMap,
+    BaseUrl(base): BaseUrl,
     uri: Uri,
 ) -> Answer {
     state.authorize(&caller, Operation::UserList)?;
@@ -252,7 +252,6 @@ async fn list(
         .all_details()
         .await
         .map_err(|e| errors::user_error(e, None, &uri))?;
-    let base = base_url(&headers);
     let data: Vec<_> = users.into_iter().map(|u| document(&base, u)).collect();
     Ok(details_result(data))
 }
@@ -261,19 +260,19 @@ async fn one(
     State(state): State<UsersState>,
     caller: Caller,
     Path(login): Path<String>,
-    headers: HeaderMap,
+    BaseUrl(base): BaseUrl,
     uri: Uri,
 ) -> Answer {
     state.authorize(&caller, Operation::UserDetails)?;
     checked(&login)?;
-    details_of(&state, &login, &headers, &uri).await
+    details_of(&state, &login, &base, &uri).await
 }
 
 /// `GET /users/$current`: the caller's own details.
 async fn current(
     State(state): State<UsersState>,
     caller: Caller,
-    headers: HeaderMap,
+    BaseUrl(base): BaseUrl,
     uri: Uri,
 ) -> Answer {
     state.authorize(&caller, Operation::UserDetails)?;
@@ -287,22 +286,22 @@ async fn current(
             &uri,
         ));
     };
-    details_of(&state, name, &headers, &uri).await
+    details_of(&state, name, &base, &uri).await
 }
 
-async fn details_of(state: &UsersState, login: &str, headers: &HeaderMap, uri: &Uri) -> Answer {
+async fn details_of(state: &UsersState, login: &str, base: &str, uri: &Uri) -> Answer {
     let user = state
         .users
         .details(login)
         .await
         .map_err(|e| errors::user_error(e, Some(login), uri))?;
-    Ok(details_result(document(&base_url(headers), user)))
+    Ok(details_result(document(base, user)))
 }
 
 async fn create(
     State(state): State<UsersState>,
     caller: Caller,
-    headers: HeaderMap,
+    BaseUrl(base): BaseUrl,
     uri: Uri,
     body: Bytes,
 ) -> Answer {
@@ -318,7 +317,7 @@ async fn create(
         .create(&login, &full_name, &groups, &password)
         .await
         .map_err(|e| errors::user_error(e, Some(&login), &uri))?;
-    let location = format!("{}/users/{}", base_url(&headers), escape_segment(&login));
+    let location = format!("{}/users/{}", base, escape_segment(&login));
     let mut response = done(&login);
     *response.status_mut() = StatusCode::CREATED;
     if let Ok(location) = HeaderValue::from_str(&location) {

@@ -213,6 +213,12 @@ impl Node {
         }
     }
 
+    /// The change counter of `stream`'s metadata (and, for a system stream, of the stream
+    /// itself): see [`crate::stream_versions`]. Take it before reading what it guards.
+    pub fn stream_version(&self, stream: &str) -> u64 {
+        self.inner.applied.stream_versions.version(stream)
+    }
+
     /// Position of the last event in `$all` (what `End` means), 0 when there is none.
     pub fn last_position(&self) -> LogPosition {
         LogPosition(

@@ -3,23 +3,32 @@
 //! The official clients send their credentials on every call, and an Argon2id verification
 //! costs tens of milliseconds, so an authentication goes:
 //!
-//! 1. read the user's latest record on this node (one index lookup and one event read, on
+//! 1. **fresh cache hit** (`cache.rs`): these credentials were verified, and the node's
+//!    change counter of the user's stream ([`Node::stream_version`], bumped by the state
+//!    machine when `$user-<login>` or its metadata is written, before the writer is
+//!    answered) has not moved since → the principal, without reading the log or hashing.
+//!    This is what every call of a client that sends the same credentials each time costs:
+//!    a SHA-256 and two atomic loads;
+//! 2. otherwise one verification per credentials at a time (`flights`): concurrent calls
+//!    with the same credentials wait for the first and then take its cached answer, so a
+//!    client that opens with many calls at once is verified once (and is not refused by
+//!    step 5's count, which it would otherwise fill with its own correct attempts);
+//! 3. read the user's latest record on this node (one index lookup and one event read, on
 //!    the blocking pool). Not found (never created, deleted) → [`AuthError::Invalid`]; a read
-//!    that fails → [`AuthError::NotReady`];
-//! 2. **cache** (`cache.rs`): these credentials were verified against this very revision →
-//!    the principal, no hashing. Any change to the user moves the revision, so a changed
+//!    that fails → [`AuthError::NotReady`]. Credentials verified against this very revision
+//!    → the principal, no hashing. Any change to the user moves the revision, so a changed
 //!    password, new groups, a disable or a delete take effect on this node at once, and on
 //!    another node as soon as it has applied the change (its replication lag). The
-//!    revision check was chosen over following `$users-password-notifications`: it needs no
-//!    task or subscription, and nothing can be missed between a change and its
+//!    counter-and-revision check was chosen over following `$users-password-notifications`:
+//!    it needs no task or subscription, and nothing can be missed between a change and its
 //!    notification;
-//! 3. disabled → Invalid, without hashing;
-//! 4. **throttle** (`throttle.rs`): each verification is counted against the login before it
+//! 4. disabled → Invalid, without hashing;
+//! 5. **throttle** (`throttle.rs`): each verification is counted against the login before it
 //!    runs; a login with `MAX_FAILED_LOGINS` counted in the current window is refused
 //!    without hashing until the window ends, and a correct password clears its count
-//!    (credentials already in the cache still pass: step 2 comes first). Counting before
-//!    verifying makes the bound hold under concurrent attempts too;
-//! 5. verify on the blocking pool, at most [`MAX_CONCURRENT_VERIFICATIONS`] at once; a
+//!    (credentials already in the cache still pass: steps 1 and 3 come first). Counting
+//!    before verifying makes the bound hold under concurrent attempts too;
+//! 6. verify on the blocking pool, at most [`MAX_CONCURRENT_VERIFICATIONS`] at once; a
 //!    success is cached.
 //!
 //! Failed logins are logged at info level (login and reason, never the password), at most
@@ -27,6 +36,7 @@
 //! than a wrong password, which tells an attacker whether a login exists (EventStoreDB does
 //! the same), in exchange for a flood of made-up logins costing nothing.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -35,16 +45,44 @@ use stele_core::access::Principal;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::cache::{CredentialCache, MAX_CACHED_CREDENTIALS};
+use super::cache::{CacheKey, CredentialCache, MAX_CACHED_CREDENTIALS};
 use super::error::UserError;
 use super::password::{self, MAX_PASSWORD_BYTES};
-use super::record::MAX_LOGIN_NAME_BYTES;
+use super::record::{self, MAX_LOGIN_NAME_BYTES};
 use super::store;
 use super::throttle::{FailedLogins, LogBudget};
 
 /// The most password verifications running at once on one node (each holds its Argon2
 /// memory, 19 MiB by default).
 pub const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
+
+/// A call's place among the calls checking the same credentials; leaving (also when the
+/// call is dropped half-way) removes the entry once nobody else holds it.
+struct Flight<'a> {
+    flights: &'a Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<()>>>>,
+    key: CacheKey,
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'a> Flight<'a> {
+    fn join(
+        flights: &'a Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<()>>>>,
+        key: CacheKey,
+    ) -> Self {
+        let turn = lock(flights).entry(key).or_default().clone();
+        Flight { flights, key, turn }
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        let mut flights = lock(self.flights);
+        // The map's reference and this call's: nobody else is on this flight.
+        if Arc::strong_count(&self.turn) == 2 {
+            flights.remove(&self.key);
+        }
+    }
+}
 
 /// Why credentials were not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -67,6 +105,9 @@ pub struct Authenticator {
 struct Inner {
     node: Node,
     cache: Mutex<CredentialCache>,
+    /// Credentials being checked now, each with the lock its checks take turns on; an entry
+    /// lives while a call holds it, so there are at most as many as calls in progress.
+    flights: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<()>>>>,
     failed: Mutex<FailedLogins>,
     log_budget: Mutex<LogBudget>,
     verifying: Semaphore,
@@ -87,6 +128,7 @@ impl Authenticator {
             inner: Arc::new(Inner {
                 node,
                 cache: Mutex::new(CredentialCache::new(MAX_CACHED_CREDENTIALS)),
+                flights: Mutex::new(HashMap::new()),
                 failed: Mutex::new(FailedLogins::new()),
                 log_budget: Mutex::new(LogBudget::new(Instant::now())),
                 verifying: Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
@@ -103,6 +145,36 @@ impl Authenticator {
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(self.refuse(login, "password too long"));
         }
+        // Taken before anything about the user is read (see the module docs).
+        let version = self
+            .inner
+            .node
+            .stream_version(&record::user_stream_name(login));
+        let key = {
+            let cache = lock(&self.inner.cache);
+            let key = cache.key(login, password);
+            if let Some(principal) = cache.fresh(&key, version) {
+                return Ok(principal);
+            }
+            key
+        };
+        let flight = Flight::join(&self.inner.flights, key);
+        let _turn = flight.turn.lock().await;
+        // The call before this one may have just verified the same credentials.
+        if let Some(principal) = lock(&self.inner.cache).fresh(&key, version) {
+            return Ok(principal);
+        }
+        self.check(login, password, key, version).await
+    }
+
+    /// Steps 3 to 6 of the module docs.
+    async fn check(
+        &self,
+        login: &str,
+        password: &str,
+        key: CacheKey,
+        version: u64,
+    ) -> Result<Principal, AuthError> {
         let user = match store::load(&self.inner.node, login).await {
             Ok(Some(user)) => user,
             Ok(None) | Err(UserError::Invalid(_)) => return Err(self.refuse(login, "no such user")),
@@ -115,14 +187,9 @@ impl Authenticator {
                 return Err(AuthError::NotReady);
             }
         };
-        let key = {
-            let mut cache = lock(&self.inner.cache);
-            let key = cache.key(login, password);
-            if let Some(principal) = cache.get(&key, user.revision) {
-                return Ok(principal);
-            }
-            key
-        };
+        if let Some(principal) = lock(&self.inner.cache).get(&key, user.revision, version) {
+            return Ok(principal);
+        }
         if user.record.disabled {
             return Err(self.refuse(login, "disabled"));
         }
@@ -145,7 +212,7 @@ impl Authenticator {
         match verified {
             Ok(true) => {
                 lock(&self.inner.failed).clear(login);
-                lock(&self.inner.cache).insert(key, principal.clone(), user.revision);
+                lock(&self.inner.cache).insert(key, principal.clone(), user.revision, version);
                 Ok(principal)
             }
             Ok(false) => Err(self.refuse(login, "wrong password")),
@@ -174,6 +241,12 @@ impl Authenticator {
     #[cfg(test)]
     pub(crate) fn verifications(&self) -> u64 {
         self.inner.verifications.load(Ordering::Relaxed)
+    }
+
+    /// Credentials being checked now.
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> usize {
+        lock(&self.inner.flights).len()
     }
 
     #[cfg(test)]

@@ -3,11 +3,14 @@
 //!
 //! **Key**: SHA-256 over a random per-process key, the login's length, the login and the
 //! password. Neither the password nor anything that can be checked against it offline
-//! without the process's key is kept. **Value**: the principal and the revision of the user
-//! record the password was verified against; the authenticator reads the user's latest
-//! revision on every hit (`auth.rs`), so any change to the user (password, groups, disabled,
-//! deleted) makes the entry useless at once. At most [`MAX_CACHED_CREDENTIALS`] entries; the
-//! oldest is evicted first.
+//! without the process's key is kept. **Value**: the principal, the revision of the user
+//! record the password was verified against, and the node's change counter of the user's
+//! stream when that record was read ([`stele_cluster::Node::stream_version`]). While the
+//! counter has not moved, an entry is [`fresh`](CredentialCache::fresh) and answers without
+//! reading the log; once it moved, the authenticator reads the user's latest record and the
+//! entry answers only if its revision is still the latest (`auth.rs`), so any change to the
+//! user (password, groups, disabled, deleted) makes the entry useless at once. At most
+//! [`MAX_CACHED_CREDENTIALS`] entries; the oldest is evicted first.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -23,6 +26,8 @@ pub(crate) type CacheKey = [u8; 32];
 struct Entry {
     principal: Principal,
     revision: u64,
+    /// The user stream's change counter when `revision` was known to be the latest.
+    version: u64,
     /// The insertion this entry came from, to tell it from a newer one of the same key when
     /// its place in the eviction order comes up.
     serial: u64,
@@ -63,18 +68,33 @@ impl CredentialCache {
             .into()
     }
 
-    /// The principal cached under `key` if it was verified against `revision`; an entry for
-    /// another revision is dropped.
-    pub(crate) fn get(&mut self, key: &CacheKey, revision: u64) -> Option<Principal> {
+    /// The principal cached under `key` if the user's stream has not changed since (its
+    /// change counter is still `version`).
+    pub(crate) fn fresh(&self, key: &CacheKey, version: u64) -> Option<Principal> {
         let entry = self.entries.get(key)?;
+        (entry.version == version).then(|| entry.principal.clone())
+    }
+
+    /// The principal cached under `key` if it was verified against `revision`, the latest
+    /// as of the change counter `version` (which the entry then remembers); an entry for
+    /// another revision is dropped.
+    pub(crate) fn get(&mut self, key: &CacheKey, revision: u64, version: u64) -> Option<Principal> {
+        let entry = self.entries.get_mut(key)?;
         if entry.revision == revision {
+            entry.version = version;
             return Some(entry.principal.clone());
         }
         self.entries.remove(key);
         None
     }
 
-    pub(crate) fn insert(&mut self, key: CacheKey, principal: Principal, revision: u64) {
+    pub(crate) fn insert(
+        &mut self,
+        key: CacheKey,
+        principal: Principal,
+        revision: u64,
+        version: u64,
+    ) {
         let serial = self.next_serial;
         self.next_serial += 1;
         self.entries.insert(
@@ -82,6 +102,7 @@ impl CredentialCache {
             Entry {
                 principal,
                 revision,
+                version,
                 serial,
             },
         );
@@ -140,10 +161,18 @@ mod tests {
     fn another_revision_misses_and_drops_the_entry() {
         let mut cache = CredentialCache::new(4);
         let key = cache.key("u", "p");
-        cache.insert(key, user("u"), 3);
-        assert_eq!(cache.get(&key, 3), Some(user("u")));
-        assert_eq!(cache.get(&key, 4), None);
-        assert_eq!(cache.get(&key, 3), None);
+        cache.insert(key, user("u"), 3, 10);
+        assert_eq!(cache.fresh(&key, 10), Some(user("u")));
+        assert_eq!(cache.fresh(&key, 11), None, "the user's stream moved");
+        assert_eq!(
+            cache.get(&key, 3, 11),
+            Some(user("u")),
+            "but not the record"
+        );
+        assert_eq!(cache.fresh(&key, 11), Some(user("u")), "fresh again");
+        assert_eq!(cache.get(&key, 4, 12), None);
+        assert_eq!(cache.get(&key, 3, 12), None);
+        assert_eq!(cache.fresh(&key, 11), None);
     }
 
     #[test]
@@ -151,19 +180,19 @@ mod tests {
         let mut cache = CredentialCache::new(2);
         let keys: Vec<_> = (0..3).map(|i| cache.key(&format!("u{i}"), "p")).collect();
         for (i, key) in keys.iter().enumerate() {
-            cache.insert(*key, user("u"), i as u64);
+            cache.insert(*key, user("u"), i as u64, 0);
         }
         assert_eq!(cache.len(), 2);
-        assert_eq!(cache.get(&keys[0], 0), None);
-        assert!(cache.get(&keys[2], 2).is_some());
+        assert_eq!(cache.get(&keys[0], 0, 0), None);
+        assert!(cache.get(&keys[2], 2, 0).is_some());
         // Re-inserting one key many times keeps one entry and a bounded order.
         for i in 0..100 {
-            cache.insert(keys[1], user("u"), i);
+            cache.insert(keys[1], user("u"), i, 0);
         }
         assert!(cache.order.len() <= 4 && cache.len() == 2);
-        assert!(cache.get(&keys[1], 99).is_some());
+        assert!(cache.get(&keys[1], 99, 0).is_some());
         assert!(
-            cache.get(&keys[2], 2).is_some(),
+            cache.get(&keys[2], 2, 0).is_some(),
             "compaction evicts nothing"
         );
     }

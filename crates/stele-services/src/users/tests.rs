@@ -331,3 +331,39 @@ async fn racing_changes_to_one_user_both_land() {
         users.enable("u").await.unwrap();
     }
 }
+
+/// A client that opens with many calls at once (the official clients share one channel)
+/// is verified once, and none of its correct calls is refused by the failed-login count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_logins_are_verified_once_and_all_accepted() {
+    let (_node, users, auth) = start().await;
+    users.create("u", "", &[], "secret").await.unwrap();
+    let calls: Vec<_> = (0..4 * MAX_FAILED_LOGINS)
+        .map(|_| {
+            let auth = auth.clone();
+            tokio::spawn(async move { auth.authenticate("u", "secret").await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), Ok(user("u", &[])));
+    }
+    assert_eq!(auth.verifications(), 1, "one Argon2 verification");
+    assert_eq!(auth.in_flight(), 0, "no flight is left behind");
+}
+
+/// A fresh cache hit reads nothing, yet a change to the user (or its metadata) is seen by
+/// the very next call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_login_sees_a_change_to_the_user_at_once() {
+    let (node, users, auth) = start().await;
+    users.create("u", "", &[], "secret").await.unwrap();
+    assert!(auth.authenticate("u", "secret").await.is_ok());
+    let version = node.stream_version("$user-u");
+    users.disable("u").await.unwrap();
+    assert_ne!(node.stream_version("$user-u"), version, "the change was counted");
+    assert_eq!(auth.authenticate("u", "secret").await, Err(AuthError::Invalid));
+    users.enable("u").await.unwrap();
+    assert!(auth.authenticate("u", "secret").await.is_ok());
+    users.delete("u").await.unwrap();
+    assert_eq!(auth.authenticate("u", "secret").await, Err(AuthError::Invalid));
+}

@@ -292,13 +292,32 @@ pub(super) fn sort(groups: &mut [GroupInfo]) {
     });
 }
 
-/// `http://<Host header>` for absolute links, as EventStoreDB makes them; empty (relative
-/// links) when the request has no `Host`.
-pub(in crate::http) fn base_url(headers: &HeaderMap) -> String {
+/// `http://<Host header>` for absolute links, as EventStoreDB makes them (`https://` on a
+/// secure node, whose every port is TLS); empty (relative links) when the request has no
+/// `Host`.
+pub(in crate::http) struct BaseUrl(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for BaseUrl {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let secure = parts
+            .extensions
+            .get::<crate::http::info::SecurityMode>()
+            .is_some_and(|mode| mode.secure);
+        Ok(BaseUrl(base_url(&parts.headers, secure)))
+    }
+}
+
+fn base_url(headers: &HeaderMap, secure: bool) -> String {
+    let scheme = if secure { "https" } else { "http" };
     headers
         .get(HOST)
         .and_then(|host| host.to_str().ok())
-        .map(|host| format!("http://{host}"))
+        .map(|host| format!("{scheme}://{host}"))
         .unwrap_or_default()
 }
 
@@ -334,5 +353,26 @@ mod tests {
         assert_eq!(escape_segment("$all"), "%24all");
         assert_eq!(escape_segment("a::b/c d~_.-"), "a%3A%3Ab%2Fc%20d~_.-");
         assert_eq!(escape_segment("é"), "%C3%A9");
+    }
+
+    #[tokio::test]
+    async fn links_are_https_on_a_secure_node() {
+        use axum::extract::FromRequestParts;
+        for (mode, expected) in [
+            (None, "http://node:2113"),
+            (Some(false), "http://node:2113"),
+            (Some(true), "https://node:2113"),
+        ] {
+            let mut request = axum::http::Request::builder().header(HOST, "node:2113");
+            if let Some(secure) = mode {
+                request = request.extension(crate::http::info::SecurityMode { secure });
+            }
+            let (mut parts, ()) = request.body(()).unwrap().into_parts();
+            let BaseUrl(base) = BaseUrl::from_request_parts(&mut parts, &()).await.unwrap();
+            assert_eq!(base, expected);
+        }
+        let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+        let BaseUrl(base) = BaseUrl::from_request_parts(&mut parts, &()).await.unwrap();
+        assert_eq!(base, "", "no Host: relative links");
     }
 }

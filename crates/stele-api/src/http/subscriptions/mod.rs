@@ -37,12 +37,12 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::header::LOCATION;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 
-use self::document::{base_url, documents, group_path, sort, Paging, SubscriptionInfo};
+use self::document::{documents, group_path, sort, BaseUrl, Paging, SubscriptionInfo};
 use self::request::{parse_key, parse_key_and_settings, parse_source};
 use super::errors::{bad_request, no_groups_on_stream, persistent_error};
 use super::policy::Caller;
@@ -80,7 +80,7 @@ pub(crate) fn routes(persistent: Subsystem) -> Router {
 async fn list_all(
     State(persistent): State<Subsystem>,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    BaseUrl(base): BaseUrl,
     uri: Uri,
 ) -> Response {
     let paging = match Paging::from_query(&query) {
@@ -92,7 +92,6 @@ async fn list_all(
         Err(error) => return persistent_error(error, &uri),
     };
     sort(&mut groups);
-    let base = base_url(&headers);
     match paging {
         None => Json(documents(&base, &groups)).into_response(),
         Some(paging) => Json(paging.page(&base, &groups)).into_response(),
@@ -104,28 +103,23 @@ async fn list_all(
 async fn list_stream(
     State(persistent): State<Subsystem>,
     Path(stream): Path<String>,
-    headers: HeaderMap,
+    BaseUrl(base): BaseUrl,
     uri: Uri,
 ) -> Response {
-    list_groups_of(&persistent, &stream, &headers, &uri).await
+    list_groups_of(&persistent, &stream, &base, &uri).await
 }
 
 /// `GET /subscriptions/restart`: the groups of the stream `restart`, whose path the restart
 /// route takes.
 async fn list_restart_stream(
     State(persistent): State<Subsystem>,
-    headers: HeaderMap,
+    BaseUrl(base): BaseUrl,
     uri: Uri,
 ) -> Response {
-    list_groups_of(&persistent, "restart", &headers, &uri).await
+    list_groups_of(&persistent, "restart", &base, &uri).await
 }
 
-async fn list_groups_of(
-    persistent: &Subsystem,
-    stream: &str,
-    headers: &HeaderMap,
-    uri: &Uri,
-) -> Response {
+async fn list_groups_of(persistent: &Subsystem, stream: &str, base: &str, uri: &Uri) -> Response {
     let source = match parse_source(stream) {
         Ok(source) => source,
         Err(message) => return bad_request(message),
@@ -140,14 +134,14 @@ async fn list_groups_of(
         return no_groups_on_stream(stream);
     }
     sort(&mut groups);
-    Json(documents(&base_url(headers), &groups)).into_response()
+    Json(documents(base, &groups)).into_response()
 }
 
 /// `GET /subscriptions/{stream}/{group}/info`.
 async fn info(
     State(persistent): State<Subsystem>,
     Path((stream, group)): Path<(String, String)>,
-    headers: HeaderMap,
+    BaseUrl(base): BaseUrl,
     uri: Uri,
 ) -> Response {
     let key = match parse_key(&stream, group) {
@@ -155,7 +149,7 @@ async fn info(
         Err(message) => return bad_request(message),
     };
     match persistent.info(&key).await {
-        Ok(group) => Json(SubscriptionInfo::new(&base_url(&headers), &group)).into_response(),
+        Ok(group) => Json(SubscriptionInfo::new(&base, &group)).into_response(),
         Err(error) => persistent_error(error, &uri),
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::header::HOST;
-use axum::http::{Method, Request};
+use axum::http::{HeaderMap, Method, Request};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use stele_cluster::{GossipConfig, Node, NodeConfig};

@@ -4,7 +4,7 @@
 
 use axum::body::Body;
 use axum::http::header::{CONTENT_TYPE, HOST};
-use axum::http::{Method, Request};
+use axum::http::{HeaderMap, Method, Request};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
