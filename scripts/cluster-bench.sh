@@ -90,6 +90,9 @@ while True:
         break
     except Exception:
         errors += 1; time.sleep(0.05)
-print(f"failover gap: {time.monotonic() - killed:.3f} s (SIGKILL of the leader -> first acknowledged append; {errors} failed attempts in between)")
+print(f"failover gap: {time.monotonic() - killed:.3f} s (SIGKILL of the leader -> first acknowledged append; {errors} failed attempts in between)", flush=True)
+# The client's channel threads keep the interpreter from exiting while they retry the
+# killed node: leave at once.
+os._exit(0)
 PYEOF
 fi

@@ -12,7 +12,10 @@
 //!   official clients' benchmark runs as `admin`);
 //! - a `$all` read or subscription by anyone else gets a [`ReadableStreams`]: every event of
 //!   a stream the principal may not read is left out, whatever the client's own filter, so a
-//!   widened `$$$all` never leaks a protected stream.
+//!   widened `$$$all` never leaks a protected stream;
+//! - what reads on a principal's behalf gets [`AccessControl::streams_readable_by`]: links
+//!   resolve only into streams the reader may read (`crate::links`), and a persistent
+//!   subscription reads with its creator's rights (`crate::persistent`).
 //!
 //! ACL reads are not cached across requests: a changed `$acl` applies to the next request.
 //! A [`ReadableStreams`] caches its answers for the one read or subscription it serves (at

@@ -5,12 +5,13 @@
 //! writes them.
 //!
 //! What this module owns: the routes and their JSON shapes; errors become HTTP answers in
-//! one place, `errors.rs`. What it does not own: the listener and the choice between gRPC
-//! and HTTP on one port ([`crate::serve`]), authentication (every route here is anonymous,
-//! which is EventStoreDB's default policy for all of them but `/stats`, `/admin` and
-//! `/subscriptions`; Stele serves insecure mode only), the other admin and AtomPub
-//! endpoints (not served yet), and the web UI: `/` redirects to `/web/index.html` as
-//! EventStoreDB 23 does, but no UI is served there yet (404).
+//! one place, `errors.rs`; who may call which route (`policy.rs`, EventStoreDB's default
+//! policy: a 401 with `X-Basic realm="ESDB"` otherwise). What it does not own: the listener,
+//! TLS and the choice between gRPC and HTTP on one port ([`crate::serve`]), authentication
+//! (the client port's layer, [`crate::auth`], which gives each request its
+//! [`stele_core::access::Principal`]), the other admin and AtomPub endpoints (not served
+//! yet), and the web UI: `/` redirects to `/web/index.html` as EventStoreDB 23 does, but no
+//! UI is served there yet (404).
 
 mod admin;
 mod errors;
