@@ -17,26 +17,31 @@
 //!   resolve only into streams the reader may read (`crate::links`), and a persistent
 //!   subscription reads with its creator's rights (`crate::persistent`).
 //!
-//! ACL reads are not cached across requests: a changed `$acl` applies to the next request.
+//! ACLs and `$settings` are cached across requests while their change counters stand still
+//! (`acl_cache.rs`): a changed `$acl` still applies to the next request.
 //! A [`ReadableStreams`] caches its answers for the one read or subscription it serves (at
 //! most [`MAX_CACHED_STREAM_DECISIONS`] streams).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use stele_cluster::{Direction, Node, StreamReadRequest, StreamReadResult, StreamStart};
+use stele_cluster::Node;
 use stele_core::access::{
     self, check_operation, AnonymousAccess, Operation, Principal, StreamAccess, StreamAcl,
     SystemSettings, ALL_STREAM,
 };
-use stele_core::StreamName;
 
 /// Stream decisions one [`ReadableStreams`] remembers; beyond that it forgets them all and
 /// starts again (each decision costs two small reads).
 pub const MAX_CACHED_STREAM_DECISIONS: usize = 10_000;
 
-/// The stream of default ACLs.
-pub const SETTINGS_STREAM: &str = "$settings";
+mod acl_cache;
+
+use acl_cache::AclCache;
+
+#[cfg(test)]
+mod tests;
+pub use acl_cache::{stream_acl, system_settings, MAX_CACHED_ACLS, SETTINGS_STREAM};
 
 /// A refused request: gRPC's PERMISSION_DENIED `Access Denied`, HTTP 401.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +59,7 @@ enum Mode {
 pub struct AccessControl {
     node: Node,
     mode: Mode,
+    acls: Arc<AclCache>,
 }
 
 impl std::fmt::Debug for AccessControl {
@@ -70,6 +76,7 @@ impl AccessControl {
         AccessControl {
             node,
             mode: Mode::Insecure,
+            acls: Arc::default(),
         }
     }
 
@@ -78,6 +85,7 @@ impl AccessControl {
         AccessControl {
             node,
             mode: Mode::Secure(anonymous),
+            acls: Arc::default(),
         }
     }
 
@@ -109,8 +117,8 @@ impl AccessControl {
     }
 
     /// May `principal` have `access` to `stream` (`$$x` is checked as metadata access to
-    /// `x`, `$all` as `$all`)? Reads the ACL and `$settings` on the blocking pool unless the
-    /// principal bypasses stream checks.
+    /// `x`, `$all` as `$all`)? Decides at once when the principal bypasses stream checks or
+    /// the ACL and `$settings` are cached and current, else reads them on the blocking pool.
     pub async fn check_stream(
         &self,
         principal: &Principal,
@@ -123,12 +131,23 @@ impl AccessControl {
         if principal.is_admin() && !is_all_write(stream, access) {
             return Ok(());
         }
-        let node = self.node.clone();
+        let allow_anonymous = anonymous.allow_anonymous_stream_access;
+        let (target, _) = access::access_target(stream, access);
+        if let Some((acl, settings)) = self.acls.cached(&self.node, target) {
+            return decision(
+                principal,
+                stream,
+                access,
+                acl.as_deref(),
+                &settings,
+                allow_anonymous,
+            );
+        }
+        let (node, acls) = (self.node.clone(), self.acls.clone());
         let principal = principal.clone();
         let stream = stream.to_owned();
-        let allow_anonymous = anonymous.allow_anonymous_stream_access;
         stele_cluster::blocking::spawn(move || {
-            decide(&node, &principal, &stream, access, allow_anonymous)
+            decide(&node, &acls, &principal, &stream, access, allow_anonymous)
         })
         .await
         .unwrap_or(Err(Denied))
@@ -161,6 +180,7 @@ impl AccessControl {
         }
         Some(Arc::new(ReadableStreams {
             node: self.node.clone(),
+            acls: self.acls.clone(),
             principal: principal.clone(),
             allow_anonymous: anonymous.allow_anonymous_stream_access,
             decisions: Mutex::new(HashMap::new()),
@@ -172,61 +192,45 @@ fn is_all_write(stream: &str, access: StreamAccess) -> bool {
     stream == ALL_STREAM && matches!(access, StreamAccess::Write | StreamAccess::Delete)
 }
 
-/// The decision, with the ACL and settings read from the log (blocking).
+/// The decision, with the ACL and settings from the cache or the log (blocking).
 fn decide(
     node: &Node,
+    acls: &AclCache,
     principal: &Principal,
     stream: &str,
     access: StreamAccess,
     allow_anonymous: bool,
 ) -> Result<(), Denied> {
     let (target, _) = access::access_target(stream, access);
-    let acl = stream_acl(node, target);
-    let settings = system_settings(node);
-    access::check_stream(
+    let (acl, settings) = acls.read(node, target);
+    decision(
         principal,
         stream,
         access,
-        acl.as_ref(),
+        acl.as_deref(),
         &settings,
         allow_anonymous,
     )
-    .is_allowed()
-    .then_some(())
-    .ok_or(Denied)
 }
 
-/// The data of the latest event of `stream`, if it has one and can be read.
-fn latest_data(node: &Node, stream: &str) -> Option<bytes::Bytes> {
-    let stream = StreamName::new(stream).ok()?;
-    let request = StreamReadRequest {
-        stream,
-        start: StreamStart::End,
-        direction: Direction::Backwards,
-        max_count: 1,
-    };
-    match node.read_stream(&request) {
-        Ok(StreamReadResult::Events(events)) => events.into_iter().next().map(|e| e.record.data),
-        _ => None,
-    }
-}
-
-/// The ACL in `stream`'s metadata, if any.
-pub fn stream_acl(node: &Node, stream: &str) -> Option<StreamAcl> {
-    let data = latest_data(node, &format!("$${stream}"))?;
-    StreamAcl::from_metadata_json(&data).0
-}
-
-/// The default ACLs (`$settings`), or the built-in ones.
-pub fn system_settings(node: &Node) -> SystemSettings {
-    latest_data(node, SETTINGS_STREAM)
-        .map(|data| SystemSettings::from_json(&data).0)
-        .unwrap_or_default()
+fn decision(
+    principal: &Principal,
+    stream: &str,
+    access: StreamAccess,
+    acl: Option<&StreamAcl>,
+    settings: &SystemSettings,
+    allow_anonymous: bool,
+) -> Result<(), Denied> {
+    access::check_stream(principal, stream, access, acl, settings, allow_anonymous)
+        .is_allowed()
+        .then_some(())
+        .ok_or(Denied)
 }
 
 /// Which streams one principal may read, remembered for one read or subscription.
 pub struct ReadableStreams {
     node: Node,
+    acls: Arc<AclCache>,
     principal: Principal,
     allow_anonymous: bool,
     decisions: Mutex<HashMap<String, bool>>,
@@ -248,6 +252,7 @@ impl ReadableStreams {
         }
         let allowed = decide(
             &self.node,
+            &self.acls,
             &self.principal,
             stream,
             StreamAccess::Read,
