@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use base64::Engine;
 
+/// What rustls says when the first answer to its hello is not a TLS record (plain HTTP).
+const NOT_TLS_TEXT: &str = "InvalidContentType";
 /// The most bytes of a refusal's body quoted in the error line.
 const BODY_QUOTED_MAX: usize = 200;
 
@@ -19,6 +21,8 @@ pub(super) enum Failure {
     Refused { url: String },
     /// The node's certificate is not one the client trusts.
     Certificate { url: String, detail: String },
+    /// An `https://` URL at a port that answers without TLS.
+    NotTls { url: String },
     /// No answer within the timeout.
     Timeout { url: String, secs: f64 },
     /// The node answered with another error status.
@@ -58,6 +62,11 @@ impl fmt::Display for Failure {
                 f,
                 "TLS with {url} failed, the node's certificate is not trusted ({detail}); pass \
                  --tls-ca-file with the CA certificate that signed it"
+            ),
+            Failure::NotTls { url } => write!(
+                f,
+                "TLS with {url} failed: the node answers without TLS there (an insecure node \
+                 takes http://)"
             ),
             Failure::Timeout { url, secs } => {
                 write!(f, "{url} did not answer within {secs} s (--timeout)")
@@ -181,7 +190,10 @@ impl AdminClient {
 }
 
 /// A failure from the chain of causes under `error`: a refused connection is an
-/// `io::Error` somewhere in it; a certificate rustls rejects says "certificate".
+/// `io::Error` somewhere in it; a certificate rustls rejects says "certificate"; plain HTTP
+/// where TLS was expected is a record of the wrong content type. The outermost cause
+/// (reqwest's "error sending request for url (...)") is left out of the text when there are
+/// others, as the URL is named already.
 fn classify_chain(url: String, error: &(dyn std::error::Error + 'static)) -> Failure {
     let mut causes = Vec::new();
     let mut refused = false;
@@ -199,7 +211,13 @@ fn classify_chain(url: String, error: &(dyn std::error::Error + 'static)) -> Fai
     if refused {
         return Failure::Refused { url };
     }
+    if causes.len() > 1 {
+        causes.remove(0);
+    }
     let innermost = causes.last().cloned().unwrap_or_default();
+    if causes.iter().any(|cause| cause.contains(NOT_TLS_TEXT)) {
+        return Failure::NotTls { url };
+    }
     if causes
         .iter()
         .any(|cause| cause.to_ascii_lowercase().contains("certificate"))
@@ -274,6 +292,27 @@ mod tests {
             "{failure:?}"
         );
         assert!(failure.to_string().contains("--tls-ca-file"), "{failure}");
+
+        let plain = Wrapper(
+            "error sending request for url (https://h:1/gossip)",
+            Box::new(std::io::Error::other(
+                "received corrupt message of type InvalidContentType",
+            )),
+        );
+        let failure = classify_chain("https://h:1/gossip".into(), &plain);
+        assert_eq!(
+            failure,
+            Failure::NotTls {
+                url: "https://h:1/gossip".into()
+            }
+        );
+
+        let other = Wrapper(
+            "error sending request for url (http://h:1/gossip)",
+            Box::new(std::io::Error::other("connection reset")),
+        );
+        let failure = classify_chain("http://h:1/gossip".into(), &other);
+        assert_eq!(failure.to_string(), "http://h:1/gossip: connection reset");
     }
 
     #[test]
