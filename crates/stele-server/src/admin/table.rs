@@ -4,8 +4,11 @@
 
 use serde_json::Value;
 
-/// The columns: heading and how a member's cell is made.
-const COLUMNS: [(&str, fn(&Value) -> String); 10] = [
+/// How a member's cell of one column is made.
+type Cell = fn(&Value) -> String;
+
+/// The columns: heading and cell.
+const COLUMNS: [(&str, Cell); 10] = [
     ("MEMBER", |m| {
         format!(
             "{}:{}",
