@@ -140,6 +140,12 @@ async fn a_secure_node_needs_the_ca_and_an_admins_credentials() {
     assert!(stderr.contains("--tls-ca-file"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
 
+    // Plain HTTP to the secure port: the error says the node is likely secure.
+    let plain = url.replacen("https://", "http://", 1);
+    let (code, _, stderr) = admin(&["--url", &plain, "status"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("use https://"), "{stderr}");
+
     // With the CA, gossip is anonymous; shutdown without credentials is 401.
     let (code, table, stderr) = admin(&["--url", &url, "--tls-ca-file", &ca_file, "status"]);
     assert_eq!(code, 0, "status with the CA: {stderr}");

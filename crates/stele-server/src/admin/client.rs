@@ -9,6 +9,8 @@ use base64::Engine;
 
 /// What rustls says when the first answer to its hello is not a TLS record (plain HTTP).
 const NOT_TLS_TEXT: &str = "InvalidContentType";
+/// What hyper says when an `http://` request is answered in TLS (a secure node).
+const TLS_ANSWER_TEXT: &str = "invalid HTTP version";
 /// The most bytes of a refusal's body quoted in the error line.
 const BODY_QUOTED_MAX: usize = 200;
 
@@ -23,6 +25,8 @@ pub(super) enum Failure {
     Certificate { url: String, detail: String },
     /// An `https://` URL at a port that answers without TLS.
     NotTls { url: String },
+    /// An `http://` URL at a port that answers in TLS.
+    TlsOnly { url: String },
     /// No answer within the timeout.
     Timeout { url: String, secs: f64 },
     /// The node answered with another error status.
@@ -67,6 +71,11 @@ impl fmt::Display for Failure {
                 f,
                 "TLS with {url} failed: the node answers without TLS there (an insecure node \
                  takes http://)"
+            ),
+            Failure::TlsOnly { url } => write!(
+                f,
+                "{url} did not answer in plain HTTP: the node is likely secure (use https:// \
+                 and --tls-ca-file)"
             ),
             Failure::Timeout { url, secs } => {
                 write!(f, "{url} did not answer within {secs} s (--timeout)")
@@ -191,7 +200,8 @@ impl AdminClient {
 
 /// A failure from the chain of causes under `error`: a refused connection is an
 /// `io::Error` somewhere in it; a certificate rustls rejects says "certificate"; plain HTTP
-/// where TLS was expected is a record of the wrong content type. The outermost cause
+/// where TLS was expected is a record of the wrong content type, and TLS where plain HTTP was
+/// expected is an invalid HTTP version. The outermost cause
 /// (reqwest's "error sending request for url (...)") is left out of the text when there are
 /// others, as the URL is named already.
 fn classify_chain(url: String, error: &(dyn std::error::Error + 'static)) -> Failure {
@@ -217,6 +227,9 @@ fn classify_chain(url: String, error: &(dyn std::error::Error + 'static)) -> Fai
     let innermost = causes.last().cloned().unwrap_or_default();
     if causes.iter().any(|cause| cause.contains(NOT_TLS_TEXT)) {
         return Failure::NotTls { url };
+    }
+    if url.starts_with("http://") && causes.iter().any(|cause| cause.contains(TLS_ANSWER_TEXT)) {
+        return Failure::TlsOnly { url };
     }
     if causes
         .iter()
@@ -266,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_connection_and_an_untrusted_certificate_are_named() {
+    fn a_refused_connection_an_untrusted_certificate_and_the_wrong_scheme_are_named() {
         let refused = Wrapper(
             "error sending request",
             Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
@@ -306,6 +319,15 @@ mod tests {
                 url: "https://h:1/gossip".into()
             }
         );
+
+        let secure = Wrapper(
+            "error sending request for url (http://h:1/gossip)",
+            Box::new(std::io::Error::other(
+                "client error (SendRequest): invalid HTTP version parsed",
+            )),
+        );
+        let failure = classify_chain("http://h:1/gossip".into(), &secure);
+        assert!(failure.to_string().contains("use https://"), "{failure}");
 
         let other = Wrapper(
             "error sending request for url (http://h:1/gossip)",
