@@ -1,6 +1,6 @@
 //! The `stele` binary's library: configuration in EventStoreDB's language ([`config`]) and
 //! log setup ([`logging`]). Node wiring (`run`) and operator subcommands live beside them;
-//! [`certs`] also makes the certificates TLS needs.
+//! [`certs`] also makes the certificates TLS needs; [`admin`] drives a running node over HTTP.
 //! The binary itself (`main.rs`) only dispatches subcommands.
 
 // The operating system through libc: file-descriptor limits (run), free disk space
@@ -15,6 +15,7 @@
     reason = "the stele binary's subcommands report to the terminal by design"
 )]
 
+pub mod admin;
 pub mod bench;
 pub mod certs;
 pub mod config;

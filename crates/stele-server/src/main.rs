@@ -1,5 +1,5 @@
 //! `stele`: runs a node (`stele [run] [options]`). Operator subcommands (`stele bench ...`,
-//! `stele dev-cluster ...`, `stele certs ...`) are dispatched here too.
+//! `stele dev-cluster ...`, `stele certs ...`, `stele admin ...`) are dispatched here too.
 
 #![allow(
     clippy::print_stdout,
@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Some("bench") => stele_server::bench::main(&args[1..]),
         Some("dev-cluster") => stele_server::dev_cluster::main(&args[1..]),
         Some("certs") => stele_server::certs::main(&args[1..]),
+        Some("admin") => stele_server::admin::main(&args[1..]),
         _ => run(&args),
     }
 }
