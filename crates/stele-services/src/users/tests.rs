@@ -360,10 +360,20 @@ async fn a_cached_login_sees_a_change_to_the_user_at_once() {
     assert!(auth.authenticate("u", "secret").await.is_ok());
     let version = node.stream_version("$user-u");
     users.disable("u").await.unwrap();
-    assert_ne!(node.stream_version("$user-u"), version, "the change was counted");
-    assert_eq!(auth.authenticate("u", "secret").await, Err(AuthError::Invalid));
+    assert_ne!(
+        node.stream_version("$user-u"),
+        version,
+        "the change was counted"
+    );
+    assert_eq!(
+        auth.authenticate("u", "secret").await,
+        Err(AuthError::Invalid)
+    );
     users.enable("u").await.unwrap();
     assert!(auth.authenticate("u", "secret").await.is_ok());
     users.delete("u").await.unwrap();
-    assert_eq!(auth.authenticate("u", "secret").await, Err(AuthError::Invalid));
+    assert_eq!(
+        auth.authenticate("u", "secret").await,
+        Err(AuthError::Invalid)
+    );
 }
