@@ -91,7 +91,7 @@ async fn get_metrics(State(state): State<ScrapeState>) -> Response {
         system,
         groups,
         pid: std::process::id(),
-        now: SystemTime::now(),
+        now: SystemTime::UNIX_EPOCH + stele_cluster::determinism::unix_now(),
     };
     match exposition(&state.metrics, &figures) {
         Ok(body) => ([(CONTENT_TYPE_HEADER, CONTENT_TYPE)], body).into_response(),
@@ -364,7 +364,7 @@ mod tests {
             system: SystemFigures::default(),
             groups: Vec::new(),
             pid: 7,
-            now: SystemTime::now(),
+            now: SystemTime::UNIX_EPOCH + stele_cluster::determinism::unix_now(),
         };
         let text = exposition(&Metrics::default(), &figures).unwrap();
         assert!(!text.contains("kurrentdb_proc_up_time"), "{text}");
