@@ -14,4 +14,5 @@ pub mod client_tls;
 pub mod connections;
 pub mod grpc;
 pub mod http;
+pub mod metrics;
 pub mod serve;

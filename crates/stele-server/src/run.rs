@@ -175,14 +175,21 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
         crate::security::spawn_default_users(&options, &node);
     }
     let users = stele_services::users::Users::new(node.clone());
+    let metrics = stele_api::metrics::Metrics::default();
     let http = stele_api::http::router(
         node.clone(),
         persistent.clone(),
         users.clone(),
         access.clone(),
         tls.clone(),
+        metrics.clone(),
     );
-    let grpc = stele_api::grpc::routes(node.clone(), persistent, users, access);
+    let grpc = metrics.instrument(stele_api::grpc::routes(
+        node.clone(),
+        persistent,
+        users,
+        access,
+    ));
     let stop = node.clone();
     let failed = Arc::new(std::sync::Mutex::new(None));
     let log_failure = crate::log_watch::wait_for_failure(

@@ -1,5 +1,6 @@
 //! The HTTP API that shares the client port with gRPC (PROTOCOL.md §12): health, gossip,
-//! node information and statistics, as EventStoreDB answers them, the operator commands
+//! node information and statistics, as EventStoreDB answers them (Prometheus `/metrics` is
+//! [`crate::metrics`]'s route, merged here), the operator commands
 //! resign and node priority (`admin.rs`), and the persistent-subscription endpoints
 //! (`subscriptions/`). JSON property names are camelCase, as EventStoreDB's JSON codec
 //! writes them.
@@ -19,7 +20,7 @@ mod gossip;
 mod health;
 pub mod info;
 pub mod policy;
-mod process;
+pub(crate) mod process;
 mod stats;
 mod subscriptions;
 mod timestamp;
@@ -73,15 +74,22 @@ impl NodeView for Node {
 type SharedNode = Arc<dyn NodeView>;
 
 /// The HTTP routes of a node; `persistent` serves `/subscriptions`, `access` decides who
-/// may call what ([`policy`]), `tls` is reloaded by `POST /admin/reloadconfig`.
+/// may call what ([`policy`]), `tls` is reloaded by `POST /admin/reloadconfig`, `metrics`
+/// holds what `/metrics` reports beside the figures read at scrape time.
 pub fn router(
     node: Node,
     persistent: stele_services::persistent::Subsystem,
     users: stele_services::users::Users,
     access: AccessControl,
     tls: Option<Arc<Tls>>,
+    metrics: crate::metrics::Metrics,
 ) -> Router {
     routes(Arc::new(node.clone()))
+        .merge(crate::metrics::route(
+            Arc::new(node.clone()),
+            Some(persistent.clone()),
+            metrics,
+        ))
         .merge(admin::routes(Arc::new(node), tls))
         .merge(subscriptions::routes(persistent))
         .merge(users::routes(users, access.clone()))

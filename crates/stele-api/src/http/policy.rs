@@ -121,6 +121,8 @@ mod tests {
             (Method::POST, "/gossip", Operation::GossipUpdate),
             (Method::GET, "/stats", Operation::Stats),
             (Method::GET, "/stats/replication", Operation::Stats),
+            // Ruled as /stats is (authenticated, or anonymous with AllowAnonymousEndpointAccess).
+            (Method::GET, "/metrics", Operation::Metrics),
             (Method::POST, "/admin/shutdown", Operation::Shutdown),
             (
                 Method::POST,
