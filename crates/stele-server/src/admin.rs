@@ -24,11 +24,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use self::client::{AdminClient, Failure};
+use crate::subcommand::EXIT_CONFIG;
 
 /// Exit code for a command the node refused or that could not reach it.
 const EXIT_FAILURE: u8 = 1;
-/// Exit code for a command line that cannot be run.
-const EXIT_CONFIG: u8 = 2;
 /// The longest `--timeout` accepted, in seconds.
 const TIMEOUT_MAX_SECS: f64 = 3_600.0;
 
@@ -91,18 +90,9 @@ enum Command {
 
 /// `stele admin ...`: parses `args` (those after `admin`) and runs the command.
 pub fn main(args: &[String]) -> ExitCode {
-    let options = match Options::try_parse_from(
-        std::iter::once("stele admin").chain(args.iter().map(String::as_str)),
-    ) {
+    let options: Options = match crate::subcommand::parse("stele admin", args) {
         Ok(options) => options,
-        Err(error) => {
-            let _ = error.print();
-            return if error.use_stderr() {
-                ExitCode::from(EXIT_CONFIG)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
     if let Err(message) = options.check() {
         eprintln!("stele admin: {message}");

@@ -33,9 +33,8 @@ use self::load::Plan;
 use self::node_stats::StatsClient;
 use self::report::{OtherNode, Report};
 use self::spawned_node::SpawnedNode;
+use crate::subcommand::EXIT_CONFIG;
 
-/// Exit code when the run could not happen (bad options, unreachable node).
-const EXIT_CONFIG: u8 = 2;
 /// Exit code when the run happened but some appends failed or writers hung.
 const EXIT_ERRORS: u8 = 1;
 /// At most this many gRPC connections are opened; writers share them round-robin, as
@@ -127,18 +126,9 @@ pub enum Api {
 
 /// `stele bench [options]`: parses `args` (those after `bench`) and runs.
 pub fn main(args: &[String]) -> ExitCode {
-    let options = match Options::try_parse_from(
-        std::iter::once("stele bench").chain(args.iter().map(String::as_str)),
-    ) {
+    let options: Options = match crate::subcommand::parse("stele bench", args) {
         Ok(options) => options,
-        Err(error) => {
-            let _ = error.print();
-            return if error.use_stderr() {
-                ExitCode::from(EXIT_CONFIG)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
     if let Err(message) = options.check() {
         eprintln!("stele bench: {message}");

@@ -24,3 +24,4 @@ pub mod log_watch;
 pub mod logging;
 pub mod run;
 pub mod security;
+pub mod subcommand;

@@ -49,6 +49,7 @@ use self::layout::{
 };
 use self::process::{die_with_parent, first_exit, stop_all, Running};
 use self::readiness::{await_cluster, report_roles};
+use crate::subcommand::EXIT_CONFIG;
 
 /// How long one HTTP request to a node may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -59,8 +60,6 @@ const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// The most nodes of either kind: one loopback address each must remain below 127.0.0.255.
 const NODES_MAX: u8 = 50;
 
-/// Exit code for options or a set-up the cluster cannot start with.
-const EXIT_CONFIG: u8 = 2;
 /// Exit code when a node exited by itself or the cluster was not ready in time.
 const EXIT_FAILURE: u8 = 1;
 
@@ -104,18 +103,9 @@ pub struct Options {
 
 /// `stele dev-cluster [options]`: parses `args` (those after `dev-cluster`) and runs.
 pub fn main(args: &[String]) -> ExitCode {
-    let options = match Options::try_parse_from(
-        std::iter::once("stele dev-cluster").chain(args.iter().map(String::as_str)),
-    ) {
+    let options: Options = match crate::subcommand::parse("stele dev-cluster", args) {
         Ok(options) => options,
-        Err(error) => {
-            let _ = error.print();
-            return if error.use_stderr() {
-                ExitCode::from(EXIT_CONFIG)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
