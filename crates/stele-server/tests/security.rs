@@ -295,13 +295,7 @@ async fn admin_operations_are_refused_to_callers_without_the_right() {
     let (node, ca) = secure_node(dir.path()).await;
     let admin = client(&node);
     wait_for_admin(&admin).await;
-    let http = stele_testkit::NodeTls {
-        certificate_file: Default::default(),
-        private_key_file: Default::default(),
-        trusted_roots_dir: ca.dir.clone(),
-        ca_file: ca.ca_file(),
-    }
-    .http_client(Duration::from_secs(10));
+    let http = ca.http_client(Duration::from_secs(10));
     let url = node.http_url();
 
     // HTTP: anonymous and wrong credentials are 401; the node keeps running.
@@ -517,13 +511,7 @@ async fn persistent_subscriptions_act_with_their_creators_rights() {
         "{refused:?}"
     );
     // HTTP: the same.
-    let http = stele_testkit::NodeTls {
-        certificate_file: Default::default(),
-        private_key_file: Default::default(),
-        trusted_roots_dir: ca.dir.clone(),
-        ca_file: ca.ca_file(),
-    }
-    .http_client(Duration::from_secs(10));
+    let http = ca.http_client(Duration::from_secs(10));
     let url = node.http_url();
     for (stream, expected) in [("secret", 401), ("public", 201)] {
         let response = http

@@ -135,13 +135,7 @@ async fn a_secure_cluster_replicates_and_refuses_strangers() {
 
     // A deleted default user comes back at the next election.
     let ca = cluster.ca().expect("a secure cluster has a CA").clone();
-    let http = stele_testkit::NodeTls {
-        certificate_file: Default::default(),
-        private_key_file: Default::default(),
-        trusted_roots_dir: ca.dir.clone(),
-        ca_file: ca.ca_file(),
-    }
-    .http_client(Duration::from_secs(10));
+    let http = ca.http_client(Duration::from_secs(10));
     let leader = cluster.wait_for_leader(&[], Duration::from_secs(20)).await;
     let url = cluster.http_url(leader);
     let deleted = http

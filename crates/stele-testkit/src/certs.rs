@@ -57,6 +57,11 @@ impl TestCa {
         self.dir.join("ca.crt")
     }
 
+    /// An HTTP client that trusts this CA.
+    pub fn http_client(&self, timeout: std::time::Duration) -> reqwest::Client {
+        http_client_trusting(&self.ca_file(), timeout)
+    }
+
     /// `stele certs create-node -out <out> -ip-addresses <ips> -dns-names localhost`, with
     /// `extra` flags (a `-common-name`, say).
     pub fn node(&self, out: &Path, ips: &str, extra: &[&str]) -> NodeTls {
@@ -103,12 +108,17 @@ impl NodeTls {
 
     /// An HTTP client that trusts the CA.
     pub fn http_client(&self, timeout: std::time::Duration) -> reqwest::Client {
-        let pem = std::fs::read(&self.ca_file).expect("reading the CA certificate");
-        let ca = reqwest::Certificate::from_pem(&pem).expect("the CA certificate parses");
-        reqwest::Client::builder()
-            .timeout(timeout)
-            .add_root_certificate(ca)
-            .build()
-            .expect("building the HTTP client")
+        http_client_trusting(&self.ca_file, timeout)
     }
+}
+
+/// An HTTP client that trusts the CA certificate in `ca_file`.
+fn http_client_trusting(ca_file: &Path, timeout: std::time::Duration) -> reqwest::Client {
+    let pem = std::fs::read(ca_file).expect("reading the CA certificate");
+    let ca = reqwest::Certificate::from_pem(&pem).expect("the CA certificate parses");
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .add_root_certificate(ca)
+        .build()
+        .expect("building the HTTP client")
 }
