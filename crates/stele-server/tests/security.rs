@@ -43,6 +43,17 @@ fn as_user(login: &str, password: &str) -> AppendToStreamOptions {
         .authenticated(Credentials::new(login.to_owned(), password.to_owned()))
 }
 
+/// Sets `stream`'s ACL (its metadata holds only that), as the client's admin.
+async fn set_acl(admin: &Client, stream: &str, acl: StreamAclBuilder) {
+    let metadata = StreamMetadataBuilder::new()
+        .acl(kurrentdb::Acl::Stream(acl.build()))
+        .build();
+    admin
+        .set_stream_metadata(stream, &Default::default(), &metadata)
+        .await
+        .unwrap_or_else(|e| panic!("admin sets the ACL of {stream}: {e}"));
+}
+
 /// Waits until the default users exist (the node creates them once it leads: `admin`
 /// first, then `ops`; a test that uses `ops` right after `admin` works would race it).
 async fn wait_for_admin(client: &Client) {
@@ -154,17 +165,10 @@ async fn stream_acls_and_all_reads_keep_protected_streams_from_other_users() {
     let ops = Credentials::new("ops".to_owned(), "changeit".to_owned());
 
     // `secret` is readable by admins only; `public` keeps the default ACL (everyone).
-    let acl = StreamAclBuilder::new()
+    let admins = StreamAclBuilder::new()
         .add_read_roles("$admins")
-        .add_write_roles("$admins")
-        .build();
-    let metadata = StreamMetadataBuilder::new()
-        .acl(kurrentdb::Acl::Stream(acl))
-        .build();
-    admin
-        .set_stream_metadata("secret", &Default::default(), &metadata)
-        .await
-        .expect("admin sets the ACL");
+        .add_write_roles("$admins");
+    set_acl(&admin, "secret", admins).await;
     admin
         .append_to_stream(
             "secret",
@@ -209,17 +213,12 @@ async fn stream_acls_and_all_reads_keep_protected_streams_from_other_users() {
     );
 
     // Widened to everyone through `$$$all`, ops reads `$all` — but never `secret`'s events.
-    let all_acl = StreamAclBuilder::new().add_read_roles("$all").build();
-    admin
-        .set_stream_metadata(
-            "$all",
-            &Default::default(),
-            &StreamMetadataBuilder::new()
-                .acl(kurrentdb::Acl::Stream(all_acl))
-                .build(),
-        )
-        .await
-        .expect("admin widens $all");
+    set_acl(
+        &admin,
+        "$all",
+        StreamAclBuilder::new().add_read_roles("$all"),
+    )
+    .await;
     let seen = read_all(
         &admin,
         &ReadAllOptions::default().authenticated(ops.clone()),
@@ -480,17 +479,12 @@ async fn persistent_subscriptions_act_with_their_creators_rights() {
     let admin = client(&node);
     wait_for_admin(&admin).await;
     let ops = Credentials::new("ops".to_owned(), "changeit".to_owned());
-    let admins_only = StreamAclBuilder::new().add_read_roles("$admins").build();
-    admin
-        .set_stream_metadata(
-            "secret",
-            &Default::default(),
-            &StreamMetadataBuilder::new()
-                .acl(kurrentdb::Acl::Stream(admins_only))
-                .build(),
-        )
-        .await
-        .expect("admin sets the ACL");
+    set_acl(
+        &admin,
+        "secret",
+        StreamAclBuilder::new().add_read_roles("$admins"),
+    )
+    .await;
     let write = AppendToStreamOptions::default();
     admin
         .append_to_stream("secret", &write, json_event("s", 1))
@@ -527,17 +521,12 @@ async fn persistent_subscriptions_act_with_their_creators_rights() {
 
     // With `$all` opened to everyone, ops makes a `$all` group; admin consumes it and
     // still sees only what ops may read.
-    let everyone = StreamAclBuilder::new().add_read_roles("$all").build();
-    admin
-        .set_stream_metadata(
-            "$all",
-            &Default::default(),
-            &StreamMetadataBuilder::new()
-                .acl(kurrentdb::Acl::Stream(everyone))
-                .build(),
-        )
-        .await
-        .expect("admin widens $all");
+    set_acl(
+        &admin,
+        "$all",
+        StreamAclBuilder::new().add_read_roles("$all"),
+    )
+    .await;
     let from_start = PersistentSubscriptionToAllOptions::default()
         .start_from(kurrentdb::StreamPosition::Start)
         .authenticated(ops.clone());
