@@ -1,0 +1,1 @@
+//! User projections in JavaScript on QuickJS (rquickjs). Being written.
