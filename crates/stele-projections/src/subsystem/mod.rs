@@ -400,3 +400,6 @@ fn map_append(e: AppendError) -> ProjectionError {
         AppendError::Failed(reason) => ProjectionError::OperationFailed(reason),
     }
 }
+
+#[cfg(test)]
+mod tests;
