@@ -145,7 +145,19 @@ mod tests {
         };
         assert_eq!(
             create.encode_to_vec(),
-            vec![0x0a, 9, (3 << 3) | 2, 5, 0x0a, 1, b'p', 3 << 3, 1, 5 << 3, 1]
+            vec![
+                0x0a,
+                9,
+                (3 << 3) | 2,
+                5,
+                0x0a,
+                1,
+                b'p',
+                3 << 3,
+                1,
+                5 << 3,
+                1
+            ]
         );
         // UpdateReq.Options.no_emit_options = 4 (an empty message).
         let update = projections::UpdateReq {
