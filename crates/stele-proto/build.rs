@@ -13,6 +13,7 @@ const PROTO_FILES: &[&str] = &[
     "operations.proto",
     "persistent.proto",
     "users.proto",
+    "projections.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

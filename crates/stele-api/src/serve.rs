@@ -251,7 +251,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let http = routes(Arc::new(FakeNode(Mutex::new(status()))));
-        let grpc = Routes::new(Echo).add_service(ServerFeaturesServer::new(ServerFeaturesService));
+        let grpc = Routes::new(Echo)
+            .add_service(ServerFeaturesServer::new(ServerFeaturesService::default()));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let shutdown = async move {

@@ -8,11 +8,12 @@
 //! `stele_proto::shared` (`event_store.client`), `stele_proto::streams`,
 //! `stele_proto::gossip`, `stele_proto::server_features`, `stele_proto::operations`,
 //! `stele_proto::persistent` (`event_store.client.persistent_subscriptions`),
-//! `stele_proto::users` (`event_store.client.users`, from PROTOCOL-OPS.md §3.1) and
-//! `stele_proto::google_rpc`.
+//! `stele_proto::users` (`event_store.client.users`, from PROTOCOL-OPS.md §3.1),
+//! `stele_proto::projections` (`event_store.client.projections`, from PROTOCOL-OPS.md §1.2)
+//! and `stele_proto::google_rpc`.
 //!
-//! Deliberately absent for now: projections, monitoring and the v2 protocol, whose full
-//! message shapes PROTOCOL.md does not give yet.
+//! Deliberately absent for now: monitoring and the v2 protocol, whose full message shapes
+//! PROTOCOL.md does not give yet.
 
 pub mod codec;
 
@@ -60,6 +61,14 @@ pub mod event_store {
             #![allow(clippy::all, missing_docs)]
             include!(concat!(env!("OUT_DIR"), "/event_store.client.users.rs"));
         }
+
+        pub mod projections {
+            #![allow(clippy::all, missing_docs)]
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/event_store.client.projections.rs"
+            ));
+        }
     }
 }
 
@@ -73,7 +82,7 @@ pub mod google {
 
 pub use event_store::client as shared;
 pub use event_store::client::persistent_subscriptions as persistent;
-pub use event_store::client::{gossip, operations, server_features, streams, users};
+pub use event_store::client::{gossip, operations, projections, server_features, streams, users};
 pub use google::rpc as google_rpc;
 
 /// The type URL prefix of a packed `google.protobuf.Any`.
@@ -111,6 +120,64 @@ mod tests {
             users::users_server::SERVICE_NAME,
             "event_store.client.users.Users"
         );
+    }
+
+    #[test]
+    fn projections_field_numbers_follow_the_protocol() {
+        use projections::{create_req, statistics_resp, update_req, CreateReq, StatisticsResp};
+        assert_eq!(
+            projections::projections_server::SERVICE_NAME,
+            "event_store.client.projections.Projections"
+        );
+        // CreateReq.options = 1 holding continuous = 3 {name = 1, track = 3}, engine = 5.
+        let create = CreateReq {
+            options: Some(create_req::Options {
+                mode: Some(create_req::options::Mode::Continuous(
+                    create_req::options::Continuous {
+                        name: "p".into(),
+                        emit_enabled: false,
+                        track_emitted_streams: true,
+                    },
+                )),
+                query: String::new(),
+                engine_version: 1,
+            }),
+        };
+        assert_eq!(
+            create.encode_to_vec(),
+            vec![
+                0x0a,
+                9,
+                (3 << 3) | 2,
+                5,
+                0x0a,
+                1,
+                b'p',
+                3 << 3,
+                1,
+                5 << 3,
+                1
+            ]
+        );
+        // UpdateReq.Options.no_emit_options = 4 (an empty message).
+        let update = projections::UpdateReq {
+            options: Some(update_req::Options {
+                name: String::new(),
+                query: String::new(),
+                emit_option: Some(update_req::options::EmitOption::NoEmitOptions(
+                    shared::Empty {},
+                )),
+            }),
+        };
+        assert_eq!(update.encode_to_vec(), vec![0x0a, 2, (4 << 3) | 2, 0]);
+        // StatisticsResp.details = 1 holding eventsProcessedAfterRestart = 15.
+        let statistics = StatisticsResp {
+            details: Some(statistics_resp::Details {
+                events_processed_after_restart: 2,
+                ..Default::default()
+            }),
+        };
+        assert_eq!(statistics.encode_to_vec(), vec![0x0a, 2, 15 << 3, 2]);
     }
 
     #[test]

@@ -175,11 +175,19 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
         crate::security::spawn_default_users(&options, &node);
     }
     let users = stele_services::users::Users::new(node.clone());
+    // Projections run on whichever node leads; gRPC and HTTP share them. The configuration
+    // (RunProjections and the rest) is not read from the options yet: the default runs none.
+    let projections = stele_projections::Projections::start(
+        node.clone(),
+        access.clone(),
+        stele_projections::Config::default(),
+    );
     let metrics = stele_api::metrics::Metrics::default();
     let http = stele_api::http::router(
         node.clone(),
         persistent.clone(),
         users.clone(),
+        projections.clone(),
         access.clone(),
         tls.clone(),
         metrics.clone(),
@@ -188,6 +196,7 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
         node.clone(),
         persistent,
         users,
+        projections,
         access,
     ));
     let stop = node.clone();

@@ -9,7 +9,10 @@
 //! of `getinfo`, `replayparked`, `list` and `restartsubsystem`). Every PersistentSubscriptions
 //! method carries `["stream","all"]`, as EventStoreDB lists them. Of Operations, only the
 //! methods that do something are listed (`resignnode`, `setnodepriority`, `shutdown`,
-//! `restartpersistentsubscriptions`); the others answer UNIMPLEMENTED.
+//! `restartpersistentsubscriptions`); the others answer UNIMPLEMENTED. The Projections
+//! methods are listed only when the node runs projections, `create` with the feature
+//! `track_emitted_streams` (the Node client then creates tracking projections over gRPC
+//! instead of its HTTP fallback).
 
 use stele_proto::server_features::server_features_server::ServerFeatures;
 use stele_proto::server_features::{SupportedMethod, SupportedMethods};
@@ -25,6 +28,7 @@ const GOSSIP: &str = "event_store.client.gossip.gossip";
 const OPERATIONS: &str = "event_store.client.operations.operations";
 const PERSISTENT: &str = "event_store.client.persistent_subscriptions.persistentsubscriptions";
 const USERS: &str = "event_store.client.users.users";
+const PROJECTIONS: &str = "event_store.client.projections.projections";
 
 /// The features of every PersistentSubscriptions method: groups on a stream and on `$all`.
 const PERSISTENT_FEATURES: &[&str] = &["stream", "all"];
@@ -60,13 +64,41 @@ const METHODS: &[(&str, &str, &[&str])] = &[
     (USERS, "resetpassword", &[]),
 ];
 
-#[derive(Debug, Clone, Default)]
-pub struct ServerFeaturesService;
+/// `(service, method, features)` for the Projections methods, served when the node runs
+/// projections.
+const PROJECTION_METHODS: &[(&str, &str, &[&str])] = &[
+    (PROJECTIONS, "create", &["track_emitted_streams"]),
+    (PROJECTIONS, "update", &[]),
+    (PROJECTIONS, "delete", &[]),
+    (PROJECTIONS, "statistics", &[]),
+    (PROJECTIONS, "disable", &[]),
+    (PROJECTIONS, "enable", &[]),
+    (PROJECTIONS, "reset", &[]),
+    (PROJECTIONS, "state", &[]),
+    (PROJECTIONS, "result", &[]),
+    (PROJECTIONS, "restartsubsystem", &[]),
+];
 
-pub fn supported_methods() -> SupportedMethods {
+/// The ServerFeatures service; `projections` says whether the Projections service is
+/// served.
+#[derive(Debug, Clone, Default)]
+pub struct ServerFeaturesService {
+    projections: bool,
+}
+
+impl ServerFeaturesService {
+    pub fn new(projections: bool) -> Self {
+        ServerFeaturesService { projections }
+    }
+}
+
+/// The methods served, with the Projections ones when `projections` is on.
+pub fn supported_methods(projections: bool) -> SupportedMethods {
+    let projection_methods = if projections { PROJECTION_METHODS } else { &[] };
     SupportedMethods {
         methods: METHODS
             .iter()
+            .chain(projection_methods)
             .map(|(service, method, features)| SupportedMethod {
                 method_name: (*method).to_owned(),
                 service_name: (*service).to_owned(),
@@ -83,7 +115,7 @@ impl ServerFeatures for ServerFeaturesService {
         &self,
         _request: Request<Empty>,
     ) -> Result<Response<SupportedMethods>, Status> {
-        Ok(Response::new(supported_methods()))
+        Ok(Response::new(supported_methods(self.projections)))
     }
 }
 
@@ -93,7 +125,7 @@ mod tests {
 
     #[test]
     fn lists_batch_append_with_the_names_clients_match() {
-        let methods = supported_methods();
+        let methods = supported_methods(false);
         assert_eq!(methods.event_store_server_version, "24.10.0");
         let batch = methods
             .methods
@@ -131,7 +163,7 @@ mod tests {
 
     #[test]
     fn lists_every_persistent_subscriptions_method_with_stream_and_all() {
-        let methods = supported_methods();
+        let methods = supported_methods(false);
         let persistent: Vec<&SupportedMethod> = methods
             .methods
             .iter()
@@ -165,6 +197,40 @@ mod tests {
         );
     }
 
+    #[test]
+    fn lists_projections_only_when_they_run_and_create_tracks_emitted_streams() {
+        let projections = |methods: SupportedMethods| -> Vec<SupportedMethod> {
+            methods
+                .methods
+                .into_iter()
+                .filter(|m| m.service_name == PROJECTIONS)
+                .collect()
+        };
+        assert!(projections(supported_methods(false)).is_empty());
+        let listed = projections(supported_methods(true));
+        let names: Vec<&str> = listed.iter().map(|m| m.method_name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "create",
+                "update",
+                "delete",
+                "statistics",
+                "disable",
+                "enable",
+                "reset",
+                "state",
+                "result",
+                "restartsubsystem"
+            ]
+        );
+        assert_eq!(listed[0].features, ["track_emitted_streams"]);
+        assert_eq!(
+            stele_proto::projections::projections_server::SERVICE_NAME.to_lowercase(),
+            PROJECTIONS
+        );
+    }
+
     /// The generated server and client agree over a real HTTP/2 connection, through the
     /// same `Routes` the node serves.
     #[tokio::test]
@@ -176,7 +242,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let mut routes = tonic::service::RoutesBuilder::default();
-        routes.add_service(ServerFeaturesServer::new(ServerFeaturesService));
+        routes.add_service(ServerFeaturesServer::new(ServerFeaturesService::default()));
         let server = tokio::spawn(
             tonic::transport::Server::builder()
                 .add_routes(routes.routes())
@@ -189,7 +255,7 @@ mod tests {
             .unwrap();
         let mut client = ServerFeaturesClient::new(channel);
         let answer = client.get_supported_methods(Empty {}).await.unwrap();
-        assert_eq!(answer.into_inner(), supported_methods());
+        assert_eq!(answer.into_inner(), supported_methods(false));
         server.abort();
     }
 }

@@ -23,6 +23,10 @@ use tonic::{Code, Status};
 mod users;
 pub use users::user_error;
 
+// The Projections service's statuses (PROTOCOL-OPS.md §1.4), in `status/projections.rs`.
+mod projections;
+pub use projections::projection_error;
+
 /// Trailer keys (`Constants.Exceptions` in EventStoreDB).
 pub mod trailer {
     pub const EXCEPTION: &str = "exception";

@@ -1,7 +1,8 @@
 //! Where errors become HTTP answers, for every route of the HTTP API (as `grpc/status.rs` is
 //! for gRPC): the persistent-subscription engine's [`PsError`], the node's [`AdminError`]
 //! for operator commands, a refused gossip message ([`GossipRefused`]), the user operations'
-//! [`UserError`], a request the access policy refuses, and input a route refuses. Every
+//! [`UserError`], the projections subsystem's [`ProjectionError`], a request the access
+//! policy refuses, and input a route refuses. Every
 //! answer here is plain text with the reason, except the user operations' (EventStoreDB's
 //! JSON result, see [`user_error`]). What this module does not own:
 //! the texts of refused input (each parser words its own, as EventStoreDB does) and the
@@ -12,6 +13,7 @@ use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use stele_cluster::{AdminError, GossipRefused};
 
+use stele_projections::ProjectionError;
 use stele_services::persistent::PsError;
 use stele_services::users::UserError;
 
@@ -49,6 +51,40 @@ pub(super) fn persistent_error(error: PsError, uri: &Uri) -> Response {
             tracing::error!(%error, "a persistent subscription request failed (HTTP)");
             StatusCode::INTERNAL_SERVER_ERROR
         }
+    };
+    (status, error.to_string()).into_response()
+}
+
+/// Where a [`ProjectionError`] becomes an HTTP answer (plain text, the error's message), with
+/// EventStoreDB's codes (`ProjectionsController`):
+/// - not found → 404, conflict (a name in use) → 409, not authorized → 401;
+/// - the manager refused (not stopped, a system projection, no name) → 500 with the reason;
+/// - an invalid request (track without emit) → 400; the subsystem in the wrong state to
+///   restart → 409;
+/// - not leader → 307 to the same path and query on the leader, 503 if none is known;
+///   not ready → 503; projections not run on this node → 404.
+pub(super) fn projection_error(error: ProjectionError, uri: &Uri) -> Response {
+    let status = match &error {
+        ProjectionError::NotFound(_) => StatusCode::NOT_FOUND,
+        ProjectionError::Conflict(_) => StatusCode::CONFLICT,
+        ProjectionError::NotAuthorized => StatusCode::UNAUTHORIZED,
+        ProjectionError::OperationFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ProjectionError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+        ProjectionError::WrongState(_) => StatusCode::CONFLICT,
+        ProjectionError::NotLeader {
+            leader: Some(leader),
+        } => return redirect_to_leader(leader, uri),
+        ProjectionError::NotLeader { leader: None } => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Not the leader, and no leader is known; try again.",
+            )
+                .into_response()
+        }
+        ProjectionError::NotReady => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "Server Is Not Ready").into_response()
+        }
+        ProjectionError::Disabled => StatusCode::NOT_FOUND,
     };
     (status, error.to_string()).into_response()
 }
@@ -285,6 +321,65 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"loginName": "ouro", "success": false, "error": "NotFound"})
+        );
+    }
+
+    #[tokio::test]
+    async fn projection_errors_map_to_eventstoredb_status_codes() {
+        use http_body_util::BodyExt;
+        let uri: Uri = "/projection/p/command/enable?x=1".parse().unwrap();
+        let cases = [
+            (ProjectionError::NotFound("p".into()), StatusCode::NOT_FOUND),
+            (ProjectionError::Conflict("p".into()), StatusCode::CONFLICT),
+            (ProjectionError::NotAuthorized, StatusCode::UNAUTHORIZED),
+            (
+                ProjectionError::OperationFailed("not stopped".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                ProjectionError::InvalidRequest("track without emit".into()),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                ProjectionError::WrongState("Stopping".into()),
+                StatusCode::CONFLICT,
+            ),
+            (ProjectionError::NotReady, StatusCode::SERVICE_UNAVAILABLE),
+            (
+                ProjectionError::NotLeader { leader: None },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (ProjectionError::Disabled, StatusCode::NOT_FOUND),
+        ];
+        for (error, status) in cases {
+            assert_eq!(
+                projection_error(error.clone(), &uri).status(),
+                status,
+                "{error:?}"
+            );
+        }
+        // OperationFailed carries its reason.
+        let response = projection_error(
+            ProjectionError::OperationFailed(
+                "Cannot delete a projection that hasn't been stopped or faulted.".into(),
+            ),
+            &uri,
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            &body[..],
+            b"Cannot delete a projection that hasn't been stopped or faulted."
+        );
+        let redirect = projection_error(
+            ProjectionError::NotLeader {
+                leader: Some(("10.0.0.2".into(), 2113)),
+            },
+            &uri,
+        );
+        assert_eq!(redirect.status(), StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(
+            redirect.headers()[LOCATION],
+            "http://10.0.0.2:2113/projection/p/command/enable?x=1"
         );
     }
 

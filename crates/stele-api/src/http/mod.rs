@@ -1,8 +1,9 @@
 //! The HTTP API that shares the client port with gRPC (PROTOCOL.md §12): health, gossip,
 //! node information and statistics, as EventStoreDB answers them (Prometheus `/metrics` is
 //! [`crate::metrics`]'s route, merged here), the operator commands
-//! resign and node priority (`admin.rs`), and the persistent-subscription endpoints
-//! (`subscriptions/`). JSON property names are camelCase, as EventStoreDB's JSON codec
+//! resign and node priority (`admin.rs`), the persistent-subscription endpoints
+//! (`subscriptions/`), the users (`users.rs`) and, when the node runs projections, the
+//! projections endpoints (`projections/`). JSON property names are camelCase, as EventStoreDB's JSON codec
 //! writes them.
 //!
 //! What this module owns: the routes and their JSON shapes; errors become HTTP answers in
@@ -21,6 +22,7 @@ mod health;
 pub mod info;
 pub mod policy;
 pub(crate) mod process;
+pub mod projections;
 mod stats;
 mod subscriptions;
 mod timestamp;
@@ -73,17 +75,24 @@ impl NodeView for Node {
 
 type SharedNode = Arc<dyn NodeView>;
 
-/// The HTTP routes of a node; `persistent` serves `/subscriptions`, `access` decides who
-/// may call what ([`policy`]), `tls` is reloaded by `POST /admin/reloadconfig`, `metrics`
+/// The HTTP routes of a node; `persistent` serves `/subscriptions`, `users` `/users`,
+/// `projections` `/projections` and `/projection/{name}` (only when it is enabled, as the
+/// gRPC service), `access` decides who may call what ([`policy`]), `tls` is reloaded by `POST /admin/reloadconfig`, `metrics`
 /// holds what `/metrics` reports beside the figures read at scrape time.
 pub fn router(
     node: Node,
     persistent: stele_services::persistent::Subsystem,
     users: stele_services::users::Users,
+    projections: stele_projections::Projections,
     access: AccessControl,
     tls: Option<Arc<Tls>>,
     metrics: crate::metrics::Metrics,
 ) -> Router {
+    let projection_routes = if projections.is_enabled() {
+        projections::routes(projections)
+    } else {
+        Router::new()
+    };
     routes(Arc::new(node.clone()))
         .merge(crate::metrics::route(
             Arc::new(node.clone()),
@@ -93,6 +102,7 @@ pub fn router(
         .merge(admin::routes(Arc::new(node), tls))
         .merge(subscriptions::routes(persistent))
         .merge(users::routes(users, access.clone()))
+        .merge(projection_routes)
         .layer(axum::Extension(info::SecurityMode {
             secure: access.is_secure(),
         }))

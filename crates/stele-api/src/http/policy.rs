@@ -55,6 +55,21 @@ pub fn operation_for(method: &Method, path: &str) -> Option<Operation> {
         // Reading a group's messages over HTTP (AtomPub) is not served; anything else under a
         // group needs at least what consuming does.
         ["subscriptions", ..] => Operation::PersistentSubscriptionRead,
+        ["projections", "continuous" | "onetime" | "transient"] if post => {
+            Operation::ProjectionCreate
+        }
+        ["projections", "restart"] if post => Operation::ProjectionRestartSubsystem,
+        // The lists, and anything else under `/projections`.
+        ["projections", ..] => Operation::ProjectionStatistics,
+        ["projection", _] if method == Method::DELETE => Operation::ProjectionDelete,
+        ["projection", _, "state"] => Operation::ProjectionState,
+        ["projection", _, "result"] => Operation::ProjectionResult,
+        ["projection", _, "query"] if method == Method::PUT => Operation::ProjectionUpdate,
+        ["projection", _, "command", "enable"] => Operation::ProjectionEnable,
+        ["projection", _, "command", "disable" | "abort"] => Operation::ProjectionDisable,
+        ["projection", _, "command", "reset"] => Operation::ProjectionReset,
+        // Statistics, the query, and anything else under one projection.
+        ["projection", ..] => Operation::ProjectionStatistics,
         _ => return None,
     };
     Some(operation)
@@ -182,6 +197,87 @@ mod tests {
                 Operation::PersistentSubscriptionRead,
             ),
             (Method::OPTIONS, "/streams/x", Operation::NodeOptionsRequest),
+            (
+                Method::POST,
+                "/projections/continuous",
+                Operation::ProjectionCreate,
+            ),
+            (
+                Method::POST,
+                "/projections/onetime",
+                Operation::ProjectionCreate,
+            ),
+            (
+                Method::POST,
+                "/projections/transient",
+                Operation::ProjectionCreate,
+            ),
+            (
+                Method::POST,
+                "/projections/restart",
+                Operation::ProjectionRestartSubsystem,
+            ),
+            (
+                Method::GET,
+                "/projections/any",
+                Operation::ProjectionStatistics,
+            ),
+            (
+                Method::GET,
+                "/projections/continuous",
+                Operation::ProjectionStatistics,
+            ),
+            (
+                Method::GET,
+                "/projection/p",
+                Operation::ProjectionStatistics,
+            ),
+            (Method::DELETE, "/projection/p", Operation::ProjectionDelete),
+            (
+                Method::GET,
+                "/projection/p/statistics",
+                Operation::ProjectionStatistics,
+            ),
+            (
+                Method::GET,
+                "/projection/p/state",
+                Operation::ProjectionState,
+            ),
+            (
+                Method::GET,
+                "/projection/p/result",
+                Operation::ProjectionResult,
+            ),
+            (
+                Method::GET,
+                "/projection/p/query",
+                Operation::ProjectionStatistics,
+            ),
+            (
+                Method::PUT,
+                "/projection/p/query",
+                Operation::ProjectionUpdate,
+            ),
+            (
+                Method::POST,
+                "/projection/p/command/enable",
+                Operation::ProjectionEnable,
+            ),
+            (
+                Method::POST,
+                "/projection/p/command/disable",
+                Operation::ProjectionDisable,
+            ),
+            (
+                Method::POST,
+                "/projection/p/command/abort",
+                Operation::ProjectionDisable,
+            ),
+            (
+                Method::POST,
+                "/projection/p/command/reset",
+                Operation::ProjectionReset,
+            ),
         ];
         for (method, path, operation) in cases {
             assert_eq!(
