@@ -175,12 +175,11 @@ pub async fn run_node(options: Options) -> anyhow::Result<()> {
         crate::security::spawn_default_users(&options, &node);
     }
     let users = stele_services::users::Users::new(node.clone());
-    // Projections run on whichever node leads; gRPC and HTTP share them. The configuration
-    // (RunProjections and the rest) is not read from the options yet: the default runs none.
+    // Projections run on whichever node leads; gRPC and HTTP share them.
     let projections = stele_projections::Projections::start(
         node.clone(),
         access.clone(),
-        stele_projections::Config::default(),
+        projections_config(&options),
     );
     let metrics = stele_api::metrics::Metrics::default();
     let http = stele_api::http::router(
@@ -292,5 +291,34 @@ mod tests {
             limits.max_connections,
             1024 - RESERVED_FILE_DESCRIPTORS as usize
         );
+    }
+}
+
+/// The projections subsystem's settings from the options. `--dev` starts the system
+/// projections and runs at least them, as EventStoreDB's does.
+pub fn projections_config(options: &crate::config::Options) -> stele_projections::Config {
+    use crate::config::RunProjections as Run;
+    let mut run = match options.run_projections {
+        Run::None => stele_projections::RunProjections::None,
+        Run::System => stele_projections::RunProjections::System,
+        Run::All => stele_projections::RunProjections::All,
+    };
+    let mut start_standard = options.start_standard_projections;
+    if options.dev {
+        start_standard = true;
+        if run == stele_projections::RunProjections::None {
+            run = stele_projections::RunProjections::System;
+        }
+    }
+    let millis = |ms: i32| std::time::Duration::from_millis(ms.max(1) as u64);
+    stele_projections::Config {
+        run,
+        start_standard_projections: start_standard,
+        threads: options.projection_threads.clamp(1, 64) as usize,
+        js_limits: stele_projections::js::Limits {
+            execution_timeout: millis(options.projection_execution_timeout),
+            compilation_timeout: millis(options.projection_compilation_timeout),
+            ..stele_projections::js::Limits::default()
+        },
     }
 }

@@ -366,19 +366,19 @@ option_table! {
     // Projections.
 
     /// Which projections run.
-    run_projections: RunProjections = "RunProjections", default "None", NotYet;
+    run_projections: RunProjections = "RunProjections", default "None", Acted;
     /// Start the built-in system projections.
-    start_standard_projections: bool = "StartStandardProjections", default "false", NotYet;
+    start_standard_projections: bool = "StartStandardProjections", default "false", Acted;
     /// Threads for projections.
-    projection_threads: i32 = "ProjectionThreads", default "3", NotYet;
+    projection_threads: i32 = "ProjectionThreads", default "3", Acted;
     /// Minutes an idle query lives.
     projections_query_expiry: i32 = "ProjectionsQueryExpiry", default "5", NotYet;
     /// Fault a projection that sees events out of order.
     fault_out_of_order_projections: bool = "FaultOutOfOrderProjections", default "false", NotYet;
     /// Milliseconds allowed to compile a user projection.
-    projection_compilation_timeout: i32 = "ProjectionCompilationTimeout", default "500", NotYet;
+    projection_compilation_timeout: i32 = "ProjectionCompilationTimeout", default "500", Acted;
     /// Milliseconds allowed for one projection handler.
-    projection_execution_timeout: i32 = "ProjectionExecutionTimeout", default "250", NotYet;
+    projection_execution_timeout: i32 = "ProjectionExecutionTimeout", default "250", Acted;
     /// Maximum size in bytes of a projection's state.
     max_projection_state_size: Option<i32> = "MaxProjectionStateSize", default "", NotYet;
 }
