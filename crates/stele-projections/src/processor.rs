@@ -4,7 +4,9 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use stele_cluster::Node;
 use stele_core::{ExpectedRevision, RecordedEvent};

@@ -31,6 +31,9 @@ impl Workers {
         let mut queues = Vec::new();
         for i in 0..threads.max(1) {
             let (tx, mut rx) = mpsc::channel::<Job>(WORKER_QUEUE_JOBS);
+            // A thread of its own: a JavaScript runtime is not `Send`, so a projection's
+            // handler stays on one thread for its life. (The simulation runs no projections.)
+            #[allow(clippy::disallowed_methods)]
             std::thread::Builder::new()
                 .name(format!("projections-{i}"))
                 .spawn(move || {
@@ -101,6 +104,7 @@ impl Drop for RefInner {
         // A full queue: the job waits on a thread of its own (rare; a handler must not leak).
         if let Err(mpsc::error::TrySendError::Full(job)) = self.queue.try_send(job) {
             let queue = self.queue.clone();
+            #[allow(clippy::disallowed_methods)] // a drop may run outside any runtime
             std::thread::spawn(move || {
                 let _ = queue.blocking_send(job);
             });

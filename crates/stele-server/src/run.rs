@@ -244,6 +244,35 @@ async fn shutdown_signal() {
     }
 }
 
+/// The projections subsystem's settings from the options. `--dev` starts the system
+/// projections and runs at least them, as EventStoreDB's does.
+pub fn projections_config(options: &crate::config::Options) -> stele_projections::Config {
+    use crate::config::RunProjections as Run;
+    let mut run = match options.run_projections {
+        Run::None => stele_projections::RunProjections::None,
+        Run::System => stele_projections::RunProjections::System,
+        Run::All => stele_projections::RunProjections::All,
+    };
+    let mut start_standard = options.start_standard_projections;
+    if options.dev {
+        start_standard = true;
+        if run == stele_projections::RunProjections::None {
+            run = stele_projections::RunProjections::System;
+        }
+    }
+    let millis = |ms: i32| std::time::Duration::from_millis(ms.max(1) as u64);
+    stele_projections::Config {
+        run,
+        start_standard_projections: start_standard,
+        threads: options.projection_threads.clamp(1, 64) as usize,
+        js_limits: stele_projections::js::Limits {
+            execution_timeout: millis(options.projection_execution_timeout),
+            compilation_timeout: millis(options.projection_compilation_timeout),
+            ..stele_projections::js::Limits::default()
+        },
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unnecessary_cast)]
 mod tests {
@@ -291,34 +320,5 @@ mod tests {
             limits.max_connections,
             1024 - RESERVED_FILE_DESCRIPTORS as usize
         );
-    }
-}
-
-/// The projections subsystem's settings from the options. `--dev` starts the system
-/// projections and runs at least them, as EventStoreDB's does.
-pub fn projections_config(options: &crate::config::Options) -> stele_projections::Config {
-    use crate::config::RunProjections as Run;
-    let mut run = match options.run_projections {
-        Run::None => stele_projections::RunProjections::None,
-        Run::System => stele_projections::RunProjections::System,
-        Run::All => stele_projections::RunProjections::All,
-    };
-    let mut start_standard = options.start_standard_projections;
-    if options.dev {
-        start_standard = true;
-        if run == stele_projections::RunProjections::None {
-            run = stele_projections::RunProjections::System;
-        }
-    }
-    let millis = |ms: i32| std::time::Duration::from_millis(ms.max(1) as u64);
-    stele_projections::Config {
-        run,
-        start_standard_projections: start_standard,
-        threads: options.projection_threads.clamp(1, 64) as usize,
-        js_limits: stele_projections::js::Limits {
-            execution_timeout: millis(options.projection_execution_timeout),
-            compilation_timeout: millis(options.projection_compilation_timeout),
-            ..stele_projections::js::Limits::default()
-        },
     }
 }

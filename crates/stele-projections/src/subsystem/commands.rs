@@ -2,7 +2,7 @@
 
 use stele_core::access::Principal;
 
-use super::{expected, map_append, Managed, Projections, Running, Stopped};
+use super::{expected, map_append, Idle, Managed, Projections, Running};
 use crate::api::{CreateMode, CreateRequest, DeleteRequest, QueryInfo, UpdateRequest};
 use crate::definition::{Definition, HandlerType, Mode, RunAs, Settings};
 use crate::error::ProjectionError;
@@ -80,7 +80,7 @@ impl Projections {
         let mut managed = Managed {
             definition,
             run: None,
-            stopped: Stopped::Stopped,
+            stopped: Idle::Stopped,
         };
         if self.may_run(&managed.definition) {
             self.start_run(&mut managed).await;
@@ -215,9 +215,9 @@ impl Projections {
             run.stop(write_checkpoint).await;
         }
         managed.stopped = if write_checkpoint {
-            Stopped::Stopped
+            Idle::Stopped
         } else {
-            Stopped::Aborted
+            Idle::Aborted
         };
         if managed.definition.enabled {
             managed.definition.enabled = false;

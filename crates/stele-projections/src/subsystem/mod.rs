@@ -66,11 +66,11 @@ struct Managed {
     /// state).
     run: Option<Run>,
     /// Set when the projection was stopped without a run (an abort) or could not start.
-    stopped: Stopped,
+    stopped: Idle,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Stopped {
+enum Idle {
     /// Stopped with a checkpoint (or never started).
     Stopped,
     /// Disabled without a checkpoint.
@@ -210,7 +210,7 @@ impl Projections {
                 Managed {
                     definition,
                     run: None,
-                    stopped: Stopped::Stopped,
+                    stopped: Idle::Stopped,
                 },
             );
         }
@@ -266,7 +266,7 @@ impl Projections {
                 Managed {
                     definition,
                     run: None,
-                    stopped: Stopped::Stopped,
+                    stopped: Idle::Stopped,
                 },
             );
         }
@@ -304,11 +304,11 @@ impl Projections {
         match self.make_run(&managed.definition).await {
             Ok(run) => {
                 managed.run = Some(run);
-                managed.stopped = Stopped::Stopped;
+                managed.stopped = Idle::Stopped;
             }
             Err(reason) => {
                 tracing::warn!(projection = %managed.definition.name, %reason, "projection faulted");
-                managed.stopped = Stopped::Faulted(reason);
+                managed.stopped = Idle::Faulted(reason);
             }
         }
     }

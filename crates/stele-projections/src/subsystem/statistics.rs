@@ -1,6 +1,6 @@
 //! `Statistics`: what the subsystem reports of each projection (PROTOCOL-OPS.md §1.3).
 
-use super::{Managed, Projections, Stopped};
+use super::{Idle, Managed, Projections};
 use crate::api::{Selector, Statistics};
 use crate::definition::Mode;
 use crate::error::ProjectionError;
@@ -59,15 +59,15 @@ fn statistics(managed: &Managed) -> Statistics {
                 CoreStatus::Completed => ("Completed".to_owned(), String::new()),
                 CoreStatus::Faulted(reason) => ("Faulted".to_owned(), reason),
                 CoreStatus::Stopped => match &managed.stopped {
-                    Stopped::Aborted => ("Aborted".to_owned(), String::new()),
+                    Idle::Aborted => ("Aborted".to_owned(), String::new()),
                     _ => ("Stopped".to_owned(), String::new()),
                 },
             }
         }
         None => match &managed.stopped {
-            Stopped::Stopped => ("Stopped".to_owned(), String::new()),
-            Stopped::Aborted => ("Aborted".to_owned(), String::new()),
-            Stopped::Faulted(reason) => ("Faulted".to_owned(), reason.clone()),
+            Idle::Stopped => ("Stopped".to_owned(), String::new()),
+            Idle::Aborted => ("Aborted".to_owned(), String::new()),
+            Idle::Faulted(reason) => ("Faulted".to_owned(), reason.clone()),
         },
     };
     s.status = status;

@@ -8,7 +8,6 @@ use stele_cluster::{Direction, Node, StreamReadRequest, StreamReadResult, Stream
 use stele_core::access::Principal;
 use stele_core::{ContentType, ExpectedRevision, ProposedEvent, RecordedEvent, StreamName};
 use stele_services::access::AccessControl;
-use uuid::Uuid;
 
 use super::*;
 use crate::api::{CreateMode, CreateRequest, DeleteRequest, Selector, Statistics, UpdateRequest};
@@ -32,7 +31,7 @@ async fn start(start_standard: bool) -> (Node, Projections) {
 
 fn event(event_type: &str, data: &str) -> ProposedEvent {
     ProposedEvent {
-        id: Uuid::new_v4(),
+        id: stele_cluster::determinism::new_uuid(),
         event_type: event_type.to_owned(),
         content_type: ContentType::Json,
         custom_metadata: Bytes::new(),
