@@ -15,7 +15,8 @@ fi
 cargo build --quiet -p stele-server
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=$(mktemp)
-target/debug/stele --insecure --mem-db --node-ip 127.0.0.1 --http-port "$port" >"$log" 2>&1 &
+target/debug/stele --insecure --mem-db --node-ip 127.0.0.1 --http-port "$port" \
+  --run-projections All --start-standard-projections true >"$log" 2>&1 &
 node=$!
 trap 'kill "$node" 2>/dev/null || true; rm -f "$log"' EXIT
 
@@ -38,6 +39,7 @@ if ! timeout 120 "$venv/bin/python" clients/python/check_esdbclient.py "$port"; 
   exit 1
 fi
 timeout 120 "$venv/bin/python" clients/python/check_esdbclient_persistent.py "$port" || { echo "== node log"; tail -50 "$log"; exit 1; }
+timeout 120 "$venv/bin/python" clients/python/check_esdbclient_projections.py "$port" || { echo "== node log"; tail -50 "$log"; exit 1; }
 
 # The same client against a three-node cluster (stele dev-cluster on 127.0.0.1-3).
 base_http=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
