@@ -7,9 +7,6 @@
 //! EventStoreDB's wire (its `track_emitted_streams` is 3), so it cannot ask for tracking,
 //! and the step list needs a tracked projection (deleting with `delete_emitted_streams`
 //! removes tracked streams only).
-//!
-//! Ignored until the projections subsystem runs user projections and the server passes
-//! `RunProjections` to it (`run.rs` starts it with `Config::default()`, which runs none).
 
 mod common;
 
