@@ -86,7 +86,11 @@ async fn after_a_leader_failover_projections_resume_without_gap_or_duplicate() {
     let deadline = tokio::time::Instant::now() + ELECTION;
     loop {
         let created = projection_client(&connection)
-            .create("placed-counter", query, &CreateProjectionOptions::default())
+            .create(
+                "placed-counter",
+                query.to_owned(),
+                &CreateProjectionOptions::default(),
+            )
             .await;
         match created {
             Ok(()) => break,
@@ -141,11 +145,10 @@ async fn after_a_leader_failover_projections_resume_without_gap_or_duplicate() {
         let state = projection_client(&connection)
             .get_state::<_, Value>("placed-counter", &GetStateProjectionOptions::default())
             .await;
-        let count = state
-            .as_ref()
-            .ok()
-            .and_then(|s| s.as_ref())
-            .and_then(|s| s["count"].as_f64());
+        let count = match &state {
+            Ok(Ok(s)) => s["count"].as_f64(),
+            _ => None,
+        };
         if count == Some(placed as f64) {
             break;
         }
