@@ -205,6 +205,7 @@ pub(crate) async fn start(ctx: RunContext) -> Result<Run, String> {
                 drop(stats);
                 let _ = reply.send(());
             }
+            Ok(Ended::Dropped) => stats.core = CoreStatus::Stopped,
             Ok(Ended::Completed) => {
                 stats.core = CoreStatus::Completed;
                 stats.progress = 100.0;
@@ -310,6 +311,7 @@ fn is_user_stream(stream: &str) -> bool {
 enum Ended {
     Stopped(oneshot::Sender<()>),
     Completed,
+    Dropped,
 }
 
 struct Processor {
@@ -345,7 +347,8 @@ impl Processor {
                         }
                         return Ok(Ended::Stopped(reply));
                     }
-                    None => return Err("the subsystem dropped the projection".into()),
+                    // The subsystem let go of the run (the node stops or no longer leads).
+                    None => return Ok(Ended::Dropped),
                 },
                 step = engine.next() => match step.map_err(|e| format!("reading the source: {e}"))? {
                     Step::Events(items) => self.page(items).await?,
