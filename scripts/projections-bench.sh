@@ -5,12 +5,15 @@
 #   2. a user JavaScript projection counting per partition (100 partitions) over `$all`;
 #   3. the lag between an append's acknowledgement and its $ce- link being readable, for
 #      appends made one at a time while 32 writers keep the node busy.
-# Usage: scripts/projections-bench.sh [LOAD_SECS]. Run when nothing else is building.
+# Usage: [BIN=path/to/stele] scripts/projections-bench.sh [LOAD_SECS]. Run when nothing else is building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-8}
-cargo build --release --quiet -p stele-server
-BIN=target/release/stele
+# BIN=target/debug/stele measures a debug build (opt-level 1) without the release build.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet -p stele-server
+  BIN=target/release/stele
+fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 dir=$(mktemp -d "$PWD/target/projections-bench-XXXX")
 "$BIN" --insecure --db "$dir/db" --node-ip 127.0.0.1 --http-port "$port" --log-level warning \
