@@ -492,8 +492,9 @@ impl Processor {
             .collect();
         let considered = events.len() as i64;
         let started = Instant::now();
-        let output = if events.is_empty() {
-            Output::default()
+        // One trip to the handler's thread per page (none for a page of filtered events).
+        let (output, partitions) = if events.is_empty() {
+            (Output::default(), None)
         } else {
             self.handler
                 .call(move |h| {
@@ -501,12 +502,11 @@ impl Processor {
                     for event in &events {
                         h.handle(event, &mut out)?;
                     }
-                    Ok::<_, String>(out)
+                    Ok::<_, String>((out, Some(h.partitions_cached())))
                 })
                 .await??
         };
         let spent = started.elapsed();
-        let partitions = self.handler.call(|h| h.partitions_cached()).await?;
         let writes = output.writes.len() as i32;
         self.stats.lock().expect("stats lock").writes_in_progress = writes;
         self.writer
@@ -521,7 +521,9 @@ impl Processor {
             stats.writes_in_progress = 0;
             stats.events_processed += considered;
             stats.processing_time_ms += spent.as_millis() as i64;
-            stats.partitions_cached = partitions as i32;
+            if let Some(partitions) = partitions {
+                stats.partitions_cached = partitions as i32;
+            }
             stats.position = self.source.position_text(last_tag);
             stats.progress = self.progress(last_tag);
         }

@@ -51,16 +51,7 @@ impl Projections {
         if running.projections.contains_key(&name) {
             return Err(ProjectionError::Conflict(name));
         }
-        let event = store::event(names::CREATED, name.clone(), None);
-        let id = store::append(
-            &self.inner.node,
-            names::REGISTRY_STREAM,
-            expected(running.registry_revision),
-            vec![event],
-        )
-        .await
-        .map_err(map_append)?;
-        running.registry_revision = id;
+        let id = self.record(running, names::CREATED, &name).await?;
         let definition = Definition {
             name: name.clone(),
             id: id.unwrap_or(0),
@@ -140,7 +131,26 @@ impl Projections {
                 "Cannot delete a projection that hasn't been stopped or faulted.".into(),
             ));
         }
-        let event = store::event(names::DELETED, request.name.clone(), None);
+        self.record(running, names::DELETED, &request.name).await?;
+        let mut managed = running
+            .projections
+            .remove(&request.name)
+            .expect("found above");
+        if let Some(mut run) = managed.run.take() {
+            run.stop(false).await;
+        }
+        self.delete_streams(&managed.definition, &request).await
+    }
+
+    /// Appends a `$ProjectionCreated`/`$ProjectionDeleted` to the registry at the revision
+    /// this leader last saw; answers the event's number (a new projection's id).
+    async fn record(
+        &self,
+        running: &mut Running,
+        event_type: &str,
+        name: &str,
+    ) -> Result<Option<u64>, ProjectionError> {
+        let event = store::event(event_type, name.to_owned(), None);
         let revision = store::append(
             &self.inner.node,
             names::REGISTRY_STREAM,
@@ -150,14 +160,7 @@ impl Projections {
         .await
         .map_err(map_append)?;
         running.registry_revision = revision;
-        let mut managed = running
-            .projections
-            .remove(&request.name)
-            .expect("found above");
-        if let Some(mut run) = managed.run.take() {
-            run.stop(false).await;
-        }
-        self.delete_streams(&managed.definition, &request).await
+        Ok(revision)
     }
 
     /// The streams a delete removes: the definition, and on request the checkpoints and
